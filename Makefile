@@ -1,0 +1,24 @@
+# Two commands set up and run everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+# `python3 -m uv` works wherever pip put uv (user site, venv or system), so no PATH juggling.
+UV := python3 -m uv
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint demo bench serve
+
+setup:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked
+
+lint: setup
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+test: lint
+	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+demo: setup
+	@echo "make demo is defined by the transcription-flow issue (#3); nothing to run yet."
+
+serve: setup
+	$(UV) run --locked voxlake serve-local --port 8765
