@@ -8,11 +8,13 @@ searched for the suite's API keys. Any hit fails the session, naming where the k
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from tests.secrets import ALL_KEYS
+from tests.secrets import ALL_KEYS, KEY_A, KEY_B
+from voxlake.emulator import EmulatorConfig, LocalServer
 
 _leaks: list[str] = []
 
@@ -20,7 +22,9 @@ _leaks: list[str] = []
 def _scan(where: str, text: str) -> None:
     for key in ALL_KEYS:
         if key in text:
-            _leaks.append(f"{where}: ...{text[max(0, text.index(key) - 80) : text.index(key)]}<KEY>")
+            _leaks.append(
+                f"{where}: ...{text[max(0, text.index(key) - 80) : text.index(key)]}<KEY>"
+            )
 
 
 class _LeakScanningHandler(logging.Handler):
@@ -63,3 +67,56 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def leak_log() -> Iterator[list[str]]:
     """The leaks found so far; tests of the scanner itself may inspect and reset it."""
     yield _leaks
+
+
+# -- local AssemblyAI emulator -------------------------------------------------------------------
+
+FAST_PROCESSING_S = 0.02
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[LocalServer]:
+    """One emulator for the session: projects KEY_A and KEY_B, concurrency 5, fast jobs."""
+    config = EmulatorConfig(
+        api_keys=[KEY_A, KEY_B],
+        concurrency_limit=5,
+        processing_fixed_s=FAST_PROCESSING_S,
+        webhook_retry_delay_s=0.01,
+    )
+    with LocalServer(config) as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., LocalServer]]:
+    """Factory for a dedicated emulator; each is started at once and stopped at teardown.
+
+    ``make_server(concurrency_limit=2, faults=...)`` takes any ``EmulatorConfig`` field;
+    ``api_keys`` defaults to (KEY_A, KEY_B) and processing to the fast session setting.
+    Usable directly or as a context manager (stopping twice is harmless).
+    """
+    started: list[LocalServer] = []
+
+    def make(**overrides: Any) -> LocalServer:
+        overrides.setdefault("api_keys", [KEY_A, KEY_B])
+        overrides.setdefault("processing_fixed_s", FAST_PROCESSING_S)
+        overrides.setdefault("webhook_retry_delay_s", 0.01)
+        srv = LocalServer(EmulatorConfig(**overrides)).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+# -- Prefect -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One real Prefect API (temporary server + SQLite) for every flow test in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

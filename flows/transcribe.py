@@ -1,0 +1,158 @@
+"""The main job: a manifest of media in, Parquet tables of transcripts and words out.
+
+Orchestration only; the work is in :mod:`voxlake.pipeline`. Items travel in chunks so that a
+run of thousands of files costs hundreds of Prefect task runs, not thousands (the Prefect server
+records ~40-49 task runs/s here). Small manifests get one task run per item and stage. Each chunk
+moves through upload → submit → poll → collect on its own, so the first chunk's jobs are
+processing while later chunks still upload.
+
+Retries: the client retries each HTTP request (429 with Retry-After, 5xx, network) under its
+RetryPolicy. Task retries only cover what reaches a task un-retried — a filesystem blip while
+writing, a transient error the client never saw — so the two layers never multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from voxlake.client import AssemblyAIClient
+from voxlake.errors import VoxlakeError
+from voxlake.manifest import read_manifest
+from voxlake.pipeline import RunSettings, TranscriptionRun, auto_chunk_size, chunked
+from voxlake.report import summary_markdown, summary_table
+
+TASK_RETRIES = 2
+
+
+def retry_if_not_yet_retried(task: Any, task_run: TaskRun, state: State) -> bool:
+    """Retry transient failures the client has not already retried; never terminal ones.
+
+    A plain function on purpose: Prefect 3.8 only calls plain functions or coroutine functions
+    here (a partial or callable object silently disables retries).
+    """
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as raised:
+            exc = raised
+    if isinstance(exc, VoxlakeError):
+        return exc.transient and exc.attempts <= 1
+    return isinstance(exc, OSError)
+
+
+_task_options: dict[str, Any] = {
+    "retries": TASK_RETRIES,
+    "retry_delay_seconds": [1.0, 5.0],
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_not_yet_retried,
+    # Tasks return media ids; transcripts never pass through Prefect results.
+    "persist_result": False,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="upload", **_task_options)
+async def upload_media(run: TranscriptionRun, media_ids: list[str]) -> list[str]:
+    return await run.upload(media_ids)
+
+
+@task(name="submit", **_task_options)
+async def submit_transcripts(run: TranscriptionRun, media_ids: list[str]) -> list[str]:
+    return await run.submit(media_ids)
+
+
+@task(name="poll", **_task_options)
+async def poll_transcripts(run: TranscriptionRun, media_ids: list[str]) -> list[str]:
+    return await run.wait(media_ids)
+
+
+@task(name="collect", **_task_options)
+async def collect_transcripts(run: TranscriptionRun, media_ids: list[str]) -> int:
+    return await run.collect(media_ids)
+
+
+@flow(
+    name="transcribe-manifest",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    persist_result=False,
+)
+async def transcribe_manifest(
+    manifest: str,
+    output: str,
+    options: dict[str, Any] | None = None,
+    chunk_size: int | None = None,
+    on_invalid: Literal["fail", "skip"] = "fail",
+    fail_on_error: bool = False,
+    max_uploads: int = 16,
+    poll_timeout_s: float | None = 6 * 3600.0,
+) -> State:
+    """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
+
+    The API key and base URL come from ``ASSEMBLYAI_API_KEY`` / ``ASSEMBLYAI_BASE_URL`` (or
+    ``ASSEMBLYAI_REGION``), never from parameters, so they never reach Prefect's database.
+    """
+    logger = get_run_logger()
+    items = read_manifest(manifest, defaults=options, on_invalid=on_invalid)
+    settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+    run_id = str(flow_run.get_id() or "local")
+    async with (
+        AssemblyAIClient() as client,
+        TranscriptionRun(
+            items, output, client=client, flow_run_id=run_id, settings=settings
+        ) as run,
+    ):
+        size = chunk_size or auto_chunk_size(len(run.records))
+        chunks = chunked(run.media_ids, size)
+        logger.info(
+            "%d items (%d invalid rows) in %d chunks of up to %d; writing to %s",
+            len(run.records),
+            len(run.invalid),
+            len(chunks),
+            size,
+            output,
+        )
+        # Admit chunks to the upload stage a few at a time so early chunks finish uploading (and
+        # start processing server-side) first, instead of every chunk advancing in lockstep.
+        upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
+
+        async def process(chunk: list[str]) -> None:
+            stage = "upload"
+            try:
+                async with upload_gate:
+                    ids = await upload_media(run, chunk)
+                stage = "submit"
+                ids = await submit_transcripts(run, ids) if ids else ids
+                stage = "poll"
+                ids = await poll_transcripts(run, ids) if ids else ids
+                stage = "write"
+                if ids:
+                    await collect_transcripts(run, ids)
+            except Exception as exc:  # a task that failed after its retries
+                run.fail_pending(chunk, stage, exc)
+
+        await asyncio.gather(*(process(chunk) for chunk in chunks))
+        summary = await run.finish()
+
+    await acreate_markdown_artifact(
+        markdown=summary_markdown(summary), key="voxlake-run-summary", description=summary.message
+    )
+    await acreate_table_artifact(
+        table=summary_table(summary),
+        key="voxlake-run-items",
+        description="failures and lowest-confidence items",
+    )
+    logger.info(summary.message)
+    if summary.failed and fail_on_error:
+        return Failed(message=summary.message, data=summary)
+    return Completed(message=summary.message, data=summary)

@@ -1,0 +1,46 @@
+"""Small helpers shared by the emulator tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.secrets import KEY_A
+from voxlake.emulator import LocalServer
+from voxlake.emulator.synth import synth_wav
+
+MODELS = ["universal-3-pro", "universal-2"]
+SCRIPT = (
+    "Wildfires in Canada are sending smoke south. Air quality alerts went out today. "
+    "Experts at Johns Hopkins said the smoke is unhealthy. People should stay inside. "
+    "Where is the smoke going next? Forecasters expect it to drift east."
+)
+
+
+def client(srv: LocalServer, key: str | None = KEY_A, **kw: Any) -> httpx.Client:
+    headers = {"authorization": key} if key is not None else {}
+    return httpx.Client(base_url=srv.base_url, headers=headers, timeout=30.0, **kw)
+
+
+def upload(c: httpx.Client, data: bytes) -> str:
+    r = c.post("/v2/upload", content=data)
+    assert r.status_code == 200, r.text
+    return r.json()["upload_url"]
+
+
+def submit(c: httpx.Client, audio_url: str, **params: Any) -> dict[str, Any]:
+    r = c.post("/v2/transcript", json={"audio_url": audio_url, "speech_models": MODELS, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def transcribe(
+    srv: LocalServer, c: httpx.Client, text: str | None = SCRIPT, duration: float = 12.0, **p: Any
+) -> dict[str, Any]:
+    """Upload a synthetic WAV, submit, wait (on server state, not sleeps) and fetch."""
+    t = submit(c, upload(c, synth_wav(text, duration)), **p)
+    srv.wait_for_transcript(t["id"])
+    r = c.get(f"/v2/transcript/{t['id']}")
+    assert r.status_code == 200
+    return r.json()

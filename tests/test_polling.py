@@ -1,0 +1,301 @@
+"""Polling with an injected clock and sleep: no real waiting anywhere in this module."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from tests.secrets import KEY_A
+from voxlake.client import AssemblyAIClient
+from voxlake.errors import PollTimeoutError, TranscriptFailedError
+from voxlake.models import Transcript, TranscriptStatus
+from voxlake.polling import (
+    BatchPoller,
+    estimate_processing_s,
+    fetch_statuses,
+    interval_sequence,
+    raise_for_status,
+    wait_for_completion,
+)
+from voxlake.retry import RetryPolicy
+
+BASE = "https://api.test"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FakeAccount:
+    """An in-memory account behind httpx.MockTransport: list paging + GET by id.
+
+    Same list semantics as AssemblyAI and the emulator: newest first, ``before_id`` pages
+    to older transcripts, ``prev_url`` names the oldest id on the page.
+    """
+
+    def __init__(self, n: int) -> None:
+        # index 0 = oldest; ids sort by creation
+        self.ids = [f"t{i:05d}" for i in range(n)]
+        self.status = dict.fromkeys(self.ids, TranscriptStatus.processing)
+        self.list_requests = 0
+        self.get_requests = 0
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def client(self) -> AssemblyAIClient:
+        return AssemblyAIClient(
+            api_key=KEY_A, base_url=BASE, transport=self.transport(), retry=RetryPolicy.none()
+        )
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v2/transcript":
+            return self._list(parse_qs(request.url.query.decode()))
+        tid = path.rsplit("/", 1)[-1]
+        self.get_requests += 1
+        if tid not in self.status:
+            return httpx.Response(404, json={"error": "Not found"})
+        return httpx.Response(200, json=self._transcript(tid))
+
+    def _transcript(self, tid: str) -> dict[str, object]:
+        status = self.status[tid]
+        body: dict[str, object] = {"id": tid, "status": status.value, "audio_url": "https://a"}
+        if status is TranscriptStatus.error:
+            body["error"] = "Audio duration is too short."
+        return body
+
+    def _list(self, query: dict[str, list[str]]) -> httpx.Response:
+        self.list_requests += 1
+        limit = int(query.get("limit", ["10"])[0])
+        newest_first = list(reversed(self.ids))
+        if "before_id" in query:
+            newest_first = newest_first[newest_first.index(query["before_id"][0]) + 1 :]
+        page = newest_first[:limit]
+        url = f"{BASE}/v2/transcript?limit={limit}"
+        items = [
+            {
+                "id": tid,
+                "resource_url": f"{BASE}/v2/transcript/{tid}",
+                "status": self.status[tid].value,
+                "created": "2026-01-01T00:00:00.000000",
+                "completed": None,
+                "audio_url": "https://a",
+                "error": None,
+            }
+            for tid in page
+        ]
+        details = {
+            "limit": limit,
+            "result_count": len(page),
+            "current_url": url,
+            "prev_url": f"{url}&before_id={page[-1]}" if page else None,
+            "next_url": f"{url}&after_id={page[0]}" if page else None,
+        }
+        return httpx.Response(200, json={"page_details": details, "transcripts": items})
+
+
+class ScriptedStatuses:
+    """get_transcript returning a scripted status sequence, recording the clock at each call."""
+
+    def __init__(self, clock: FakeClock, statuses: list[str]) -> None:
+        self.clock = clock
+        self.statuses: Iterator[str] = iter(statuses)
+        self.calls: list[float] = []
+
+    async def get_transcript(self, transcript_id: str) -> Transcript:
+        self.calls.append(self.clock.now)
+        return Transcript(id=transcript_id, status=next(self.statuses), audio_url="https://a")
+
+    def iter_transcript_pages(self, **_kw: object) -> object:
+        raise AssertionError("not used")
+
+
+def test_interval_sequence_first_then_backoff_capped() -> None:
+    delay = interval_sequence(42.0, max_interval_s=20.0)
+    assert [round(delay(n), 3) for n in range(8)] == [
+        42.0,
+        3.0,
+        4.5,
+        6.75,
+        10.125,
+        15.188,
+        20.0,
+        20.0,
+    ]
+
+
+def test_estimate_processing_s() -> None:
+    assert estimate_processing_s() == 3.0
+    assert estimate_processing_s(audio_duration_s=600) == pytest.approx(93.0)
+    assert estimate_processing_s(size_bytes=16_000 * 600) == pytest.approx(93.0)
+    assert estimate_processing_s(audio_duration_s=10 * 3600) == 300.0
+
+
+@pytest.mark.anyio
+async def test_wait_adapts_interval_and_returns_completed() -> None:
+    clock = FakeClock()
+    client = ScriptedStatuses(clock, ["queued", "processing", "processing", "completed"])
+    t = await wait_for_completion(client, "abc", sleep=clock.sleep, clock=clock)  # type: ignore[arg-type]
+    assert t.status is TranscriptStatus.completed
+    assert clock.sleeps == [3.0, 3.0, 4.5, 6.75]
+    assert len(client.calls) == 4
+
+
+@pytest.mark.anyio
+async def test_first_poll_placed_by_expected_processing_time() -> None:
+    clock = FakeClock()
+    client = ScriptedStatuses(clock, ["completed"])
+    await wait_for_completion(
+        client,  # type: ignore[arg-type]
+        "abc",
+        expected_processing_s=estimate_processing_s(audio_duration_s=600),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert clock.sleeps == [pytest.approx(93.0)]
+
+
+@pytest.mark.anyio
+async def test_error_transcript_is_returned_as_data_and_raise_for_status_converts() -> None:
+    clock = FakeClock()
+    client = ScriptedStatuses(clock, ["processing", "error"])
+    t = await wait_for_completion(client, "abc", sleep=clock.sleep, clock=clock)  # type: ignore[arg-type]
+    assert t.status is TranscriptStatus.error
+    with pytest.raises(TranscriptFailedError) as info:
+        raise_for_status(t)
+    assert "abc" in str(info.value)
+    done = Transcript(id="x", status="completed", audio_url="https://a")
+    assert raise_for_status(done) is done
+
+
+@pytest.mark.anyio
+async def test_timeout_names_the_id_and_how_to_resume() -> None:
+    clock = FakeClock()
+    client = ScriptedStatuses(clock, ["processing"] * 100)
+    with pytest.raises(PollTimeoutError) as info:
+        await wait_for_completion(
+            client,  # type: ignore[arg-type]
+            "tx-123",
+            timeout_s=30,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    err = info.value
+    assert err.transcript_id == "tx-123" and err.last_status == "processing"
+    assert "tx-123" in str(err) and "do NOT resubmit" in str(err)
+    assert "poll transcript tx-123 by id" in str(err)
+    # Never slept past the deadline: 3 + 3 + 4.5 + 6.75 + 10.125 = 27.375, then 2.625 to 30.
+    assert sum(clock.sleeps) == pytest.approx(30.0)
+    assert clock.sleeps[-1] == pytest.approx(2.625)
+
+
+@pytest.mark.anyio
+async def test_fetch_statuses_uses_ceil_n_over_200_list_requests() -> None:
+    account = FakeAccount(450)
+    account.status["t00000"] = TranscriptStatus.completed
+    async with account.client() as client:
+        statuses = await fetch_statuses(client, account.ids)
+    assert len(statuses) == 450
+    assert statuses["t00000"] is TranscriptStatus.completed
+    assert account.list_requests == math.ceil(450 / 200) == 3
+    assert account.get_requests == 0
+
+
+@pytest.mark.anyio
+async def test_fetch_statuses_stops_as_soon_as_all_seen() -> None:
+    account = FakeAccount(5000)
+    recent = account.ids[-250:]  # our jobs are the newest ones
+    async with account.client() as client:
+        statuses = await fetch_statuses(client, recent)
+    assert set(statuses) == set(recent)
+    assert account.list_requests == 2
+
+
+@pytest.mark.anyio
+async def test_fetch_statuses_reports_missing_ids_by_absence() -> None:
+    account = FakeAccount(30)
+    async with account.client() as client:
+        statuses = await fetch_statuses(client, [*account.ids[:3], "never-existed"])
+    assert "never-existed" not in statuses and len(statuses) == 3
+    assert account.list_requests == 1  # 30 < 200: one short page is the last page
+
+
+@pytest.mark.anyio
+async def test_batch_poller_yields_each_finished_job_once() -> None:
+    account = FakeAccount(1000)
+    ours = account.ids[-450:]
+    clock = FakeClock()
+    async with account.client() as client:
+        poller = BatchPoller(client, interval_s=10, sleep=clock.sleep, clock=clock)
+        poller.add_many(ours)
+        assert await poller.poll_once() == []
+        first_round = account.list_requests
+        assert first_round == 3
+        for tid in ours[:100]:
+            account.status[tid] = TranscriptStatus.completed
+        for tid in ours[100:110]:
+            account.status[tid] = TranscriptStatus.error
+        finished = await poller.poll_once()
+        assert {r.transcript_id for r in finished} == set(ours[:110])
+        assert all(r.transcript is None for r in finished)
+        assert len(poller.pending) == 340
+        for tid in ours:
+            if account.status[tid] is TranscriptStatus.processing:
+                account.status[tid] = TranscriptStatus.completed
+        rest = [r async for r in poller.results()]
+        assert {r.transcript_id for r in rest} == set(ours[110:])
+        assert not poller.pending
+    assert account.get_requests == 0  # statuses came from list pages only
+
+
+@pytest.mark.anyio
+async def test_batch_poller_falls_back_to_get_for_ids_missing_from_list() -> None:
+    account = FakeAccount(10)
+    clock = FakeClock()
+    async with account.client() as client:
+        poller = BatchPoller(client, missing_rounds=2, sleep=clock.sleep, clock=clock)
+        poller.add_many(["gone", account.ids[0]])
+        account.ids.remove("t00000")  # not listed (e.g. older than 90 days) but GET-able
+        account.status["t00000"] = TranscriptStatus.completed
+        assert await poller.poll_once() == []  # first miss: just counted
+        results = {r.transcript_id: r for r in await poller.poll_once()}
+    assert results["t00000"].transcript is not None
+    assert results["t00000"].status is TranscriptStatus.completed
+    assert results["gone"].status is None and results["gone"].error is not None
+    assert not poller.pending
+
+
+@pytest.mark.anyio
+async def test_batch_poller_timeout_is_resumable() -> None:
+    account = FakeAccount(3)
+    clock = FakeClock()
+    async with account.client() as client:
+        poller = BatchPoller(client, interval_s=10, sleep=clock.sleep, clock=clock)
+        poller.add_many(account.ids)
+        with pytest.raises(PollTimeoutError) as info:
+            async for _ in poller.results(timeout_s=25):
+                pass
+    assert info.value.transcript_id in account.ids
+    assert clock.sleeps == [10, 10, 10]
+    assert len(poller.pending) == 3  # still tracked: resume by calling results() again

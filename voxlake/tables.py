@@ -1,0 +1,691 @@
+"""The output tables: explicit Arrow schemas, transcript -> record batches, atomic Parquet writes.
+
+Three tables, each a hive-partitioned Parquet dataset under one output root::
+
+    <root>/transcripts/run_date=YYYY-MM-DD/part-<prefix>-<seq>.parquet   one row per item per run
+    <root>/words/run_date=YYYY-MM-DD/part-<prefix>-<seq>.parquet         one row per word
+    <root>/utterances/run_date=YYYY-MM-DD/part-<prefix>-<seq>.parquet    one row per speaker turn
+
+Schemas are written out here, never inferred from data: a run where every ``speaker`` happens to
+be null must still produce a ``string`` column, or readers that union runs break. Column docs live
+in the field metadata (key ``description``) and ``docs/tables.md`` is generated from them
+(:func:`schema_markdown`; a test keeps the two in sync).
+
+Order of writes matters for readers: a ``transcripts`` row is the commit record of an item, so
+:class:`TableSink` flushes words and utterances *before* the transcripts that describe them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+__all__ = [
+    "PARTITION_COLUMN",
+    "SCHEMAS",
+    "TRANSCRIPTS_SCHEMA",
+    "UTTERANCES_SCHEMA",
+    "WORDS_SCHEMA",
+    "DatasetWriter",
+    "TableSink",
+    "WrittenFile",
+    "local_fingerprint",
+    "read_table",
+    "schema_markdown",
+    "transcript_row",
+    "transcripts_batch",
+    "utterances_batch",
+    "words_batch",
+]
+
+PARTITION_COLUMN = "run_date"
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def _f(name: str, type_: pa.DataType, description: str, *, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"description": description})
+
+
+_RUN_DATE = _f(
+    PARTITION_COLUMN,
+    pa.date32(),
+    "UTC date the flow run started; the hive partition (`run_date=YYYY-MM-DD` folder), not "
+    "stored inside the files",
+    nullable=False,
+)
+
+TRANSCRIPTS_SCHEMA = pa.schema(
+    [
+        _f(
+            "media_id",
+            pa.string(),
+            "Stable key of the media item (docs/manifest.md)",
+            nullable=False,
+        ),
+        _f(
+            "source", pa.string(), "Absolute local path or URL that was transcribed", nullable=False
+        ),
+        _f("source_size", pa.int64(), "Size of the source in bytes; null when unknown (URLs)"),
+        _f(
+            "source_fingerprint",
+            pa.string(),
+            "Identity of the source bytes (`size:mtime_ns` for local files); null when unknown",
+        ),
+        _f("transcript_id", pa.string(), "AssemblyAI transcript id; null if never submitted"),
+        _f("status", pa.string(), "`completed` or `error`", nullable=False),
+        _f("error", pa.string(), "Why the item failed (AssemblyAI or voxlake message); null if ok"),
+        _f("text", pa.string(), "Full transcript text"),
+        _f("confidence", pa.float64(), "Transcript-level confidence, 0..1"),
+        _f("audio_duration_s", pa.float64(), "Audio duration in seconds, as AssemblyAI reports it"),
+        _f("language_code", pa.string(), "Language of the transcript (e.g. `en_us`)"),
+        _f("speech_model", pa.string(), "Speech model AssemblyAI used (`speech_model_used`)"),
+        _f(
+            "word_count", pa.int64(), "Number of rows this transcript has in `words`; null if error"
+        ),
+        _f(
+            "options_hash",
+            pa.string(),
+            "Fingerprint of the effective transcription options (manifest.options_hash)",
+            nullable=False,
+        ),
+        _f("submitted_at", _UTC_US, "When voxlake submitted the transcript (UTC)"),
+        _f("completed_at", _UTC_US, "When voxlake saw the final status (UTC)"),
+        _f("flow_run_id", pa.string(), "Prefect flow run that produced the row", nullable=False),
+        _RUN_DATE,
+    ],
+    metadata={"description": "One row per media item per flow run."},
+)
+
+WORDS_SCHEMA = pa.schema(
+    [
+        _f("media_id", pa.string(), "Stable key of the media item", nullable=False),
+        _f("transcript_id", pa.string(), "AssemblyAI transcript id", nullable=False),
+        _f(
+            "word_index",
+            pa.int32(),
+            "Position of the word in the transcript, from 0",
+            nullable=False,
+        ),
+        _f(
+            "text",
+            pa.string(),
+            "The word as transcribed (with punctuation if enabled)",
+            nullable=False,
+        ),
+        _f("start_ms", pa.int64(), "Start time in the audio, milliseconds"),
+        _f("end_ms", pa.int64(), "End time in the audio, milliseconds"),
+        _f("confidence", pa.float64(), "Word confidence, 0..1"),
+        _f("speaker", pa.string(), "Speaker label (`A`, `B`, ...) when speaker_labels is on"),
+        _f("channel", pa.string(), "Audio channel (`1`, `2`, ...) when multichannel is on"),
+        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        _RUN_DATE,
+    ],
+    metadata={"description": "One row per transcribed word."},
+)
+
+UTTERANCES_SCHEMA = pa.schema(
+    [
+        _f("media_id", pa.string(), "Stable key of the media item", nullable=False),
+        _f("transcript_id", pa.string(), "AssemblyAI transcript id", nullable=False),
+        _f("utterance_index", pa.int32(), "Position of the utterance, from 0", nullable=False),
+        _f("speaker", pa.string(), "Speaker label (`A`, `B`, ...)"),
+        _f("channel", pa.string(), "Audio channel when multichannel is on"),
+        _f("start_ms", pa.int64(), "Start time in the audio, milliseconds"),
+        _f("end_ms", pa.int64(), "End time in the audio, milliseconds"),
+        _f("confidence", pa.float64(), "Utterance confidence, 0..1"),
+        _f("text", pa.string(), "What was said in this turn", nullable=False),
+        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        _RUN_DATE,
+    ],
+    metadata={
+        "description": "One row per speaker turn; only for transcripts with speaker_labels or "
+        "multichannel on."
+    },
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "transcripts": TRANSCRIPTS_SCHEMA,
+    "words": WORDS_SCHEMA,
+    "utterances": UTTERANCES_SCHEMA,
+}
+
+
+def _file_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema stored in each file: the partition column lives in the folder name only."""
+    return schema.remove(schema.get_field_index(PARTITION_COLUMN))
+
+
+def _partitioning() -> ds.Partitioning:
+    return ds.partitioning(pa.schema([_RUN_DATE]), flavor="hive")
+
+
+def schema_markdown(schema: pa.Schema) -> str:
+    """A Markdown table (column, type, nullable, meaning) for docs/tables.md."""
+    lines = ["| column | type | null? | meaning |", "|---|---|---|---|"]
+    for f in schema:
+        desc = (f.metadata or {}).get(b"description", b"").decode()
+        lines.append(f"| `{f.name}` | `{f.type}` | {'yes' if f.nullable else 'no'} | {desc} |")
+    return "\n".join(lines)
+
+
+# --- transcript -> batches --------------------------------------------------------------------
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """Field access for both plain dicts (raw JSON) and objects (voxlake.models.Transcript)."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _column(items: Sequence[Any], name: str) -> list[Any]:
+    # One comprehension per column (not per-row pyarrow calls): this is the hot loop for
+    # millions of words, and a list comprehension with a bound .get is the fastest pure-Python
+    # way to pull one field out of many dicts.
+    if not items:
+        return []
+    if isinstance(items[0], Mapping):
+        return [w.get(name) for w in items]
+    return [getattr(w, name, None) for w in items]
+
+
+def _string_array(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        # e.g. a channel given as an int by some producer: the table type is still string.
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
+    # repeat() builds the column in C instead of a Python list of n equal values.
+    return pa.repeat(pa.scalar(value, type=type_), n)
+
+
+def _batch(schema: pa.Schema, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    batch = pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+    _check_not_null(batch, schema)
+    return batch
+
+
+def _check_not_null(data: pa.RecordBatch | pa.Table, schema: pa.Schema) -> None:
+    # Arrow does not enforce nullable=False when building from arrays; Parquet readers would then
+    # see nulls in a REQUIRED column. null_count is O(1) (cached per array).
+    for f in schema:
+        if not f.nullable and f.name in data.column_names and data.column(f.name).null_count:
+            raise ValueError(f"column {f.name!r} must not contain nulls")
+
+
+def _transcript_id(transcript: Any) -> str:
+    tid = _get(transcript, "id")
+    if not tid:
+        raise ValueError("transcript has no id")
+    return str(tid)
+
+
+def words_batch(
+    media_id: str,
+    transcript: Any,
+    *,
+    flow_run_id: str,
+    run_date: dt.date,
+) -> pa.RecordBatch:
+    """The ``words`` rows of one transcript (a dict, or an object such as ``models.Transcript``).
+
+    Words are taken as AssemblyAI returns them (``start``/``end`` in ms); ``word_index`` is their
+    position. A transcript without words gives an empty batch with the same schema.
+    """
+    tid = _transcript_id(transcript)
+    words = _get(transcript, "words") or []
+    n = len(words)
+    columns = {
+        "media_id": _constant(media_id, n, pa.string()),
+        "transcript_id": _constant(tid, n, pa.string()),
+        "word_index": pa.array(np.arange(n, dtype=np.int32)),
+        "text": _string_array(_column(words, "text")),
+        "start_ms": pa.array(_column(words, "start"), type=pa.int64()),
+        "end_ms": pa.array(_column(words, "end"), type=pa.int64()),
+        "confidence": pa.array(_column(words, "confidence"), type=pa.float64()),
+        "speaker": _string_array(_column(words, "speaker")),
+        "channel": _string_array(_column(words, "channel")),
+        "flow_run_id": _constant(flow_run_id, n, pa.string()),
+        PARTITION_COLUMN: _constant(run_date, n, pa.date32()),
+    }
+    return _batch(WORDS_SCHEMA, columns)
+
+
+def utterances_batch(
+    media_id: str,
+    transcript: Any,
+    *,
+    flow_run_id: str,
+    run_date: dt.date,
+) -> pa.RecordBatch:
+    """The ``utterances`` rows of one transcript; empty when it has none (no speaker labels)."""
+    tid = _transcript_id(transcript)
+    utterances = _get(transcript, "utterances") or []
+    n = len(utterances)
+    columns = {
+        "media_id": _constant(media_id, n, pa.string()),
+        "transcript_id": _constant(tid, n, pa.string()),
+        "utterance_index": pa.array(np.arange(n, dtype=np.int32)),
+        "speaker": _string_array(_column(utterances, "speaker")),
+        "channel": _string_array(_column(utterances, "channel")),
+        "start_ms": pa.array(_column(utterances, "start"), type=pa.int64()),
+        "end_ms": pa.array(_column(utterances, "end"), type=pa.int64()),
+        "confidence": pa.array(_column(utterances, "confidence"), type=pa.float64()),
+        "text": _string_array(_column(utterances, "text")),
+        "flow_run_id": _constant(flow_run_id, n, pa.string()),
+        PARTITION_COLUMN: _constant(run_date, n, pa.date32()),
+    }
+    return _batch(UTTERANCES_SCHEMA, columns)
+
+
+def _enum_value(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    # Naive datetimes are taken as UTC: AssemblyAI's own timestamps carry no zone and are UTC.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def transcript_row(
+    media_id: str,
+    transcript: Any | None,
+    *,
+    source: str,
+    options_hash: str,
+    flow_run_id: str,
+    run_date: dt.date,
+    source_size: int | None = None,
+    source_fingerprint: str | None = None,
+    submitted_at: dt.datetime | None = None,
+    completed_at: dt.datetime | None = None,
+    error: str | None = None,
+    transcript_id: str | None = None,
+) -> dict[str, Any]:
+    """One ``transcripts`` row as a dict (feed a list of them to :func:`transcripts_batch`).
+
+    ``transcript`` is the final transcript (dict or object), or ``None`` when the item failed
+    before AssemblyAI had one (upload error, invalid manifest row): then ``error`` is required and
+    the row has status ``error``. ``error`` also overrides the transcript's own error text.
+    ``transcript_id`` names the job of an item that failed after submission (a poll timeout), so
+    the row says which job to resume.
+    """
+    if transcript is None:
+        if not error:
+            raise ValueError(f"{media_id}: a row without a transcript needs an error message")
+        status, tid, words = "error", transcript_id, None
+    else:
+        status = str(_enum_value(_get(transcript, "status")))
+        if status not in ("completed", "error"):
+            raise ValueError(
+                f"{media_id}: transcript {_get(transcript, 'id')} is {status!r}; only final "
+                "transcripts (completed or error) are written"
+            )
+        tid = _transcript_id(transcript)
+        words = _get(transcript, "words")
+        error = error or _get(transcript, "error")
+        if status == "error" and not error:
+            error = "transcript failed without an error message"
+    completed = status == "completed"
+    duration = _get(transcript, "audio_duration") if transcript is not None else None
+    return {
+        "media_id": media_id,
+        "source": source,
+        "source_size": source_size,
+        "source_fingerprint": source_fingerprint,
+        "transcript_id": tid,
+        "status": status,
+        "error": None if completed else error,
+        "text": _get(transcript, "text") if completed else None,
+        "confidence": _get(transcript, "confidence") if completed else None,
+        "audio_duration_s": float(duration) if completed and duration is not None else None,
+        "language_code": _get(transcript, "language_code") if completed else None,
+        "speech_model": (
+            _get(transcript, "speech_model_used") or _enum_value(_get(transcript, "speech_model"))
+            if completed
+            else None
+        ),
+        # Must equal the rows words_batch writes for this transcript (check_invariants).
+        "word_count": len(words or []) if completed else None,
+        "options_hash": options_hash,
+        "submitted_at": _utc(submitted_at),
+        "completed_at": _utc(completed_at),
+        "flow_run_id": flow_run_id,
+        PARTITION_COLUMN: run_date,
+    }
+
+
+def transcripts_batch(rows: Iterable[Mapping[str, Any]]) -> pa.RecordBatch:
+    """``transcripts`` rows (from :func:`transcript_row`) as one batch with the exact schema."""
+    rows = list(rows)
+    names = set(TRANSCRIPTS_SCHEMA.names)
+    for i, row in enumerate(rows):
+        if set(row) != names:
+            missing, extra = sorted(names - set(row)), sorted(set(row) - names)
+            raise ValueError(f"transcripts row {i}: missing {missing}, unexpected {extra}")
+    columns = {f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in TRANSCRIPTS_SCHEMA}
+    return _batch(TRANSCRIPTS_SCHEMA, columns)
+
+
+def local_fingerprint(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """``(source_size, source_fingerprint)`` of a local file: size and ``size:mtime_ns``.
+
+    Cheap (one stat, no hashing of gigabytes) and changes whenever the file is rewritten, which
+    is what a later "skip unchanged media" ledger needs.
+    """
+    st = os.stat(path)
+    return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _as_arrow_fs(filesystem: Any | None) -> pafs.FileSystem:
+    if filesystem is None:
+        return pafs.LocalFileSystem()
+    if isinstance(filesystem, pafs.FileSystem):
+        return filesystem
+    # An fsspec filesystem (s3fs, memory, ...): pyarrow wraps it with the same interface.
+    return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
+
+
+def _is_local(fs: pafs.FileSystem) -> bool:
+    return isinstance(fs, pafs.LocalFileSystem)
+
+
+def _atomic_write(fs: pafs.FileSystem, path: str, table: pa.Table, **parquet_options: Any) -> None:
+    """Publish ``table`` at ``path`` so that no reader ever sees a partial file.
+
+    The one place that knows how: locally, write a hidden temp file in the same directory (same
+    filesystem, so the rename is atomic), fsync it, then ``os.replace``. The temp name starts
+    with ``.`` (skipped by pyarrow.dataset, Spark, pandas) and ends in ``.tmp`` (not matched by
+    ``*.parquet`` globs such as DuckDB's). On an object store (S3) a single PUT/multipart upload
+    of the complete object is already atomic, so the file is written in place.
+    """
+    directory, name = path.rsplit("/", 1)
+    fs.create_dir(directory, recursive=True)
+    if not _is_local(fs):
+        pq.write_table(table, path, filesystem=fs, **parquet_options)
+        return
+    tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, **parquet_options)
+            f.flush()
+            # Without fsync a crash after the rename can leave a complete name with empty data.
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    rows: int
+
+
+class DatasetWriter:
+    """Appends batches of one table to ``<root>/<table>/run_date=.../part-<prefix>-<seq>.parquet``.
+
+    Memory-bounded: batches are buffered until ``max_buffer_rows`` rows or ``max_buffer_bytes``
+    bytes, then written as one file per partition (row groups of at most ``row_group_rows`` rows
+    and roughly ``row_group_bytes``). :meth:`close` writes the rest. Every file is published
+    atomically (:func:`_atomic_write`).
+
+    File names are unique per writer: ``prefix`` is ``<flow_run_id>-<8 hex>`` (or a uuid), so
+    several tasks of one flow run, or a retried flow run, never overwrite each other's files.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        table: str,
+        *,
+        flow_run_id: str | None = None,
+        filesystem: Any | None = None,
+        max_buffer_rows: int = 500_000,
+        max_buffer_bytes: int = 256 * 1024 * 1024,
+        row_group_rows: int = 128 * 1024,
+        row_group_bytes: int = 64 * 1024 * 1024,
+        compression: str = "zstd",
+    ) -> None:
+        if table not in SCHEMAS:
+            raise ValueError(f"unknown table {table!r}; expected one of {sorted(SCHEMAS)}")
+        self.fs = _as_arrow_fs(filesystem)
+        root_text = os.fspath(root)
+        if _is_local(self.fs):
+            root_text = os.path.abspath(root_text)
+        self.root = root_text.rstrip("/")
+        self.table = table
+        self.schema = SCHEMAS[table]
+        self._file_schema = _file_schema(self.schema)
+        token = uuid.uuid4().hex
+        self.prefix = f"{flow_run_id}-{token[:8]}" if flow_run_id else token
+        self.max_buffer_rows = max_buffer_rows
+        self.max_buffer_bytes = max_buffer_bytes
+        self.row_group_rows = row_group_rows
+        self.row_group_bytes = row_group_bytes
+        self.compression = compression
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+        self._seq = 0
+        self._closed = False
+        self.files: list[WrittenFile] = []
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        """Buffer rows; flushes a file when the buffer is full."""
+        if self._closed:
+            raise RuntimeError(f"{self.table} writer is closed")
+        if not data.schema.equals(self.schema):
+            raise TypeError(
+                f"{self.table}: data schema does not match the table schema\n"
+                f"expected:\n{self.schema.remove_metadata()}\ngot:\n{data.schema.remove_metadata()}"
+            )
+        _check_not_null(data, self.schema)
+        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            self._buffer.append(batch)
+            self._buffered_rows += batch.num_rows
+            self._buffered_bytes += batch.nbytes
+        if self._buffered_rows >= self.max_buffer_rows or (
+            self._buffered_bytes >= self.max_buffer_bytes
+        ):
+            self.flush()
+
+    def flush(self) -> list[WrittenFile]:
+        """Write everything buffered now (one file per run_date); returns the new files."""
+        if not self._buffer:
+            return []
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
+        written = []
+        dates = table.column(PARTITION_COLUMN)
+        # A run normally has one run_date; the general path splits by value.
+        for date in sorted(pc.unique(dates).to_pylist()):
+            part = table.filter(pc.equal(dates, pa.scalar(date, pa.date32())))
+            part = part.drop_columns([PARTITION_COLUMN]).cast(self._file_schema)
+            path = (
+                f"{self.root}/{self.table}/{PARTITION_COLUMN}={date.isoformat()}/"
+                f"part-{self.prefix}-{self._seq:05d}.parquet"
+            )
+            self._seq += 1
+            _atomic_write(
+                self.fs,
+                path,
+                part,
+                compression=self.compression,
+                row_group_size=self._row_group_size(part),
+            )
+            written.append(WrittenFile(path, part.num_rows))
+        self.files.extend(written)
+        return written
+
+    def _row_group_size(self, table: pa.Table) -> int:
+        # Cap by bytes too: 128k rows of transcripts (full texts) would be gigabytes.
+        avg = max(1, table.nbytes // max(1, table.num_rows))
+        return max(1, min(self.row_group_rows, self.row_group_bytes // avg))
+
+    def close(self) -> list[WrittenFile]:
+        """Flush the rest; returns every file this writer published."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+        return self.files
+
+    def abort(self) -> None:
+        """Drop buffered rows without writing (files already published stay)."""
+        self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
+        self._closed = True
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # On an error, publish nothing more: the caller decides what a partial run means.
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class TableSink:
+    """The three tables of one flow run, written in a reader-safe order.
+
+    :meth:`add` takes one finished item. Words and utterances go to their writers right away
+    (they are the bulk and flush by size); transcripts rows are published only after the words
+    and utterances they describe (:meth:`close` flushes those first, and a transcripts flush
+    triggered by size also flushes them first), so a reader that sees a transcripts row also
+    sees its words.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        flow_run_id: str,
+        run_date: dt.date,
+        filesystem: Any | None = None,
+        max_buffer_rows: int = 500_000,
+        max_transcripts_buffered: int = 10_000,
+    ) -> None:
+        self.flow_run_id = flow_run_id
+        self.run_date = run_date
+        common = {"flow_run_id": flow_run_id, "filesystem": filesystem}
+        self.words = DatasetWriter(root, "words", max_buffer_rows=max_buffer_rows, **common)
+        self.utterances = DatasetWriter(
+            root, "utterances", max_buffer_rows=max_buffer_rows, **common
+        )
+        # Flushed by this class (never by size inside the writer), so that ordering holds.
+        self.transcripts = DatasetWriter(
+            root, "transcripts", max_buffer_rows=2**62, max_buffer_bytes=2**62, **common
+        )
+        self.max_transcripts_buffered = max_transcripts_buffered
+        self._rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        media_id: str,
+        transcript: Any | None,
+        *,
+        source: str,
+        options_hash: str,
+        **row_fields: Any,
+    ) -> None:
+        """Record one finished item (see :func:`transcript_row` for the keyword fields)."""
+        row = transcript_row(
+            media_id,
+            transcript,
+            source=source,
+            options_hash=options_hash,
+            flow_run_id=self.flow_run_id,
+            run_date=self.run_date,
+            **row_fields,
+        )
+        if row["status"] == "completed":
+            ctx = {"flow_run_id": self.flow_run_id, "run_date": self.run_date}
+            self.words.write(words_batch(media_id, transcript, **ctx))
+            self.utterances.write(utterances_batch(media_id, transcript, **ctx))
+        self._rows.append(row)
+        if len(self._rows) >= self.max_transcripts_buffered:
+            self.flush()
+
+    def flush(self) -> None:
+        self.words.flush()
+        self.utterances.flush()
+        if self._rows:
+            self.transcripts.write(transcripts_batch(self._rows))
+            self._rows = []
+        self.transcripts.flush()
+
+    def close(self) -> dict[str, list[WrittenFile]]:
+        self.flush()
+        return {w.table: w.close() for w in (self.words, self.utterances, self.transcripts)}
+
+    def __enter__(self) -> TableSink:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            for w in (self.words, self.utterances, self.transcripts):
+                w.abort()
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_table(
+    root: str | os.PathLike[str],
+    table: str,
+    *,
+    filesystem: Any | None = None,
+    filter: pc.Expression | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Read one table back with its declared schema (run_date typed as a date from the folder).
+
+    Hidden and ``_``-prefixed files (in-flight temp files) are ignored by pyarrow.dataset. A
+    table that was never written reads as an empty table with the full schema.
+    """
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r}; expected one of {sorted(SCHEMAS)}")
+    schema = SCHEMAS[table]
+    fs = _as_arrow_fs(filesystem)
+    root_text = os.fspath(root)
+    if _is_local(fs):
+        root_text = os.path.abspath(root_text)
+    path = f"{root_text.rstrip('/')}/{table}"
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    dataset = ds.dataset(
+        path, format="parquet", partitioning=_partitioning(), schema=schema, filesystem=fs
+    )
+    return dataset.to_table(filter=filter, columns=columns)
