@@ -203,7 +203,9 @@ def test_fail_on_error_fails_the_flow_run(
     rows.append({"source": "media/short.wav", "media_id": "short"})
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
 
-    state, summary = run_flow(manifest=str(manifest), output=str(tmp_path / "o"), fail_on_error=True)
+    state, summary = run_flow(
+        manifest=str(manifest), output=str(tmp_path / "o"), fail_on_error=True
+    )
 
     assert state.is_failed()
     assert [f.media_id for f in summary.failures] == ["short"]

@@ -84,3 +84,54 @@ def progress_bar(total: int, enabled: bool = True) -> Iterator[None]:
             yield
         finally:
             pipeline.progress_listeners.remove(advance)
+
+
+def _quiet_prefect_defaults() -> None:
+    """Keep a CLI run's terminal readable: Prefect logs every task run at INFO by default.
+
+    Only defaults: anything the user set in the environment or a Prefect profile wins.
+    """
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The machines this runs on often have no internet; telemetry would only log errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def run_manifest(
+    manifest: str,
+    output: str,
+    *,
+    options: dict[str, object] | None,
+    chunk_size: int | None,
+    on_invalid: str,
+    fail_on_error: bool,
+    max_uploads: int,
+    progress: bool,
+) -> pipeline.RunSummary:
+    """Run the flow once, as ``voxlake run`` does, and return its summary."""
+    import asyncio
+
+    _quiet_prefect_defaults()
+    from flows.transcribe import transcribe_manifest
+    from voxlake.manifest import read_manifest
+
+    # Read once up front for the progress bar's total; the flow validates it again itself.
+    total = len(read_manifest(manifest, defaults=options, on_invalid=on_invalid))  # type: ignore[arg-type]
+    with api_backend(), progress_bar(total, enabled=progress):
+        state = asyncio.run(
+            transcribe_manifest(
+                manifest=manifest,
+                output=output,
+                options=options,
+                chunk_size=chunk_size,
+                on_invalid=on_invalid,  # type: ignore[arg-type]
+                fail_on_error=fail_on_error,
+                max_uploads=max_uploads,
+                return_state=True,
+            )
+        )
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, pipeline.RunSummary):
+        raise RuntimeError(f"flow run ended in {state.type.value}: {state.message}") from (
+            summary if isinstance(summary, BaseException) else None
+        )
+    return summary

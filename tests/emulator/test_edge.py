@@ -91,6 +91,25 @@ def test_logs_never_contain_keys_or_webhook_secrets(
     local_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Prefect's logging setup (if imported earlier in the session) stops "uvicorn" records
+    # at WARNING and keeps them off the root logger; undo that here to inspect the access log.
+    uv = logging.getLogger("uvicorn")
+    saved = (uv.propagate, uv.level)
+    uv.propagate, uv.level = True, logging.NOTSET
+    try:
+        _exercise_logging(local_server)
+    finally:
+        uv.propagate, uv.level = saved
+    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert access, "uvicorn access records must reach the root logger"
+    joined = "\n".join(r.getMessage() for r in caplog.records)
+    assert KEY_A not in joined and "hook-secret-xyz" not in joined
+    assert "authorization" not in "\n".join(access).lower()
+    cfg = EmulatorConfig(api_keys=[KEY_A])
+    assert KEY_A not in repr(cfg) and KEY_A not in str(cfg.api_keys)
+
+
+def _exercise_logging(local_server: LocalServer) -> None:
     with client(local_server) as c:
         t = submit(
             c,
@@ -101,13 +120,6 @@ def test_logs_never_contain_keys_or_webhook_secrets(
         )
         local_server.wait_for_transcript(t["id"])
         c.get("/v2/transcript", headers={"authorization": "not-a-key"})
-    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
-    assert access, "uvicorn access records must reach the root logger"
-    joined = "\n".join(r.getMessage() for r in caplog.records)
-    assert KEY_A not in joined and "hook-secret-xyz" not in joined
-    assert "authorization" not in "\n".join(access).lower()
-    cfg = EmulatorConfig(api_keys=[KEY_A])
-    assert KEY_A not in repr(cfg) and KEY_A not in str(cfg.api_keys)
 
 
 def test_default_demo_key(make_server: Callable[..., LocalServer]) -> None:

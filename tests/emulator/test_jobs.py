@@ -224,6 +224,10 @@ def test_params_are_echoed_and_validated(local_server: LocalServer) -> None:
             "speech_threshold": (2, "speech_threshold must be between 0 and 1"),
             "speech_models": ("universal-2", "speech_models must be an Array"),
             "boost_param": ("max", "boost_param must be one of: low, default, high"),
+            "language_code": (
+                "xx_zz",
+                "language_code must be a supported language code, got 'xx_zz'",
+            ),
         }
         for field, (value, message) in cases.items():
             r = c.post(
