@@ -17,8 +17,11 @@ lint: setup
 test: lint
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
+# The main job on the embedded local server (no API key needed): data/ -> ./output.
 demo: setup
-	@echo "make demo is defined by the transcription-flow issue (#3); nothing to run yet."
+	rm -rf output
+	$(UV) run --locked voxlake run data/manifest.csv --output output
+	$(UV) run --locked python data/demo_query.py output
 
 serve: setup
 	$(UV) run --locked voxlake serve-local --port 8765

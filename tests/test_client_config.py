@@ -48,6 +48,18 @@ def test_base_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         ClientSettings(api_key=KEY_A, region="mars")
 
 
+def test_region_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ASSEMBLYAI_BASE_URL", raising=False)
+    monkeypatch.setenv("ASSEMBLYAI_REGION", "eu")
+    assert ClientSettings(api_key=KEY_A).base_url == "https://api.eu.assemblyai.com"
+    monkeypatch.setenv("ASSEMBLYAI_BASE_URL", "http://127.0.0.1:9")
+    assert ClientSettings(api_key=KEY_A).base_url == "http://127.0.0.1:9"  # URL wins
+    monkeypatch.delenv("ASSEMBLYAI_BASE_URL")
+    monkeypatch.setenv("ASSEMBLYAI_REGION", "mars")
+    with pytest.raises(ConfigurationError, match="mars"):
+        ClientSettings(api_key=KEY_A)
+
+
 def test_reprs_hide_the_key() -> None:
     settings = ClientSettings(api_key=KEY_A, upload_timeout=1200)
     assert "SecretStr('**********')" in repr(settings)

@@ -107,5 +107,73 @@ def serve_local(
         server.stop()
 
 
+@app.command("run")
+def run(
+    manifest: Annotated[
+        str, typer.Argument(help="CSV / JSONL / Parquet manifest, a media directory, or a glob.")
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Root of the Parquet tables.")] = (
+        "output"
+    ),
+    speech_model: Annotated[
+        list[str] | None,
+        typer.Option("--speech-model", help="Speech model(s) in priority order (repeatable)."),
+    ] = None,
+    language_code: Annotated[str | None, typer.Option(help="e.g. en_us; default: API's.")] = None,
+    speaker_labels: Annotated[
+        bool | None, typer.Option("--speaker-labels/--no-speaker-labels", help="Diarization.")
+    ] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Items per Prefect task run (default: automatic).")
+    ] = None,
+    on_invalid: Annotated[
+        str, typer.Option(help="'fail': stop on any bad manifest row; 'skip': record and go on.")
+    ] = "fail",
+    fail_on_error: Annotated[
+        bool, typer.Option(help="Exit non-zero (and fail the flow run) if any item failed.")
+    ] = False,
+    max_uploads: Annotated[int, typer.Option(help="Concurrent uploads.")] = 16,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Transcribe every item of MANIFEST into Parquet tables under --output.
+
+    Uses AssemblyAI when ASSEMBLYAI_API_KEY is set (ASSEMBLYAI_REGION=eu or ASSEMBLYAI_BASE_URL
+    to choose the endpoint), otherwise the embedded local server.
+    """
+    from voxlake.errors import VoxlakeError
+    from voxlake.report import print_summary
+    from voxlake.runner import run_manifest
+
+    # Our own progress lines at INFO; libraries (httpx logs every request at INFO) stay quiet.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("voxlake").setLevel(logging.INFO)
+    if on_invalid not in ("fail", "skip"):
+        raise typer.BadParameter("--on-invalid must be 'fail' or 'skip'")
+    options: dict[str, object] = {}
+    if speech_model:
+        options["speech_models"] = speech_model
+    if language_code is not None:
+        options["language_code"] = language_code
+    if speaker_labels is not None:
+        options["speaker_labels"] = speaker_labels
+    try:
+        summary = run_manifest(
+            manifest,
+            output,
+            options=options or None,
+            chunk_size=chunk_size,
+            on_invalid=on_invalid,
+            fail_on_error=fail_on_error,
+            max_uploads=max_uploads,
+            progress=progress,
+        )
+    except VoxlakeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    print_summary(summary)
+    if fail_on_error and summary.failed:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

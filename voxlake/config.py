@@ -7,7 +7,7 @@ Resolution order (explicit arguments win over the environment):
 
 - ``api_key``: argument, else ``ASSEMBLYAI_API_KEY``; missing -> :class:`ConfigurationError`.
 - ``base_url``: argument, else ``region`` argument (``"us"``/``"eu"``), else
-  ``ASSEMBLYAI_BASE_URL``, else ``https://api.assemblyai.com``.
+  ``ASSEMBLYAI_BASE_URL``, else ``ASSEMBLYAI_REGION``, else ``https://api.assemblyai.com``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from voxlake.errors import ConfigurationError
 
 API_KEY_ENV = "ASSEMBLYAI_API_KEY"
 BASE_URL_ENV = "ASSEMBLYAI_BASE_URL"
+REGION_ENV = "ASSEMBLYAI_REGION"
 REGION_BASE_URLS: dict[str, str] = {
     "us": "https://api.assemblyai.com",
     "eu": "https://api.eu.assemblyai.com",
@@ -97,6 +98,9 @@ def _resolve_api_key(value: Any) -> Any:
 
 
 def _resolve_base_url(base_url: Any, region: Any) -> str:
+    if base_url is None and region is None:
+        base_url = os.environ.get(BASE_URL_ENV) or None
+        region = os.environ.get(REGION_ENV) or None
     if base_url is None and region is not None:
         if region not in REGION_BASE_URLS:
             raise ConfigurationError(
@@ -104,7 +108,7 @@ def _resolve_base_url(base_url: Any, region: Any) -> str:
             )
         base_url = REGION_BASE_URLS[region]
     if base_url is None:
-        base_url = os.environ.get(BASE_URL_ENV) or REGION_BASE_URLS["us"]
+        base_url = REGION_BASE_URLS["us"]
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigurationError(
             f"Invalid AssemblyAI base URL {base_url!r}: it must start with http:// or https:// "

@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 Stage = Literal["manifest", "upload", "submit", "poll", "fetch", "write"]
 ProgressListener = Callable[[str, int], None]
 
+_PROGRESS_STAGES = ("upload", "submit", "poll", "collect")
+
+
+def _progress_stage(stage: Stage) -> str:
+    return {"manifest": "upload", "fetch": "collect", "write": "collect"}.get(stage, stage)
+
+
 # Observers of stage progress (stage name, items that passed it), e.g. the CLI's progress bar.
 # A registry rather than a flow parameter: callables cannot be flow parameters.
 progress_listeners: list[ProgressListener] = []
@@ -384,7 +391,7 @@ class TranscriptionRun:
             # The list endpoint said final; a lagging replica may disagree. Treat as a poll miss.
             self._fail(
                 media_id,
-                "poll",
+                "fetch",
                 VoxlakeError(
                     f"transcript {transcript.id} reported {transcript.status.value} after the "
                     "list endpoint reported it final; rerun to collect it"
@@ -439,6 +446,9 @@ class TranscriptionRun:
         rec.failed_stage = stage
         rec.error = f"{stage}: {exc}"
         logger.warning("%s failed at %s: %s", media_id, stage, exc)
+        # The item leaves the pipeline here: count it through the stages it will never reach.
+        for later in _PROGRESS_STAGES[_PROGRESS_STAGES.index(_progress_stage(stage)) + 1 :]:
+            self._progress(later, 1)
         with self._sink_lock:
             self._sink.add(
                 media_id,

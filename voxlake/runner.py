@@ -26,7 +26,7 @@ EMBEDDED_PROCESSING_PER_AUDIO_S = 0.02
 
 
 def _api_configured() -> bool:
-    return bool(os.environ.get("ASSEMBLYAI_API_KEY") or os.environ.get("ASSEMBLYAI_BASE_URL"))
+    return any(os.environ.get(v) for v in ("ASSEMBLYAI_API_KEY", "ASSEMBLYAI_BASE_URL"))
 
 
 @contextmanager
@@ -42,6 +42,8 @@ def api_backend() -> Iterator[str]:
         processing_fixed_s=EMBEDDED_PROCESSING_FIXED_S,
         processing_per_audio_s=EMBEDDED_PROCESSING_PER_AUDIO_S,
     )
+    # The embedded server's own start-up chatter (demo key, address) is said once, below.
+    logging.getLogger("voxlake.emulator").setLevel(logging.ERROR)
     with LocalServer(config, port=0) as server:
         logger.info(
             "No ASSEMBLYAI_API_KEY set: using the embedded local AssemblyAI-compatible server "
