@@ -278,3 +278,22 @@ def test_api_key_reaches_neither_parameters_nor_artifacts_nor_tables(
     assert KEY_A not in stored_text
     for parquet in out.rglob("*.parquet"):
         assert KEY_A.encode() not in parquet.read_bytes()
+
+
+def test_ambiguous_submit_failures_adopt_the_job_instead_of_paying_twice(
+    tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
+) -> None:
+    # Every submission is created server-side, then the connection drops mid-response: the
+    # client cannot know the job exists, and blindly resubmitting would bill twice.
+    server = make_server(faults=FaultConfig(routes={"transcript_create": FaultSpec(p_reset=1.0)}))
+    api(server)
+    manifest = write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "media", 4))
+    out = tmp_path / "out"
+
+    _, summary = run_flow(manifest=str(manifest), output=str(out))
+
+    assert (summary.completed, summary.failed) == (4, 0), summary.failures
+    stats = server.stats()
+    assert stats["requests_by_route"]["transcript_create"] == 4  # one job per item, never two
+    assert stats["faults_injected"]["transcript_create"]
+    check_invariants(out)

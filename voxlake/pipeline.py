@@ -371,13 +371,35 @@ class TranscriptionRun:
             {"audio_url": rec.audio_url, **rec.item.options.to_request_params()}
         )
         try:
-            transcript = await self.client.create_transcript(params)
+            transcript_id = await self._submit_without_paying_twice(rec, params)
         except VoxlakeError as exc:
             self._fail(media_id, "submit", exc)
             return
         # The id is the receipt for a paid job: from here on, never submit this item again.
-        rec.transcript_id = transcript.id
+        rec.transcript_id = transcript_id
         rec.submitted_at = dt.datetime.now(dt.UTC)
+
+    async def _submit_without_paying_twice(self, rec: ItemRecord, params: TranscriptParams) -> str:
+        """Submit; after an ambiguous failure, adopt the job if the API did create it.
+
+        The client does not retry a POST that may have been acted on (500/502/504, a reset
+        after sending). An upload URL is unique to this item, so a job in the newest list pages
+        with that ``audio_url`` is ours: adopt it instead of paying for a second one.
+        """
+        try:
+            return (await self.client.create_transcript(params)).id
+        except VoxlakeError as exc:
+            if not (exc.transient and exc.attempts == 1) or rec.item.kind is not SourceKind.local:
+                raise
+            ambiguous = exc
+        async for page in self.client.iter_transcript_pages(limit=200, max_pages=3):
+            for listed in page.transcripts:
+                if listed.audio_url == rec.audio_url:
+                    logger.info(
+                        "%s: adopted job %s after %s", rec.item.media_id, listed.id, ambiguous
+                    )
+                    return listed.id
+        return (await self.client.create_transcript(params)).id
 
     async def _collect_one(self, media_id: str) -> None:
         rec = self.records[media_id]
