@@ -51,7 +51,7 @@ def retry_if_not_yet_retried(task: Any, task_run: TaskRun, state: State) -> bool
     return isinstance(exc, OSError)
 
 
-_task_options: dict[str, Any] = {
+TASK_OPTIONS: dict[str, Any] = {
     "retries": TASK_RETRIES,
     "retry_delay_seconds": [1.0, 5.0],
     "retry_jitter_factor": 0.5,
@@ -62,22 +62,22 @@ _task_options: dict[str, Any] = {
 }
 
 
-@task(name="upload", **_task_options)
+@task(name="upload", **TASK_OPTIONS)
 async def upload_media(run: TranscriptionRun, media_ids: list[str]) -> list[str]:
     return await run.upload(media_ids)
 
 
-@task(name="submit", **_task_options)
+@task(name="submit", **TASK_OPTIONS)
 async def submit_transcripts(run: TranscriptionRun, media_ids: list[str]) -> list[str]:
     return await run.submit(media_ids)
 
 
-@task(name="poll", **_task_options)
+@task(name="poll", **TASK_OPTIONS)
 async def poll_transcripts(run: TranscriptionRun, media_ids: list[str]) -> list[str]:
     return await run.wait(media_ids)
 
 
-@task(name="collect", **_task_options)
+@task(name="collect", **TASK_OPTIONS)
 async def collect_transcripts(run: TranscriptionRun, media_ids: list[str]) -> int:
     return await run.collect(media_ids)
 
