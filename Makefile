@@ -17,11 +17,20 @@ lint: setup
 test: lint
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
-# The main job on the embedded local server (no API key needed): data/ -> ./output.
+# The main job on the embedded local server (no API key needed): data/ -> ./output. The
+# embedded server recognises the speech with its sphinx engine; the WER report compares the
+# transcripts with the reference texts beside the clips.
 demo: setup
 	rm -rf output
 	$(UV) run --locked voxlake run data/manifest.csv --output output
 	$(UV) run --locked python data/demo_query.py output
+	$(UV) run --locked python data/wer_report.py output data/manifest.csv
+
+# The benchmark suite (B1-B5, benchmarks/README.md) against the local server; ~25 min on 2 cores.
+# Not part of `make test`. The `bench` group holds the peers' dependencies (the AssemblyAI SDK).
+bench: setup
+	$(UV) sync --locked --group bench
+	$(UV) run --locked --group bench python benchmarks/bench.py all
 
 serve: setup
 	$(UV) run --locked voxlake serve-local --port 8765

@@ -1,11 +1,11 @@
 """Upload memory benchmark: the client streams a big file in constant memory.
 
-Runs the local server as a subprocess (so only the *client* is in this process), writes a
-sparse WAV of the requested size (a valid header, then zeros: no disk blocks, no RAM), uploads
-it with :class:`AssemblyAIClient`, samples this process's RSS every 5 ms in a thread, and
-prints JSON::
+Runs the local server as a subprocess (``harness.local_server``, so only the *client* is in
+this process), writes a sparse WAV of the requested size (a valid header, then zeros: no
+disk blocks, no RAM), uploads it with :class:`AssemblyAIClient`, samples this process's RSS
+every 5 ms in a thread, and prints JSON::
 
-    uv run python benchmarks/upload_memory.py --size-mib 1024
+    uv run python benchmarks/upload_memory.py --size-mib 2048
 
 Peak growth over the baseline (taken after a warm-up upload, so imports and the connection pool
 are already paid for) is the figure that matters; it should be a few MiB (1 MiB chunks in
@@ -17,22 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
-import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
+from harness import ServerSpec, local_server
 
 from voxlake.client import AssemblyAIClient
 
@@ -55,60 +49,6 @@ def write_sparse_wav(path: Path, size_bytes: int) -> Path:
         fh.write(header)
         fh.truncate(size_bytes)  # the rest reads back as zeros without being written
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def local_server_process(api_key: str, upload_dir: Path) -> Iterator[str]:
-    """``voxlake serve-local`` in a subprocess; yields its base URL once it answers."""
-    port = _free_port()
-    env = os.environ | {"VOXLAKE_LOCAL_API_KEYS": api_key}  # not on argv: ps shows argv
-    cmd = [
-        sys.executable,
-        "-m",
-        "voxlake.cli",
-        "serve-local",
-        "--port",
-        str(port),
-        "--upload-dir",
-        str(upload_dir),
-        "--log-level",
-        "WARNING",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(proc, base_url, api_key, deadline_s=30)
-        yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_until_ready(
-    proc: subprocess.Popen[bytes], base_url: str, key: str, deadline_s: float
-) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"local server exited with code {proc.returncode}")
-        try:
-            r = httpx.get(f"{base_url}/v2/transcript", headers={"Authorization": key}, timeout=1)
-            if r.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # readiness poll of an external process, bounded by the deadline
-    raise RuntimeError("local server did not become ready in time")
 
 
 class RssSampler:
@@ -161,10 +101,11 @@ def run(size_bytes: int, workdir: Path | None = None) -> dict[str, Any]:
         media = write_sparse_wav(root / "big.wav", size_bytes)
         warmup = write_sparse_wav(root / "warmup.wav", 4 * MIB)
         (root / "uploads").mkdir()
-        with local_server_process(key, root / "uploads") as base_url:
+        with local_server(root / "server", ServerSpec(5, 0.05, 0.0), key) as (_, base_url):
             result = asyncio.run(_upload(base_url, key, media, warmup))
             # The largest stored upload is ours (the other is the 4 MiB warm-up).
-            stored = [p.stat().st_size for p in (root / "uploads").rglob("*") if p.is_file()]
+            uploads = root / "server" / "uploads"
+            stored = [p.stat().st_size for p in uploads.rglob("*") if p.is_file()]
             uploaded = max(stored, default=0)
     result |= {
         "size_bytes": size_bytes,
@@ -177,7 +118,7 @@ def run(size_bytes: int, workdir: Path | None = None) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--workdir", type=Path, default=None, help="where the temp file goes")
     args = parser.parse_args()
     if args.workdir:

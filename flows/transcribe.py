@@ -30,6 +30,7 @@ from voxlake.errors import VoxlakeError
 from voxlake.manifest import read_manifest
 from voxlake.pipeline import RunSettings, TranscriptionRun, auto_chunk_size, chunked
 from voxlake.report import summary_markdown, summary_table
+from voxlake.storage import S3Options
 
 TASK_RETRIES = 2
 
@@ -96,20 +97,30 @@ async def transcribe_manifest(
     fail_on_error: bool = False,
     max_uploads: int = 16,
     poll_timeout_s: float | None = 6 * 3600.0,
+    s3: S3Options | None = None,
+    media_extensions: list[str] | None = None,
+    content_hash: bool = False,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
+    ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
+    ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
     The API key and base URL come from ``ASSEMBLYAI_API_KEY`` / ``ASSEMBLYAI_BASE_URL`` (or
-    ``ASSEMBLYAI_REGION``), never from parameters, so they never reach Prefect's database.
+    ``ASSEMBLYAI_REGION``), and AWS credentials from the AWS credential chain, never from
+    parameters, so they never reach Prefect's database.
     """
     logger = get_run_logger()
-    items = read_manifest(manifest, defaults=options, on_invalid=on_invalid)
-    settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+    items = read_manifest(
+        manifest, defaults=options, on_invalid=on_invalid, media_extensions=media_extensions, s3=s3
+    )
+    settings = RunSettings(
+        max_uploads=max_uploads, poll_timeout_s=poll_timeout_s, content_hash=content_hash
+    )
     run_id = str(flow_run.get_id() or "local")
     async with (
         AssemblyAIClient() as client,
         TranscriptionRun(
-            items, output, client=client, flow_run_id=run_id, settings=settings
+            items, output, client=client, flow_run_id=run_id, settings=settings, s3=s3
         ) as run,
     ):
         size = chunk_size or auto_chunk_size(len(run.records))

@@ -13,14 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.secrets import ALL_KEYS, KEY_A, KEY_B
+from tests.secrets import ALL_KEYS, KEY_A, KEY_B, SIGNATURE_MARKERS
 from voxlake.emulator import EmulatorConfig, LocalServer
+
+# The moto S3 server and the S3 fault proxy (session-wide AWS environment included).
+pytest_plugins = ["tests.s3_fixtures"]
 
 _leaks: list[str] = []
 
 
 def _scan(where: str, text: str) -> None:
-    for key in ALL_KEYS:
+    for key in (*ALL_KEYS, *SIGNATURE_MARKERS):
         if key in text:
             _leaks.append(
                 f"{where}: ...{text[max(0, text.index(key) - 80) : text.index(key)]}<KEY>"
@@ -76,8 +79,13 @@ FAST_PROCESSING_S = 0.02
 
 @pytest.fixture(scope="session")
 def local_server() -> Iterator[LocalServer]:
-    """One emulator for the session: projects KEY_A and KEY_B, concurrency 5, fast jobs."""
+    """One emulator for the session: projects KEY_A and KEY_B, concurrency 5, fast jobs.
+
+    It uses the deterministic ``scripted`` engine (the suite relies on the transcripts embedded
+    in synthetic WAVs); tests of real recognition start their own ``make_server(engine="sphinx")``.
+    """
     config = EmulatorConfig(
+        engine="scripted",
         api_keys=[KEY_A, KEY_B],
         concurrency_limit=5,
         processing_fixed_s=FAST_PROCESSING_S,
@@ -92,12 +100,14 @@ def make_server() -> Iterator[Callable[..., LocalServer]]:
     """Factory for a dedicated emulator; each is started at once and stopped at teardown.
 
     ``make_server(concurrency_limit=2, faults=...)`` takes any ``EmulatorConfig`` field;
-    ``api_keys`` defaults to (KEY_A, KEY_B) and processing to the fast session setting.
+    ``api_keys`` defaults to (KEY_A, KEY_B), processing to the fast session setting and
+    ``engine`` to ``scripted``.
     Usable directly or as a context manager (stopping twice is harmless).
     """
     started: list[LocalServer] = []
 
     def make(**overrides: Any) -> LocalServer:
+        overrides.setdefault("engine", "scripted")
         overrides.setdefault("api_keys", [KEY_A, KEY_B])
         overrides.setdefault("processing_fixed_s", FAST_PROCESSING_S)
         overrides.setdefault("webhook_retry_delay_s", 0.01)

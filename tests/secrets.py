@@ -7,3 +7,14 @@ captured log line, stdout/stderr chunk and failure report for them.
 KEY_A = "vxk-test-alpha-7Hq2ZP9wLm3R"
 KEY_B = "vxk-test-bravo-Q8sN4tYc1KfD"
 ALL_KEYS = (KEY_A, KEY_B)
+
+# Fake AWS credentials for the moto S3 server (tests/s3_fixtures.py). Distinctive, so the scanner
+# catches them (and presigned URLs, which carry the access key id and, with temporary
+# credentials, the session token) anywhere in the output.
+AWS_ACCESS_KEY_ID = "AKIAVOXLAKETEST7QX2M"
+AWS_SECRET_ACCESS_KEY = "vxs3-secret-Zq8Pn4Lr2Tw6Yb0KdM1c"
+AWS_SESSION_TOKEN = "vxs3-session-Hn5Jt9Wq3Ze7Ua1Pf"
+ALL_KEYS = (KEY_A, KEY_B, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)
+
+#: Query parameters of presigned URLs (SigV4 and V2): a signature must never be logged either.
+SIGNATURE_MARKERS = ("X-Amz-Signature=", "X-Amz-Credential=", "&Signature=", "?Signature=")

@@ -45,7 +45,10 @@ def serve_local(
         86_400.0
     ),
     max_upload_bytes: Annotated[int, typer.Option(help="Upload size limit.")] = 2_200_000_000,
-    engine: Annotated[str, typer.Option(help="Transcription engine.")] = "scripted",
+    engine: Annotated[
+        str,
+        typer.Option(help="Transcription engine: auto (sphinx if installed), sphinx, scripted."),
+    ] = "auto",
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -110,11 +113,15 @@ def serve_local(
 @app.command("run")
 def run(
     manifest: Annotated[
-        str, typer.Argument(help="CSV / JSONL / Parquet manifest, a media directory, or a glob.")
+        str,
+        typer.Argument(
+            help="CSV / JSONL / Parquet manifest, a media directory, or a glob; local or "
+            "s3://bucket/... (a manifest object, a prefix, or a glob)."
+        ),
     ],
-    output: Annotated[str, typer.Option("--output", "-o", help="Root of the Parquet tables.")] = (
-        "output"
-    ),
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Root of the Parquet tables (local or s3://).")
+    ] = "output",
     speech_model: Annotated[
         list[str] | None,
         typer.Option("--speech-model", help="Speech model(s) in priority order (repeatable)."),
@@ -134,6 +141,29 @@ def run(
     ] = False,
     max_uploads: Annotated[int, typer.Option(help="Concurrent uploads.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    media_extensions: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated extensions kept when listing a folder/prefix/glob."),
+    ] = None,
+    content_hash: Annotated[
+        bool, typer.Option(help="Add a sha256 of local files to source_fingerprint.")
+    ] = False,
+    s3_endpoint_url: Annotated[
+        str | None,
+        typer.Option(help="S3-compatible endpoint (MinIO, R2, Ceph); or AWS_ENDPOINT_URL_S3."),
+    ] = None,
+    s3_region: Annotated[str | None, typer.Option(help="S3 region; or AWS_REGION.")] = None,
+    s3_profile: Annotated[str | None, typer.Option(help="AWS profile; or AWS_PROFILE.")] = None,
+    presign: Annotated[
+        bool,
+        typer.Option(
+            help="Submit presigned S3 URLs as audio_url instead of uploading the bytes (the URL "
+            "must outlive the job's queueing; see docs/s3.md)."
+        ),
+    ] = False,
+    presign_expires: Annotated[
+        int, typer.Option(help="Presigned URL lifetime in seconds (max 7 days).")
+    ] = 24 * 3600,
 ) -> None:
     """Transcribe every item of MANIFEST into Parquet tables under --output.
 
@@ -156,6 +186,24 @@ def run(
         options["language_code"] = language_code
     if speaker_labels is not None:
         options["speaker_labels"] = speaker_labels
+    # Non-secret S3 settings only: credentials come from the AWS chain (env, profile, role).
+    s3: dict[str, object] = {}
+    if s3_endpoint_url:
+        s3["endpoint_url"] = s3_endpoint_url
+    if s3_region:
+        s3["region"] = s3_region
+    if s3_profile:
+        s3["profile"] = s3_profile
+    if presign:
+        s3["presign"] = True
+        s3["presign_expires_s"] = presign_expires
+    extensions = [e for e in (media_extensions or "").split(",") if e.strip()] or None
+    try:
+        from voxlake.storage import S3Options
+
+        S3Options.model_validate(s3)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         summary = run_manifest(
             manifest,
@@ -166,6 +214,9 @@ def run(
             fail_on_error=fail_on_error,
             max_uploads=max_uploads,
             progress=progress,
+            s3=s3 or None,
+            media_extensions=extensions,
+            content_hash=content_hash,
         )
     except VoxlakeError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -27,6 +27,23 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voxlake.errors import VoxlakeError
+from voxlake.sources import (
+    ObjectInfo,
+    is_media_name,
+    list_s3_media,
+    normalize_extensions,
+    stat_s3_objects,
+)
+from voxlake.storage import (
+    S3Options,
+    StorageError,
+    is_s3_url,
+    join_s3,
+    s3_filesystem,
+    s3_path,
+    split_s3,
+    storage_error,
+)
 
 __all__ = [
     "MEDIA_EXTENSIONS",
@@ -71,7 +88,7 @@ class SourceKind(StrEnum):
     """Where a media item's bytes live; decides whether the flow uploads it."""
 
     local = "local"  # a file on this machine: uploaded to /v2/upload first
-    s3 = "s3"  # s3://bucket/key: not supported yet (coming with S3 support)
+    s3 = "s3"  # s3://bucket/key: streamed from S3 into /v2/upload, or presigned (docs/s3.md)
     http = "http"  # http(s) URL: passed to AssemblyAI as audio_url, which fetches it itself
 
 
@@ -337,11 +354,18 @@ def read_manifest(
     format: ManifestFormat | None = None,
     defaults: TranscriptionOptions | Mapping[str, Any] | None = None,
     on_invalid: Literal["fail", "skip"] = "fail",
+    media_extensions: typing.Iterable[str] | str | None = None,
+    s3: S3Options | Mapping[str, Any] | None = None,
 ) -> Manifest:
-    """Read and fully validate a manifest; no network, no upload.
+    """Read and fully validate a manifest; no upload.
 
     ``path`` is a CSV/JSONL/Parquet file (format from the extension unless ``format`` is given),
-    a directory, or a glob. ``defaults`` are the run's transcription options; per-row option
+    a directory, or a glob, locally or on S3 (``s3://bucket/list.csv``, ``s3://bucket/prefix/``,
+    ``s3://bucket/calls/**/*.wav``). Directories, prefixes and globs keep the files whose
+    extension is in ``media_extensions`` (default :data:`MEDIA_EXTENSIONS`). S3 sources are
+    checked to exist with S3 requests (a HEAD per object, or one listing per folder for folders
+    with many rows; see docs/s3.md); ``s3`` holds the non-secret S3 options (endpoint, region,
+    profile). ``defaults`` are the run's transcription options; per-row option
     columns override them. With ``on_invalid="fail"`` any bad row raises one
     :class:`ManifestError` listing every problem; with ``"skip"`` bad rows are returned in
     :attr:`Manifest.invalid` and the rest run. Problems with the manifest as a whole (missing,
@@ -351,6 +375,10 @@ def read_manifest(
         raise ValueError(f"on_invalid must be 'fail' or 'skip', not {on_invalid!r}")
     base_options = _resolve_defaults(defaults, path)
     text = os.fspath(path)
+    extensions = _extensions(media_extensions, text)
+    s3_options = S3Options.model_validate(dict(s3)) if isinstance(s3, Mapping) else s3
+    if is_s3_url(text):
+        return _read_s3_manifest(text, format, base_options, on_invalid, extensions, s3_options)
     p = Path(text)
 
     if p.is_dir() or (not p.exists() and _GLOB_CHARS & set(text)):
@@ -366,7 +394,7 @@ def read_manifest(
                     )
                 ],
             )
-        return _read_media_tree(text, base_options, on_invalid)
+        return _read_media_tree(text, base_options, on_invalid, extensions, s3_options)
 
     if not p.exists():
         raise ManifestError(
@@ -393,7 +421,94 @@ def read_manifest(
     header_problems, raw_rows = readers[fmt](p)
     # Header problems (an unknown column) concern every row: skipping them all would just run
     # nothing, so they always fail the manifest.
-    return _validate_rows(p, p.parent, raw_rows, header_problems, base_options, on_invalid)
+    return _validate_rows(
+        p, p.parent, raw_rows, header_problems, base_options, on_invalid, s3=s3_options
+    )
+
+
+def _extensions(media_extensions: typing.Iterable[str] | str | None, path: str) -> frozenset[str]:
+    try:
+        return normalize_extensions(media_extensions) or MEDIA_EXTENSIONS
+    except ValueError as exc:
+        raise ManifestError(path, [Problem(None, None, str(exc), "pass e.g. wav,mp3")]) from None
+
+
+class _S3ManifestFile:
+    """An S3 manifest object with the little of the ``Path`` interface the readers use."""
+
+    def __init__(self, fs: Any, url: str) -> None:
+        self.fs = fs
+        self.url = url
+        self.suffix = os.path.splitext(url.rsplit("/", 1)[-1])[1]
+
+    def open(self, mode: str = "r", newline: str | None = None, encoding: str | None = None):
+        binary = self.fs.open(s3_path(self.url), "rb")
+        if "b" in mode:
+            return binary
+        import io
+
+        return io.TextIOWrapper(binary, encoding=encoding, newline=newline)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _read_s3_manifest(
+    url: str,
+    format: ManifestFormat | None,
+    defaults: TranscriptionOptions,
+    on_invalid: Literal["fail", "skip"],
+    extensions: frozenset[str],
+    s3: S3Options | None,
+) -> Manifest:
+    """A manifest file, prefix or glob on S3. Relative sources resolve against its folder."""
+    bucket, key = split_s3(url)
+    if not bucket:
+        raise ManifestError(
+            url, [Problem(None, None, "no bucket in the URL", "write s3://bucket/key")]
+        )
+    fs = s3_filesystem(s3)
+    suffix = os.path.splitext(key.rsplit("/", 1)[-1])[1].lower()
+    is_tree = (_GLOB_CHARS & set(key)) or (format is None and suffix not in _FORMAT_BY_EXTENSION)
+    if is_tree:
+        if format is not None:
+            raise ManifestError(
+                url,
+                [Problem(None, None, f"format={format!r} given for an S3 prefix or glob", "")],
+            )
+        try:
+            base, objects = list_s3_media(fs, url, extensions)
+        except StorageError as exc:
+            raise ManifestError(url, [Problem(None, None, str(exc), "fix the URL")]) from None
+        if not objects:
+            raise ManifestError(url, [_no_media_problem(extensions)])
+        raw_rows = [_RawRow(n, {"source": o.url}) for n, o in enumerate(objects, start=1)]
+        infos: dict[str, ObjectInfo | StorageError] = {o.url: o for o in objects}
+        return _validate_rows(url, base, raw_rows, [], defaults, on_invalid, s3=s3, infos=infos)
+    fmt = format or _FORMAT_BY_EXTENSION[suffix]
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise ValueError(f"format must be 'csv', 'jsonl' or 'parquet', not {fmt!r}")
+    source = _S3ManifestFile(fs, url)
+    readers = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+    try:
+        header_problems, raw_rows = readers[fmt](source)  # type: ignore[operator]
+    except ManifestError:
+        raise
+    except Exception as exc:
+        err = storage_error(exc, url, "reading the manifest")
+        raise ManifestError(url, [Problem(None, None, str(err), "fix the manifest URL")]) from None
+    folder = url[: url.rfind("/") + 1]
+    return _validate_rows(url, folder, raw_rows, header_problems, defaults, on_invalid, s3=s3)
+
+
+def _no_media_problem(extensions: frozenset[str]) -> Problem:
+    exts = ", ".join(sorted(extensions))
+    return Problem(
+        None,
+        None,
+        "no media files found",
+        f"check the path; media files end in one of: {exts} (--media-extensions to change)",
+    )
 
 
 def _resolve_defaults(
@@ -517,7 +632,7 @@ def _read_parquet(path: Path) -> tuple[list[Problem], list[_RawRow]]:
     import pyarrow.parquet as pq  # imported lazily: only Parquet manifests need it
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path if isinstance(path, Path) else path.open("rb"))
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise ManifestError(
             path, [Problem(None, None, f"cannot read Parquet: {exc}", "check the file")]
@@ -537,12 +652,15 @@ def _read_parquet(path: Path) -> tuple[list[Problem], list[_RawRow]]:
 
 
 def _validate_rows(
-    manifest_path: Path,
-    base_dir: Path,
+    manifest_path: Path | str,
+    base_dir: Path | str,
     raw_rows: list[_RawRow],
     header_problems: list[Problem],
     defaults: TranscriptionOptions,
     on_invalid: Literal["fail", "skip"],
+    *,
+    s3: S3Options | None = None,
+    infos: Mapping[str, ObjectInfo | StorageError] | None = None,
 ) -> Manifest:
     items: list[MediaItem] = []
     invalid: list[InvalidRow] = []
@@ -550,7 +668,9 @@ def _validate_rows(
     # Most rows carry no or the same overrides; sharing the merged options object keeps a
     # 1M-row manifest small and validates each distinct combination once.
     options_cache: dict[str, TranscriptionOptions | list[Problem]] = {}
-    base = _abs_base(base_dir)
+    # An S3 manifest's folder is an s3:// URL ending in "/": relative sources are keys there.
+    base = base_dir if isinstance(base_dir, str) and is_s3_url(base_dir) else _abs_base(base_dir)
+    s3_infos = _check_s3_sources(raw_rows, base, s3, infos)
 
     for raw in raw_rows:
         problems = list(raw.problems)
@@ -581,7 +701,7 @@ def _validate_rows(
             )
         else:
             kind, resolved, derived_id, source_problem = _classify_source(
-                source_text.strip(), base, raw.row
+                source_text.strip(), base, raw.row, s3_infos
             )
             if source_problem is not None:
                 problems.append(source_problem)
@@ -648,7 +768,37 @@ def _validate_rows(
             manifest_path,
             [Problem(None, None, "every row is invalid", "fix the rows below"), *all_problems],
         )
-    return Manifest(items, invalid, manifest_path)
+    return Manifest(items, invalid, manifest_path if isinstance(manifest_path, Path) else None)
+
+
+def _s3_source_url(text: str, base: str) -> str | None:
+    """The s3:// URL a source cell names, or None (local, http, or unresolvable)."""
+    if is_s3_url(text):
+        return text
+    scheme = urlsplit(text).scheme.lower()
+    if is_s3_url(base) and (scheme == "" or len(scheme) == 1):
+        return join_s3(base, text)
+    return None
+
+
+def _check_s3_sources(
+    raw_rows: list[_RawRow],
+    base: str,
+    s3: S3Options | None,
+    known: Mapping[str, ObjectInfo | StorageError] | None,
+) -> dict[str, ObjectInfo | StorageError]:
+    """Metadata of every S3 object the rows name, fetched in batch before row validation."""
+    infos = dict(known or {})
+    wanted = []
+    for raw in raw_rows:
+        text = raw.values.get("source")
+        if isinstance(text, str) and text.strip():
+            url = _s3_source_url(text.strip(), base)
+            if url is not None and url not in infos and split_s3(url)[1]:
+                wanted.append(url)
+    if wanted:
+        infos.update(stat_s3_objects(s3_filesystem(s3), wanted))
+    return infos
 
 
 def _merge_options(
@@ -692,9 +842,14 @@ def _describe_error(error: Mapping[str, Any], overrides: Mapping[str, Any]) -> s
 
 
 def _classify_source(
-    text: str, base: str, row: int
+    text: str,
+    base: str,
+    row: int,
+    s3_infos: Mapping[str, ObjectInfo | StorageError] | None = None,
 ) -> tuple[SourceKind | None, str | None, str | None, Problem | None]:
     """(kind, resolved source, derived media_id, problem) for one source cell."""
+    if is_s3_url(text) or (is_s3_url(base) and not urlsplit(text).scheme):
+        return _classify_s3(text, base, row, s3_infos or {})
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     # A one-letter "scheme" is a Windows drive (C:\media\a.wav), not a URL.
@@ -717,19 +872,6 @@ def _classify_source(
         # Query strings are often presigned signatures that change every run; the id must not.
         media_id = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         return SourceKind.http, text, media_id, None
-    if scheme == "s3":
-        media_id = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        return (
-            SourceKind.s3,
-            text,
-            media_id,
-            Problem(
-                row,
-                "source",
-                "s3:// sources are not yet supported (coming with S3 support)",
-                "use a local path or an http(s) URL",
-            ),
-        )
     return (
         None,
         None,
@@ -738,9 +880,50 @@ def _classify_source(
             row,
             "source",
             f"unsupported scheme {scheme!r} in {text!r}",
-            "use a local path or an http(s) URL",
+            "use a local path, an s3:// URL or an http(s) URL",
         ),
     )
+
+
+def _classify_s3(
+    text: str, base: str, row: int, s3_infos: Mapping[str, ObjectInfo | StorageError]
+) -> tuple[SourceKind | None, str | None, str | None, Problem | None]:
+    url = text if is_s3_url(text) else join_s3(base, text)
+    if url is None:
+        problem = Problem(
+            row, "source", f"{text!r} climbs above the bucket of {base}", "fix the relative key"
+        )
+        return None, None, None, problem
+    bucket, key = split_s3(url)
+    if not bucket or not key or key.endswith("/"):
+        problem = Problem(
+            row,
+            "source",
+            f"{url!r} does not name an object",
+            "write s3://bucket/key (list a whole prefix as the manifest itself)",
+        )
+        return None, None, None, problem
+    # Like local paths: relative to the manifest's (or listing's) folder, else the full URL.
+    media_id = url[len(base) :] if is_s3_url(base) and url.startswith(base) else url
+    info = s3_infos.get(url)
+    if isinstance(info, StorageError):
+        return SourceKind.s3, url, media_id, Problem(row, "source", str(info), _s3_fix(info))
+    if info is not None and not info.is_file:
+        problem = Problem(
+            row, "source", f"{url} is a folder", "use an S3 prefix manifest for whole folders"
+        )
+        return SourceKind.s3, url, media_id, problem
+    if info is not None and info.size == 0:
+        problem = Problem(
+            row, "source", f"object is empty (0 bytes): {url}", "remove the row or replace it"
+        )
+        return SourceKind.s3, url, media_id, problem
+    return SourceKind.s3, url, media_id, None
+
+
+def _s3_fix(error: StorageError) -> str:
+    # The error text already says what to check; the fix column says what to do with the row.
+    return "fix the row or the object" if not error.transient else "run again later"
 
 
 def _classify_local(
@@ -793,13 +976,12 @@ def _abs_base(base_dir: Path) -> str:
     return os.path.normpath(os.path.abspath(base_dir))
 
 
-def _is_media_name(name: str) -> bool:
-    # Dot files are skipped: macOS writes "._name.wav" AppleDouble files that look like media.
-    return not name.startswith(".") and os.path.splitext(name)[1][1:].lower() in MEDIA_EXTENSIONS
-
-
 def _read_media_tree(
-    text: str, defaults: TranscriptionOptions, on_invalid: Literal["fail", "skip"]
+    text: str,
+    defaults: TranscriptionOptions,
+    on_invalid: Literal["fail", "skip"],
+    extensions: frozenset[str] = MEDIA_EXTENSIONS,
+    s3: S3Options | None = None,
 ) -> Manifest:
     p = Path(text)
     files: list[str] = []
@@ -807,7 +989,7 @@ def _read_media_tree(
         base = p
         for folder, dirs, names in os.walk(_abs_base(p)):
             dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .cache, ...
-            files.extend(os.path.join(folder, n) for n in names if _is_media_name(n))
+            files.extend(os.path.join(folder, n) for n in names if is_media_name(n, extensions))
     else:
         # The folder part before the first wildcard anchors relative media_ids.
         head: list[str] = []
@@ -819,22 +1001,11 @@ def _read_media_tree(
         files = [
             os.path.normpath(os.path.abspath(m))
             for m in glob.iglob(text, recursive=True)  # like a shell, ** skips dot folders
-            if _is_media_name(os.path.basename(m)) and os.path.isfile(m)
+            if is_media_name(os.path.basename(m), extensions) and os.path.isfile(m)
         ]
     files.sort()
     if not files:
-        exts = ", ".join(sorted(MEDIA_EXTENSIONS))
-        raise ManifestError(
-            text,
-            [
-                Problem(
-                    None,
-                    None,
-                    "no media files found",
-                    f"check the path; media files end in one of: {exts}",
-                )
-            ],
-        )
+        raise ManifestError(text, [_no_media_problem(extensions)])
     # Rows are the files in sorted path order, numbered from 1. They go through the same
     # validation as manifest rows, so e.g. an empty file is reported the same way.
     raw_rows = [_RawRow(n, {"source": str(f)}) for n, f in enumerate(files, start=1)]

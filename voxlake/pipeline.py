@@ -34,7 +34,9 @@ from voxlake.errors import PollTimeoutError, VoxlakeError
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import BatchPoller, PollResult
-from voxlake.tables import TableSink, WrittenFile, local_fingerprint
+from voxlake.sources import local_fingerprint, redact_text, stage_s3
+from voxlake.storage import S3Options, output_filesystem
+from voxlake.tables import TableSink, WrittenFile
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ class RunSettings:
     poll_max_interval_s: float = 15.0
     poll_timeout_s: float | None = 6 * 3600.0
     max_buffer_rows: int = 500_000
+    content_hash: bool = False  # add sha256 of local files to source_fingerprint (reads twice)
 
 
 class SharedPoller:
@@ -211,6 +214,7 @@ class TranscriptionRun:
         flow_run_id: str,
         settings: RunSettings | None = None,
         run_date: dt.date | None = None,
+        s3: S3Options | None = None,
     ) -> None:
         self.settings = settings or RunSettings()
         self.client = client
@@ -218,8 +222,11 @@ class TranscriptionRun:
         self.flow_run_id = flow_run_id
         self.records: dict[str, ItemRecord] = {i.media_id: ItemRecord(i) for i in manifest.items}
         self.invalid: list[InvalidRow] = list(manifest.invalid)
+        self.s3 = s3  # non-secret S3 options: endpoint, region, profile, presign
+        filesystem, root = output_filesystem(self.output, s3)  # s3:// roots: s3fs, bucket checked
         self._sink = TableSink(
-            self.output,
+            root,
+            filesystem=filesystem,
             flow_run_id=flow_run_id,
             run_date=run_date or dt.datetime.now(dt.UTC).date(),
             max_buffer_rows=self.settings.max_buffer_rows,
@@ -356,7 +363,15 @@ class TranscriptionRun:
             return
         async with self._uploads:
             try:
-                size, fingerprint = await asyncio.to_thread(local_fingerprint, item.path)
+                if item.kind is SourceKind.s3:
+                    # Streamed from S3 into the upload, or presigned (voxlake.sources).
+                    staged = await stage_s3(self.client, item.source, self.s3)
+                    rec.source_size, rec.source_fingerprint = staged.size, staged.fingerprint
+                    rec.audio_url = staged.audio_url
+                    return
+                size, fingerprint = await asyncio.to_thread(
+                    local_fingerprint, item.path, content_hash=self.settings.content_hash
+                )
                 rec.source_size, rec.source_fingerprint = size, fingerprint
                 with item.path.open("rb") as f:
                     uploaded = await self.client.upload(f, size=size)
@@ -445,7 +460,10 @@ class TranscriptionRun:
         else:
             rec.status = "error"
             rec.failed_stage = "poll"
-            rec.error = transcript.error or "transcript failed without an error message"
+            # The service's error text may quote the audio_url: a presigned URL loses its query.
+            rec.error = (
+                redact_text(transcript.error) or "transcript failed without an error message"
+            )
 
     def _progress(self, stage: str, n: int) -> None:
         for listener in progress_listeners:
@@ -466,8 +484,8 @@ class TranscriptionRun:
         rec = self.records[media_id]
         rec.status = "error"
         rec.failed_stage = stage
-        rec.error = f"{stage}: {exc}"
-        logger.warning("%s failed at %s: %s", media_id, stage, exc)
+        rec.error = redact_text(f"{stage}: {exc}")  # never a presigned URL's signature
+        logger.warning("%s failed at %s", media_id, rec.error)
         # The item leaves the pipeline here: count it through the stages it will never reach.
         for later in _PROGRESS_STAGES[_PROGRESS_STAGES.index(_progress_stage(stage)) + 1 :]:
             self._progress(later, 1)

@@ -108,6 +108,9 @@ def run_manifest(
     fail_on_error: bool,
     max_uploads: int,
     progress: bool,
+    s3: dict[str, object] | None = None,
+    media_extensions: list[str] | None = None,
+    content_hash: bool = False,
 ) -> pipeline.RunSummary:
     """Run the flow once, as ``voxlake run`` does, and return its summary."""
     import asyncio
@@ -115,9 +118,19 @@ def run_manifest(
     _quiet_prefect_defaults()
     from flows.transcribe import transcribe_manifest
     from voxlake.manifest import read_manifest
+    from voxlake.storage import S3Options
 
+    s3_options = S3Options.model_validate(s3) if s3 else None
     # Read once up front for the progress bar's total; the flow validates it again itself.
-    total = len(read_manifest(manifest, defaults=options, on_invalid=on_invalid))  # type: ignore[arg-type]
+    total = len(
+        read_manifest(
+            manifest,
+            defaults=options,
+            on_invalid=on_invalid,  # type: ignore[arg-type]
+            media_extensions=media_extensions,
+            s3=s3_options,
+        )
+    )
     with api_backend(), progress_bar(total, enabled=progress):
         state = asyncio.run(
             transcribe_manifest(
@@ -128,6 +141,9 @@ def run_manifest(
                 on_invalid=on_invalid,  # type: ignore[arg-type]
                 fail_on_error=fail_on_error,
                 max_uploads=max_uploads,
+                s3=s3_options,
+                media_extensions=media_extensions,
+                content_hash=content_hash,
                 return_state=True,
             )
         )

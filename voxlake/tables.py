@@ -33,6 +33,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from voxlake.sources import redact_text
+from voxlake.storage import is_s3_url, s3_filesystem, s3_path
+
 __all__ = [
     "PARTITION_COLUMN",
     "SCHEMAS",
@@ -76,13 +79,19 @@ TRANSCRIPTS_SCHEMA = pa.schema(
             nullable=False,
         ),
         _f(
-            "source", pa.string(), "Absolute local path or URL that was transcribed", nullable=False
+            "source",
+            pa.string(),
+            "Absolute local path, `s3://` URL or URL that was transcribed (signed query strings "
+            "removed)",
+            nullable=False,
         ),
         _f("source_size", pa.int64(), "Size of the source in bytes; null when unknown (URLs)"),
         _f(
             "source_fingerprint",
             pa.string(),
-            "Identity of the source bytes (`size:mtime_ns` for local files); null when unknown",
+            "Identity of the source bytes: `size:mtime_ns` for local files (`:sha256=<hex>` "
+            "appended with content hashing), `s3:size:etag:last_modified` for S3 objects; null "
+            "when unknown (URLs)",
         ),
         _f("transcript_id", pa.string(), "AssemblyAI transcript id; null if never submitted"),
         _f("status", pa.string(), "`completed` or `error`", nullable=False),
@@ -348,6 +357,10 @@ def transcript_row(
             error = "transcript failed without an error message"
     completed = status == "completed"
     duration = _get(transcript, "audio_duration") if transcript is not None else None
+    # A presigned URL is a credential: its query string never reaches a table (nor does one
+    # quoted in an error message, as AssemblyAI's download errors do).
+    source = redact_text(source) or source
+    error = redact_text(error)
     return {
         "media_id": media_id,
         "source": source,
@@ -400,6 +413,21 @@ def local_fingerprint(path: str | os.PathLike[str]) -> tuple[int, str]:
 # --- writing ----------------------------------------------------------------------------------
 
 
+def _resolve_root(root: str | os.PathLike[str], filesystem: Any | None) -> tuple[Any, str]:
+    """``(filesystem, root)``: an ``s3://`` root without a filesystem gets s3fs (default options:
+    the AWS credential chain, ``AWS_ENDPOINT_URL_S3``, ...)."""
+    text = os.fspath(root)
+    if filesystem is None and is_s3_url(text):
+        return s3_filesystem(), s3_path(text)
+    return filesystem, text
+
+
+def _fsspec_of(fs: pafs.FileSystem) -> Any | None:
+    """The fsspec filesystem behind a pyarrow wrapper (s3fs, memory, ...), else None."""
+    handler = getattr(fs, "handler", None)
+    return handler.fs if isinstance(handler, pafs.FSSpecHandler) else None
+
+
 def _as_arrow_fs(filesystem: Any | None) -> pafs.FileSystem:
     if filesystem is None:
         return pafs.LocalFileSystem()
@@ -419,14 +447,41 @@ def _atomic_write(fs: pafs.FileSystem, path: str, table: pa.Table, **parquet_opt
     The one place that knows how: locally, write a hidden temp file in the same directory (same
     filesystem, so the rename is atomic), fsync it, then ``os.replace``. The temp name starts
     with ``.`` (skipped by pyarrow.dataset, Spark, pandas) and ends in ``.tmp`` (not matched by
-    ``*.parquet`` globs such as DuckDB's). On an object store (S3) a single PUT/multipart upload
-    of the complete object is already atomic, so the file is written in place.
+    ``*.parquet`` globs such as DuckDB's).
+
+    On an object store nothing is visible until the upload completes: an s3fs file is one PUT
+    when small, otherwise a multipart upload completed on close. The Parquet bytes are streamed
+    into it (no local temp file; s3fs buffers one part); if writing fails, the multipart upload
+    is aborted instead of completed, so a partial object is never published. No directories are
+    created on object stores (s3fs would create a missing *bucket*).
     """
     directory, name = path.rsplit("/", 1)
-    fs.create_dir(directory, recursive=True)
     if not _is_local(fs):
-        pq.write_table(table, path, filesystem=fs, **parquet_options)
+        fsspec_fs = _fsspec_of(fs)
+        if fsspec_fs is None:
+            # A native pyarrow object store (pyarrow.fs.S3FileSystem): serialise first, then
+            # one write, so a failure while encoding never touches the store.
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, **parquet_options)
+            with fs.open_output_stream(path) as out:
+                out.write(sink.getvalue())
+            return
+        protocols = fsspec_fs.protocol
+        if {"file", "local"} & set([protocols] if isinstance(protocols, str) else protocols):
+            fsspec_fs.makedirs(directory, exist_ok=True)  # real folders only, never buckets
+        f = fsspec_fs.open(path, "wb")
+        try:
+            pq.write_table(table, f, **parquet_options)
+        except BaseException:
+            discard = getattr(f, "discard", None)
+            with contextlib.suppress(Exception):
+                if discard is not None:
+                    discard()  # s3fs: abort the multipart upload
+            f.closed = True  # never commit what was buffered
+            raise
+        f.close()  # the commit: one PUT, or CompleteMultipartUpload
         return
+    fs.create_dir(directory, recursive=True)
     tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -474,6 +529,7 @@ class DatasetWriter:
     ) -> None:
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}; expected one of {sorted(SCHEMAS)}")
+        filesystem, root = _resolve_root(root, filesystem)
         self.fs = _as_arrow_fs(filesystem)
         root_text = os.fspath(root)
         if _is_local(self.fs):
@@ -677,6 +733,7 @@ def read_table(
     if table not in SCHEMAS:
         raise ValueError(f"unknown table {table!r}; expected one of {sorted(SCHEMAS)}")
     schema = SCHEMAS[table]
+    filesystem, root = _resolve_root(root, filesystem)
     fs = _as_arrow_fs(filesystem)
     root_text = os.fspath(root)
     if _is_local(fs):

@@ -173,7 +173,9 @@ class EmulatorConfig:
     upload_dir: Path | str | None = None
     upload_ttl_s: float = 86_400.0
     max_upload_bytes: int = 2_200_000_000
-    engine: str = "scripted"
+    #: Transcription engine: "auto" (sphinx when pocketsphinx is importable, else scripted),
+    #: "sphinx" or "scripted" (deterministic; what the tests use). See engines.py.
+    engine: str = "auto"
     faults: FaultConfig = field(default_factory=FaultConfig)
     public_base_url: str | None = None
     #: Wall clock (epoch seconds) for created/completed stamps and upload expiry; tests inject

@@ -1,4 +1,7 @@
-"""Transcription engines: a tiny protocol plus the deterministic scripted engine.
+"""Transcription engines: a tiny protocol, the deterministic scripted engine, and selection.
+
+The real recogniser, ``sphinx`` (PocketSphinx), lives in ``voxlake.emulator.sphinx`` and is
+registered at the bottom of this module; ``auto`` (the default) picks it when it is importable.
 
 An engine turns a media file into words. It runs in a worker thread, so it may block. Documented
 processing failures are raised as ``EngineError(message)``; the message becomes the transcript's
@@ -63,14 +66,16 @@ def register_engine(name: str, factory: Callable[[], Engine]) -> None:
 
 
 def get_engine(name: str) -> Engine:
+    """A new engine by name; ``auto`` resolves as :func:`resolve_engine_name` says."""
     try:
-        return _ENGINES[name]()
+        factory = _ENGINES[resolve_engine_name(name)]
     except KeyError:
-        raise ValueError(f"unknown engine {name!r}; available: {sorted(_ENGINES)}") from None
+        raise ValueError(f"unknown engine {name!r}; available: {available_engines()}") from None
+    return factory()
 
 
 def available_engines() -> list[str]:
-    return sorted(_ENGINES)
+    return sorted([*_ENGINES, AUTO])
 
 
 def not_audio_message(path: Path) -> str:
@@ -426,3 +431,28 @@ def _timed_words(
 
 
 register_engine("scripted", ScriptedEngine)
+
+
+# -- engine selection ------------------------------------------------------------------------
+
+#: ``EmulatorConfig(engine=AUTO)`` (the default) picks ``sphinx`` when it can run, else
+#: ``scripted``.
+AUTO = "auto"
+
+
+def _sphinx() -> Engine:
+    from voxlake.emulator.sphinx import SphinxEngine
+
+    return SphinxEngine()
+
+
+register_engine("sphinx", _sphinx)
+
+
+def resolve_engine_name(name: str) -> str:
+    """``auto`` -> ``sphinx`` if pocketsphinx and PyAV are importable, else ``scripted``."""
+    if name != AUTO:
+        return name
+    from voxlake.emulator.sphinx import available
+
+    return "sphinx" if available() else "scripted"

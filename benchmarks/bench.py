@@ -1,0 +1,447 @@
+"""The issue's benchmark suite, B1-B5, against the lower bound and the peers; writes RESULTS.md.
+
+One command per benchmark, and ``all``::
+
+    uv run --group bench python benchmarks/bench.py b1   # 2,000 files: voxlake + 3 peers
+    uv run --group bench python benchmarks/bench.py b2   # one 2 GiB upload: client peak RSS
+    uv run --group bench python benchmarks/bench.py b3   # 1,000 x 5,000 words into Parquet
+    uv run --group bench python benchmarks/bench.py b4   # 10,000 files, C=200, Prefect server
+    uv run --group bench python benchmarks/bench.py b5   # B1's voxlake run: CPU per file
+    uv run --group bench python benchmarks/bench.py all  # everything (``make bench``)
+    uv run python benchmarks/bench.py report             # RESULTS.md from results/*.json
+
+Each writes ``results/<id>.json`` and rewrites ``RESULTS.md`` from the latest JSON of every
+benchmark. B5 is a figure of B1's voxlake run; ``b5`` alone runs only that peer. Method and
+bounds: README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import psutil
+from harness import (
+    REPO,
+    RESULTS,
+    WORK,
+    ChildMonitor,
+    ServerSpec,
+    bounds,
+    clean_env,
+    local_server,
+    make_media,
+    request_figures,
+    server_stats,
+)
+
+BENCH = REPO / "benchmarks"
+PY = sys.executable
+MIB = 2**20
+
+# B1 / B5: the issue's setup. Durations are uniform in [5, 60] s from a fixed seed.
+B1 = SimpleNamespace(files=2000, lo=5.0, hi=60.0, rate=8000, seed=1, kind="synth")
+B1_SPEC = ServerSpec(concurrency=100, processing_fixed=3.0, processing_per_audio=0.05)
+# Peers that cannot do 2,000 files within the suite's time budget run on the first N files.
+SEED_GUIDE_FILES = 20
+SDK_ASYNC_FILES = 120
+# B4: the issue fixes only N and C. Same processing model as B1, shorter audio (2-10 s) to keep
+# 10,000 WAVs near 1 GB on disk; the rate limit, not processing, then sets the bound.
+B4 = SimpleNamespace(files=10_000, lo=2.0, hi=10.0, rate=8000, seed=1, kind="noise")
+B4_SPEC = ServerSpec(concurrency=200, processing_fixed=3.0, processing_per_audio=0.05)
+
+
+def _ns(**kw: Any) -> argparse.Namespace:
+    return argparse.Namespace(**kw)
+
+
+def _key() -> str:
+    return "bench-" + secrets.token_hex(8)
+
+
+def _first_upload_s(path: Path, spec: ServerSpec, work: Path) -> float:
+    """Time of one upload of ``path`` on a fresh server (the bound's '+ the first upload')."""
+    key = _key()
+    headers = {"authorization": key}
+    with (
+        local_server(work / "probe", spec, key) as (_, url),
+        httpx.Client(base_url=url, headers=headers, timeout=60) as http,
+    ):
+        http.post("/v2/upload", content=b"warm-up").raise_for_status()
+        t0 = time.perf_counter()
+        http.post("/v2/upload", content=path.read_bytes()).raise_for_status()
+        return time.perf_counter() - t0
+
+
+def _prefect_home_template() -> Path:
+    """A PREFECT_HOME whose SQLite database exists and is migrated, as on a user's machine."""
+    home = WORK / "prefect-home-template"
+    if not (home / "prefect.db").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        cmd = [PY, "-m", "prefect", "server", "database", "reset", "-y"]
+        subprocess.run(
+            cmd,
+            env=clean_env(PREFECT_HOME=str(home)),
+            check=True,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+        )
+    return home
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+def run_peer(
+    name: str,
+    cmd: list[str],
+    manifest: Path,
+    durs: list[float],
+    spec: ServerSpec,
+    work: Path,
+    first_upload_s: float,
+) -> dict[str, Any]:
+    """One peer process against a fresh local server; wall, CPU, RSS, requests, files lost."""
+    key = _key()
+    pwork = work / name
+    out = pwork / "result.json"
+    pwork.mkdir(parents=True, exist_ok=True)
+    n = len(durs)
+    with local_server(pwork, spec, key) as (_, url):
+        env = clean_env(ASSEMBLYAI_BASE_URL=url, ASSEMBLYAI_API_KEY=key)
+        mon = ChildMonitor([*cmd, str(manifest), "--out", str(out)], env, pwork / "client.log")
+        mon.run()
+        stats = server_stats(url)
+    if mon.returncode != 0 or not out.exists():
+        log = (pwork / "client.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"peer {name} failed ({mon.returncode}):\n{log}")
+    peer = json.loads(out.read_text())
+    b = bounds(durs, spec, first_upload_s)
+    return {
+        "peer": name,
+        "files": n,
+        "makespan_s": round(mon.wall_s, 2),
+        "work_elapsed_s": peer.get("elapsed_s"),
+        "makespan_over_L": round(mon.wall_s / b["L_s"], 3),
+        "files_per_s": round(n / mon.wall_s, 2),
+        "returned": peer["returned"],
+        "lost": n - peer["returned"],
+        **request_figures(stats, n),
+        "client_cpu_s": round(mon.cpu_own_s + mon.cpu_children_s, 2),
+        "client_cpu_ms_per_file": round(1000 * (mon.cpu_own_s + mon.cpu_children_s) / n, 2),
+        "client_peak_rss_mib": round(mon.peak_rss / MIB, 1),
+        "bounds": b,
+        "peer_report": {k: v for k, v in peer.items() if k != "traceback"},
+    }
+
+
+def run_voxlake(
+    files: int,
+    media: SimpleNamespace,
+    spec: ServerSpec,
+    prefect: str,
+    first_upload_s: float,
+    durs: list[float],
+) -> dict[str, Any]:
+    """``voxlake run`` as a user runs it, through flow_throughput's measured run."""
+    import flow_throughput
+
+    args = _ns(
+        files=files,
+        concurrency=spec.concurrency,
+        prefect=prefect,
+        processing_fixed=spec.processing_fixed,
+        processing_per_audio=spec.processing_per_audio,
+        min_duration=media.lo,
+        max_duration=media.hi,
+        rate=media.rate,
+        seed=media.seed,
+        chunk_size=None,
+        max_uploads=16,
+        profile=False,
+        keep=False,
+        media=media.kind,
+        prefect_home_template=_prefect_home_template(),
+    )
+    r = flow_throughput.run(args)
+    b = bounds(durs, spec, first_upload_s)
+    own, children = r["client_cpu_s"], r["client_children_cpu_s"]
+    pf = r["prefect_api"]
+    return {
+        "peer": f"voxlake run (Prefect {prefect})",
+        "files": files,
+        "makespan_s": r["wall_s"],
+        "work_elapsed_s": r["flow_elapsed_s"],
+        "makespan_over_L": round(r["wall_s"] / b["L_s"], 3),
+        "flow_elapsed_over_L": round(r["flow_elapsed_s"] / b["L_s"], 3),
+        "files_per_s": round(files / r["wall_s"], 2),
+        "returned": r["completed"],
+        "lost": files - r["completed"],
+        "requests_total": r["requests_total"],
+        "requests_per_file": r["requests_per_file"],
+        "requests_per_file_by_route": r["requests_per_file_by_route"],
+        "requests_by_status": r["requests_by_status"],
+        "rate_limited_429": r["rate_limited"],
+        "max_concurrent_processing": r["max_concurrent_processing"],
+        "client_cpu_s": round(own + children, 2),
+        "client_cpu_ms_per_file": round(1000 * (own + children) / files, 2),
+        "client_cpu_own_ms_per_file": round(1000 * own / files, 2),
+        "prefect_server_child_cpu_s": children,
+        "client_peak_rss_mib": r["client_peak_rss_mib"],
+        "task_runs": pf.get("task_runs"),
+        "task_runs_final": pf.get("task_runs_final"),
+        "task_runs_expected": pf.get("task_runs_expected"),
+        "drain_after_exit_s": pf.get("drain_after_exit_s"),
+        "phases_s": r["phases_s"],
+        "timeline_s": r["timeline_s_from_flow_run_start"],
+        "bounds": b,
+        "flow_throughput": r,
+    }
+
+
+# --- benchmarks -------------------------------------------------------------------------------
+
+
+def b1(only_voxlake: bool = False) -> dict[str, Any]:
+    manifest, durs = make_media(B1.files, B1.seed, B1.lo, B1.hi, B1.rate)
+    work = WORK / f"b1-{time.strftime('%Y%m%d-%H%M%S')}"
+    first = _first_upload_s(manifest.parent / "media/f00000.wav", B1_SPEC, work)
+    rows = [run_voxlake(B1.files, B1, B1_SPEC, "ephemeral", first, durs)]
+    if not only_voxlake:
+        sdk = [PY, str(BENCH / "peers" / "sdk_group.py")]
+        seed = [PY, str(BENCH / "peers" / "seed_guide.py")]
+        rows.append(
+            run_peer(
+                "sdk-transcribe_group",
+                [*sdk, "--mode", "sync"],
+                manifest,
+                durs,
+                B1_SPEC,
+                work,
+                first,
+            )
+        )
+        k = SDK_ASYNC_FILES
+        rows.append(
+            run_peer(
+                "sdk-async-transcribe_group",
+                [*sdk, "--mode", "async", "--files", str(k)],
+                manifest,
+                durs[:k],
+                B1_SPEC,
+                work,
+                first,
+            )
+        )
+        k = SEED_GUIDE_FILES
+        rows.append(
+            run_peer(
+                "seed-guide", [*seed, "--files", str(k)], manifest, durs[:k], B1_SPEC, work, first
+            )
+        )
+    return {"id": "b1", "setup": _setup(B1, B1_SPEC), "rows": rows}
+
+
+def b2(size_mib: int = 2048) -> dict[str, Any]:
+    work = WORK / "b2"
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = [PY, str(BENCH / "upload_memory.py"), "--size-mib", str(size_mib), "--workdir", str(work)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=True)
+    r = json.loads(out.stdout)
+    r["target_mib"] = 100
+    r["baseline_rss_mib"] = round(r["baseline_rss_bytes"] / MIB, 1)
+    r["peak_rss_mib"] = round(r["peak_rss_bytes"] / MIB, 1)
+    return {"id": "b2", "rows": [r]}
+
+
+def b3(transcripts: int = 1000, words: int = 5000) -> dict[str, Any]:
+    """TableSink fed synthetic transcript dicts, in a fresh process (clean ru_maxrss)."""
+    cmd = [PY, str(BENCH / "bench.py"), "_b3-child", str(transcripts), str(words)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=True)
+    return {"id": "b3", "rows": [json.loads(out.stdout.strip().splitlines()[-1])]}
+
+
+def _b3_child(transcripts: int, words: int) -> None:
+    import datetime as dt
+    import random
+
+    from voxlake.tables import TableSink
+
+    rng = random.Random(3)
+    vocab = [f"word{i}" for i in range(2000)]
+    root = WORK / "b3-out"
+    shutil.rmtree(root, ignore_errors=True)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    spent = 0.0
+    sink = TableSink(str(root), flow_run_id="bench", run_date=dt.date(2026, 1, 1))
+    for t in range(transcripts):
+        ws = [
+            {
+                "text": rng.choice(vocab),
+                "start": 300 * i,
+                "end": 300 * i + 250,
+                "confidence": rng.random(),
+                "speaker": None,
+            }
+            for i in range(words)
+        ]
+        transcript = {
+            "id": f"t{t:05d}",
+            "status": "completed",
+            "text": " ".join(w["text"] for w in ws),
+            "words": ws,
+            "confidence": 0.9,
+            "audio_duration": words * 0.3,
+            "language_code": "en_us",
+            "speech_model_used": "universal-2",
+        }
+        t0 = time.perf_counter()
+        sink.add(f"m{t:05d}", transcript, source=f"/media/m{t:05d}.wav", options_hash="x")
+        spent += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    files = sink.close()
+    spent += time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    n = transcripts * words
+    written = sum(p.stat().st_size for p in root.rglob("*.parquet"))
+    print(
+        json.dumps(
+            {
+                "transcripts": transcripts,
+                "words": n,
+                "sink_seconds": round(spent, 3),
+                "words_per_s": round(n / spent),
+                "peak_rss_mib": round(peak / MIB, 1),
+                "rss_before_sink_mib": round(baseline / MIB, 1),
+                "parquet_files": {k: len(v) for k, v in files.items()},
+                "parquet_mib": round(written / MIB, 1),
+            }
+        )
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def b4() -> dict[str, Any]:
+    manifest, durs = make_media(B4.files, B4.seed, B4.lo, B4.hi, B4.rate, B4.kind)
+    work = WORK / f"b4-{time.strftime('%Y%m%d-%H%M%S')}"
+    first = _first_upload_s(manifest.parent / "media/f00000.wav", B4_SPEC, work)
+    row = run_voxlake(B4.files, B4, B4_SPEC, "server", first, durs)
+    return {"id": "b4", "setup": _setup(B4, B4_SPEC), "rows": [row]}
+
+
+def b5_from(b1_result: dict[str, Any]) -> dict[str, Any]:
+    vox = b1_result["rows"][0]
+    return {
+        "id": "b5",
+        "from": "b1 voxlake run",
+        "rows": [
+            {
+                k: vox[k]
+                for k in (
+                    "peer",
+                    "files",
+                    "client_cpu_s",
+                    "client_cpu_ms_per_file",
+                    "client_cpu_own_ms_per_file",
+                    "prefect_server_child_cpu_s",
+                )
+            }
+        ],
+    }
+
+
+def _setup(media: SimpleNamespace, spec: ServerSpec) -> dict[str, Any]:
+    return {
+        "files": media.files,
+        "durations_s": [media.lo, media.hi],
+        "seed": media.seed,
+        "wav": f"{media.rate} Hz mono 16-bit",
+        "concurrency": spec.concurrency,
+        "processing_fixed_s": spec.processing_fixed,
+        "processing_per_audio_s": spec.processing_per_audio,
+        "rate_limit": f"{spec.rate_limit} per {spec.rate_window_s:g} s",
+    }
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def save(result: dict[str, Any]) -> None:
+    result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result["machine"] = machine()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{result['id']}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def machine() -> dict[str, Any]:
+    import prefect
+
+    with contextlib.suppress(OSError):
+        model = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            "?",
+        )
+    return {
+        "cpus": psutil.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "prefect": prefect.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "which", choices=("b1", "b2", "b3", "b4", "b5", "all", "report", "_b3-child")
+    )
+    parser.add_argument("rest", nargs="*")
+    args = parser.parse_args()
+    if args.which == "_b3-child":
+        _b3_child(int(args.rest[0]), int(args.rest[1]))
+        return
+    from report import write_results
+
+    t0 = time.perf_counter()
+    if args.which in ("b1", "all"):
+        r1 = b1()
+        save(r1)
+        save(b5_from(r1))
+        write_results()
+    if args.which == "b5":
+        r1 = b1(only_voxlake=True)
+        save(b5_from(r1))
+    if args.which in ("b2", "all"):
+        save(b2())
+        write_results()
+    if args.which in ("b3", "all"):
+        save(b3())
+        write_results()
+    if args.which in ("b4", "all"):
+        save(b4())
+    write_results(total_s=time.perf_counter() - t0 if args.which == "all" else None)
+    print(f"{args.which}: {time.perf_counter() - t0:.0f} s; RESULTS.md rewritten")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Peer clients the benchmarks run against voxlake, each as its own process."""

@@ -1,0 +1,365 @@
+"""Media sources: listing, checking, fingerprinting, streaming and presigning S3 objects.
+
+Also the redaction of signed URLs, so that a presigned URL's signature never reaches a log line,
+a table cell or a Prefect artifact.
+
+S3 objects reach the transcription service one of two ways (docs/s3.md):
+
+- **upload** (default): the object is streamed from s3fs into ``POST /v2/upload`` in 1 MiB
+  reads through a small read-ahead buffer: no temp file, no whole-object read, memory bounded
+  by ``S3_BLOCK_SIZE`` per concurrent upload whatever the object's size;
+- **presign**: a presigned GET URL is submitted as ``audio_url`` and the service fetches the
+  object itself; the pipeline moves no media bytes at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import posixpath
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from voxlake.storage import (
+    S3AccessDeniedError,
+    S3Options,
+    StorageError,
+    s3_filesystem,
+    s3_path,
+    s3_url,
+    split_s3,
+    storage_error,
+)
+
+__all__ = [
+    "S3_BLOCK_SIZE",
+    "ObjectInfo",
+    "S3Reader",
+    "StagedSource",
+    "list_s3_media",
+    "local_fingerprint",
+    "normalize_extensions",
+    "redact_text",
+    "redact_url",
+    "stage_s3",
+    "stat_s3_objects",
+]
+
+#: Read-ahead block of an S3 upload stream: each ranged GET fetches this much (plus the 1 MiB
+#: read that triggered it). The whole per-upload buffer is about this size.
+S3_BLOCK_SIZE = 4 * 1024 * 1024
+
+#: More manifest rows than this in one S3 folder are checked with one listing of the folder
+#: (1,000 keys per request) instead of one HEAD request per object.
+LIST_THRESHOLD = 100
+STAT_WORKERS = 32
+_HASH_CHUNK = 1024 * 1024
+
+
+# --- extensions -------------------------------------------------------------------------------
+
+
+def normalize_extensions(extensions: Iterable[str] | str | None) -> frozenset[str] | None:
+    """``["WAV", ".mp3"]`` or ``"wav,mp3"`` -> ``{"wav", "mp3"}``; ``None`` stays ``None``."""
+    if extensions is None:
+        return None
+    if isinstance(extensions, str):
+        extensions = extensions.split(",")
+    cleaned = frozenset(e.strip().lstrip(".").lower() for e in extensions if e.strip(" ."))
+    if not cleaned:
+        raise ValueError("media_extensions must name at least one extension, e.g. wav,mp3")
+    return cleaned
+
+
+def is_media_name(name: str, extensions: frozenset[str]) -> bool:
+    # Dot files are skipped: macOS writes "._name.wav" AppleDouble files that look like media.
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and posixpath.splitext(base)[1][1:].lower() in extensions
+
+
+# --- object metadata --------------------------------------------------------------------------
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, str) and value:
+        return _utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What S3 says about one object: enough to upload it and to fingerprint it."""
+
+    url: str
+    size: int
+    etag: str | None
+    last_modified: dt.datetime | None
+    is_file: bool = True
+
+    @classmethod
+    def from_s3fs(cls, url: str, raw: Mapping[str, Any]) -> ObjectInfo:
+        etag = raw.get("ETag") or raw.get("etag")
+        return cls(
+            url=url,
+            size=int(raw.get("size") or raw.get("Size") or 0),
+            etag=str(etag).strip('"') if etag else None,
+            last_modified=_utc(raw.get("LastModified") or raw.get("last_modified")),
+            is_file=raw.get("type", "file") == "file",
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """``s3:<size>:<etag>:<last-modified, UTC ISO 8601>`` (docs/tables.md).
+
+        The ETag changes whenever the bytes do (it is an MD5 for single-part uploads, a hash of
+        part hashes for multipart ones); size and last-modified make it unambiguous.
+        """
+        modified = self.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ") if self.last_modified else ""
+        return f"s3:{self.size}:{self.etag or ''}:{modified}"
+
+
+def list_s3_media(fs: Any, target: str, extensions: frozenset[str]) -> tuple[str, list[ObjectInfo]]:
+    """Every media object under an ``s3://`` prefix or matching an ``s3://`` glob.
+
+    Returns ``(base, objects)``: ``base`` is the folder URL that media_ids are relative to (the
+    prefix, or the glob's part before its first wildcard), objects are sorted by URL. Listing
+    uses ListObjectsV2 pages of 1,000 keys (one request per 1,000 objects, whatever the depth).
+    """
+    bucket, key = split_s3(target)
+    wildcard = re.search(r"[*?\[]", key)
+    try:
+        if wildcard:
+            head = key[: wildcard.start()]
+            base = s3_url(bucket, head[: head.rfind("/") + 1])
+            found = fs.glob(s3_path(target), detail=True)
+        else:
+            prefix = key if not key or key.endswith("/") else key + "/"
+            base = s3_url(bucket, prefix)
+            found = fs.find(s3_path(base), detail=True, withdirs=False)
+    except Exception as exc:
+        raise storage_error(exc, target, "listing") from None
+    objects = [
+        ObjectInfo.from_s3fs(f"s3://{name}", raw)
+        for name, raw in found.items()
+        if raw.get("type", "file") == "file" and is_media_name(name, extensions)
+    ]
+    objects.sort(key=lambda o: o.url)
+    return base, objects
+
+
+def stat_s3_objects(
+    fs: Any, urls: Iterable[str], *, list_threshold: int = LIST_THRESHOLD
+) -> dict[str, ObjectInfo | StorageError]:
+    """Metadata (or the error) of each object, in as few requests as is reasonable.
+
+    Objects are grouped by folder. A folder with more than ``list_threshold`` requested objects
+    is listed once (1,000 keys per request); the others get one HEAD each, 32 at a time. A
+    folder that cannot be listed (no s3:ListBucket) falls back to HEAD requests.
+    """
+    by_folder: dict[str, list[str]] = defaultdict(list)
+    for url in dict.fromkeys(urls):
+        by_folder[url.rsplit("/", 1)[0]].append(url)
+    results: dict[str, ObjectInfo | StorageError] = {}
+    to_head: list[str] = []
+    for folder, members in by_folder.items():
+        if len(members) <= list_threshold:
+            to_head.extend(members)
+            continue
+        try:
+            listed = fs.ls(s3_path(folder + "/"), detail=True)
+        except Exception as exc:
+            err = storage_error(exc, folder + "/", "listing")
+            if isinstance(err, S3AccessDeniedError):
+                to_head.extend(members)  # GetObject may still be allowed
+                continue
+            results.update(dict.fromkeys(members, err))
+            continue
+        by_name = {f"s3://{raw['name']}": raw for raw in listed}
+        for url in members:
+            raw = by_name.get(url)
+            if raw is None:
+                results[url] = storage_error(FileNotFoundError(url), url, "checking")
+            else:
+                results[url] = ObjectInfo.from_s3fs(url, raw)
+
+    def head(url: str) -> tuple[str, ObjectInfo | StorageError]:
+        try:
+            return url, ObjectInfo.from_s3fs(url, fs.info(s3_path(url)))
+        except Exception as exc:
+            return url, storage_error(exc, url, "checking")
+
+    if to_head:
+        with ThreadPoolExecutor(max_workers=min(STAT_WORKERS, len(to_head))) as pool:
+            results.update(pool.map(head, to_head))
+    return results
+
+
+# --- local fingerprints -----------------------------------------------------------------------
+
+
+def local_fingerprint(
+    path: str | os.PathLike[str], *, content_hash: bool = False
+) -> tuple[int, str]:
+    """``(size, fingerprint)`` of a local file: ``size:mtime_ns``, plus ``:sha256=<hex>``.
+
+    The content hash reads the whole file once more (streamed), so it is off by default; it
+    makes the fingerprint survive copies that change mtimes.
+    """
+    st = os.stat(path)
+    fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+    if content_hash:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+        fingerprint += f":sha256={digest.hexdigest()}"
+    return st.st_size, fingerprint
+
+
+# --- streaming and presigning -----------------------------------------------------------------
+
+
+class S3Reader:
+    """A seekable binary reader over one S3 object, named by its ``s3://`` URL.
+
+    Wraps the s3fs file in read-ahead mode: a 1 MiB read costs at most one ranged GET of
+    ``S3_BLOCK_SIZE`` + 1 MiB, and only the latest block is kept, so memory stays flat for
+    objects of any size. Read errors surface as ``OSError`` (the upload client turns them into
+    a retryable MediaReadError and rewinds).
+    """
+
+    def __init__(self, fs: Any, info: ObjectInfo, block_size: int = S3_BLOCK_SIZE) -> None:
+        self.name = info.url
+        self.size = info.size
+        self._file: BinaryIO = fs.open(
+            s3_path(info.url),
+            "rb",
+            block_size=block_size,
+            cache_type="readahead",
+            size=info.size,
+        )
+
+    def read(self, n: int = -1) -> bytes:
+        return self._file.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> S3Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class StagedSource:
+    """An S3 item ready to submit: its ``audio_url`` and what to record about it."""
+
+    audio_url: str
+    size: int
+    fingerprint: str
+
+
+async def stage_s3(client: Any, url: str, options: S3Options | None) -> StagedSource:
+    """HEAD the object, then upload it by streaming (or presign it); errors name the URL.
+
+    Raises :class:`~voxlake.storage.StorageError` (missing key or bucket, access denied:
+    terminal; throttling: transient) or the client's upload errors.
+    """
+    import asyncio
+
+    options = options or S3Options()
+    fs = s3_filesystem(options)
+    try:
+        raw = await asyncio.to_thread(fs.info, s3_path(url))
+    except Exception as exc:
+        raise storage_error(exc, url, "reading") from None
+    info = ObjectInfo.from_s3fs(url, raw)
+    if not info.is_file:
+        raise StorageError(f"{url} is a folder, not an object — list it as a prefix manifest")
+    if options.presign:
+        try:
+            signed = await asyncio.to_thread(
+                fs.sign, s3_path(url), expiration=options.presign_expires_s
+            )
+        except Exception as exc:
+            raise storage_error(exc, url, "presigning") from None
+        return StagedSource(signed, info.size, info.fingerprint)
+    try:
+        reader = await asyncio.to_thread(S3Reader, fs, info)
+    except Exception as exc:
+        raise storage_error(exc, url, "opening") from None
+    try:
+        uploaded = await client.upload(reader, size=info.size)
+    finally:
+        await asyncio.to_thread(reader.close)
+    return StagedSource(uploaded.upload_url, info.size, info.fingerprint)
+
+
+# --- redaction --------------------------------------------------------------------------------
+
+# Query parameters that make a URL a credential: AWS SigV4/V2, GCS, Azure SAS, generic tokens.
+_SECRET_PARAMS = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "signature",
+        "awsaccesskeyid",
+        "x-goog-signature",
+        "x-goog-credential",
+        "sig",
+        "token",
+        "access_token",
+        "key",
+        "api_key",
+    }
+)
+_URL_RE = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its query string and fragment if it carries a signature or token, and
+    without any ``user:password@``. Other URLs are returned unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.scheme.lower() not in ("http", "https"):
+        return url
+    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
+    query, fragment = parts.query, parts.fragment
+    names = {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
+    if names & _SECRET_PARAMS or "signature=" in query.lower():
+        query, fragment = "", ""
+    if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def redact_text(text: str | None) -> str | None:
+    """Every http(s) URL in ``text`` passed through :func:`redact_url`."""
+    if not text or "://" not in text:
+        return text
+    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
