@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -274,9 +275,25 @@ def _get_pool() -> ProcessPoolExecutor:
             # "spawn": the server process has threads (uvicorn, the engine pool), and forking a
             # threaded process can deadlock the child.
             _pool = ProcessPoolExecutor(
-                max_workers=pool_size(), mp_context=multiprocessing.get_context("spawn")
+                max_workers=pool_size(),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         return _pool
+
+
+def _worker_init(parent_pid: int) -> None:
+    """In each worker: exit when the server process is gone (killed without a clean shutdown),
+    instead of lingering as an orphan holding a loaded model."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="vx-orphan-watch", daemon=True).start()
 
 
 def shutdown_pool() -> None:
