@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 import psutil
-from harness import (
+
+from benchmarks.harness import (
     REPO,
     RESULTS,
     WORK,
@@ -138,7 +139,7 @@ def run_peer(
         "makespan_s": round(mon.wall_s, 2),
         "work_elapsed_s": peer.get("elapsed_s"),
         "makespan_over_L": round(mon.wall_s / b["L_s"], 3),
-        "files_per_s": round(n / mon.wall_s, 2),
+        "files_per_s": round(peer["returned"] / mon.wall_s, 2),  # files returned, not sent
         "returned": peer["returned"],
         "lost": n - peer["returned"],
         **request_figures(stats, n),
@@ -189,7 +190,7 @@ def run_voxlake(
         "work_elapsed_s": r["flow_elapsed_s"],
         "makespan_over_L": round(r["wall_s"] / b["L_s"], 3),
         "flow_elapsed_over_L": round(r["flow_elapsed_s"] / b["L_s"], 3),
-        "files_per_s": round(files / r["wall_s"], 2),
+        "files_per_s": round(r["completed"] / r["wall_s"], 2),
         "returned": r["completed"],
         "lost": files - r["completed"],
         "requests_total": r["requests_total"],
@@ -420,7 +421,7 @@ def main() -> None:
     if args.which == "_b3-child":
         _b3_child(int(args.rest[0]), int(args.rest[1]))
         return
-    from report import write_results
+    from benchmarks.report import write_results
 
     t0 = time.perf_counter()
     if args.which in ("b1", "all"):
@@ -439,7 +440,10 @@ def main() -> None:
         write_results()
     if args.which in ("b4", "all"):
         save(b4())
-    write_results(total_s=time.perf_counter() - t0 if args.which == "all" else None)
+    if args.which == "all":
+        total = {"total_s": round(time.perf_counter() - t0), "finished_at": time.strftime("%c")}
+        (RESULTS / "suite.json").write_text(json.dumps(total) + "\n")
+    write_results()
     print(f"{args.which}: {time.perf_counter() - t0:.0f} s; RESULTS.md rewritten")
 
 

@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import (
+
+from benchmarks.harness import (
     REPO,
     RESULTS,
     STAGES,

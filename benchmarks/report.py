@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness import BENCH, RESULTS
+from benchmarks.harness import BENCH, RESULTS
 
 OUT = BENCH / "RESULTS.md"
 
@@ -131,7 +131,7 @@ def _verdicts(results: dict[str, dict[str, Any] | None]) -> list[str]:
     return rows
 
 
-def write_results(total_s: float | None = None) -> Path:
+def write_results() -> Path:
     results = {k: _load(k) for k in ("b1", "b2", "b3", "b4", "b5")}
     lines = ["# Benchmark results", ""]
     lines.append(
@@ -150,8 +150,12 @@ def write_results(total_s: float | None = None) -> Path:
     for k, r in results.items():
         if r:
             lines.append(f"- {k.upper()} finished at {r['finished_at']}")
-    if total_s is not None:
-        lines.append(f"- `make bench` (all five) took {total_s / 60:.1f} min")
+    suite = _load("suite")
+    if suite:
+        lines.append(
+            f"- the last `bench.py all` (`make bench`) took {suite['total_s'] / 60:.1f} min "
+            f"(finished {suite['finished_at']})"
+        )
     lines += ["", "## Commands", "", "```bash", COMMANDS, "```", ""]
     lines += ["## Targets", "", *_verdicts(results), ""]
     b1 = results["b1"]

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from harness import ServerSpec, local_server
 
+from benchmarks.harness import ServerSpec, local_server
 from voxlake.client import AssemblyAIClient
 
 MIB = 1024 * 1024

@@ -18,6 +18,7 @@ import collections
 import csv
 import json
 import os
+import re
 import time
 import traceback
 from pathlib import Path
@@ -28,7 +29,10 @@ import assemblyai as aai
 
 def _outcome(transcripts: list[Any], failures: list[Any]) -> dict[str, Any]:
     statuses = collections.Counter(str(t.status.value) for t in transcripts)
-    reasons = collections.Counter(type(f).__name__ + ": " + str(f)[:80] for f in failures)
+    reasons = collections.Counter(
+        type(f).__name__ + ": " + re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", str(f))[:100]
+        for f in failures
+    )
     return {
         "returned": statuses.get("completed", 0),
         "returned_by_status": dict(statuses),
