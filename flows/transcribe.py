@@ -124,7 +124,9 @@ async def transcribe_manifest(
         ) as run,
     ):
         size = chunk_size or auto_chunk_size(len(run.records))
-        chunks = chunked(run.media_ids, size)
+        # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
+        # ends on short jobs, so the last slots free up together (LPT scheduling).
+        chunks = chunked(run.media_ids_longest_first(), size)
         logger.info(
             "%d items (%d invalid rows) in %d chunks of up to %d; writing to %s",
             len(run.records),

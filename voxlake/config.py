@@ -49,7 +49,7 @@ class ClientSettings(BaseModel):
 
     # One pool shared by all concurrent uploads/polls of a process.
     max_connections: int = Field(default=100, ge=1)
-    max_keepalive_connections: int = Field(default=20, ge=0)
+    max_keepalive_connections: int = Field(default=100, ge=0)
     user_agent: str = "voxlake/0.1 (+AssemblyAI v2 batch client)"
 
     @model_validator(mode="before")

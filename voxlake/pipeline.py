@@ -120,6 +120,7 @@ class RunSettings:
     max_fetches: int = 32  # concurrent transcript fetches
     poll_min_interval_s: float = 2.0
     poll_max_interval_s: float = 15.0
+    poll_tail_interval_s: float = 0.5
     poll_timeout_s: float | None = 6 * 3600.0
     max_buffer_rows: int = 500_000
     content_hash: bool = False  # add sha256 of local files to source_fingerprint (reads twice)
@@ -177,6 +178,10 @@ class SharedPoller:
                 interval = self._settings.poll_min_interval_s
             else:
                 interval = min(interval * 1.5, self._settings.poll_max_interval_s)
+            if 0 < len(self._poller.pending) <= self._poller.page_limit:
+                # The tail: one list page a round, so polling faster costs little and the run
+                # ends closer to the last job's completion.
+                interval = min(interval, self._settings.poll_tail_interval_s)
             if self._poller.pending:
                 # Newly registered ids do not need to wait out a backed-off interval.
                 with contextlib.suppress(TimeoutError):
@@ -252,6 +257,18 @@ class TranscriptionRun:
     @property
     def media_ids(self) -> list[str]:
         return list(self.records)
+
+    def media_ids_longest_first(self) -> list[str]:
+        """Local media by size, largest first (a proxy for duration); others keep their order."""
+
+        def size(media_id: str) -> int:
+            item = self.records[media_id].item
+            if item.kind is SourceKind.local:
+                with contextlib.suppress(OSError):
+                    return item.path.stat().st_size
+            return 0
+
+        return sorted(self.records, key=size, reverse=True)
 
     # --- stages -------------------------------------------------------------------------------
 
@@ -529,7 +546,7 @@ def chunked(ids: Sequence[str], chunk_size: int) -> list[list[str]]:
     return [list(ids[i : i + chunk_size]) for i in range(0, len(ids), chunk_size)]
 
 
-def auto_chunk_size(n_items: int, *, max_task_runs: int = 400, stages: int = 4) -> int:
+def auto_chunk_size(n_items: int, *, max_task_runs: int = 100, stages: int = 4) -> int:
     """One item per task run for small manifests; bigger chunks keep task runs bounded.
 
     Prefect's server records ~40-49 task runs/s on this class of machine, so a run of N items
