@@ -62,6 +62,7 @@ from voxlake.models import (
     UploadedFile,
     WordSearchResponse,
 )
+from voxlake.ratelimit import RequestBudget
 from voxlake.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("voxlake.client")
@@ -120,6 +121,11 @@ class AssemblyAIClient:
         self.settings = settings
         self.retry = retry if retry is not None else RetryPolicy.none()
         self._auth = _ApiKeyAuth(settings.api_key)
+        self._budget = (
+            RequestBudget(settings.request_budget, settings.request_budget_window_s)
+            if settings.request_budget is not None
+            else None
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport,
@@ -352,6 +358,8 @@ class AssemblyAIClient:
         **kwargs: Any,
     ) -> httpx.Response:
         url = f"{self.settings.base_url}{path}"
+        if self._budget is not None:
+            await self._budget.acquire()  # flow control, so this run never causes a 429
         try:
             response = await self._http.request(
                 method,

@@ -51,6 +51,11 @@ class ClientSettings(BaseModel):
     max_connections: int = Field(default=100, ge=1)
     max_keepalive_connections: int = Field(default=100, ge=0)
     user_agent: str = "voxlake/0.1 (+AssemblyAI v2 batch client)"
+    # AssemblyAI's account limit is 20,000 requests per 5 minutes; the client spaces its own
+    # requests to stay under it (voxlake.ratelimit). Lower it when other producers share the
+    # account; None turns the budget off.
+    request_budget: int | None = Field(default=20_000, ge=1)
+    request_budget_window_s: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
