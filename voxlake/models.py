@@ -57,7 +57,41 @@ class Utterance(_Wire):
     translated_texts: dict[str, str] | None = None
 
 
-class Transcript(_Wire):
+class TranscriptOptions(_Wire):
+    """The transcription options a request sends and a transcript echoes back (one definition)."""
+
+    language_code: str | None = None
+    language_codes: list[str] | None = None
+    language_detection: bool | None = None
+    language_confidence_threshold: float | None = None
+    punctuate: bool | None = None
+    format_text: bool | None = None
+    disfluencies: bool | None = None
+    filter_profanity: bool | None = None
+    speaker_labels: bool | None = None
+    speakers_expected: int | None = None
+    multichannel: bool | None = None
+    audio_start_from: int | None = None
+    audio_end_at: int | None = None
+    webhook_url: str | None = None
+    webhook_auth_header_name: str | None = None
+    speech_threshold: float | None = None
+    keyterms_prompt: list[str] | None = None
+    prompt: str | None = None
+    temperature: float | None = None
+    custom_spelling: list[JSONDict] | None = None
+    redact_pii: bool | None = None
+    redact_pii_audio: bool | None = None
+    redact_pii_policies: list[str] | None = None
+    redact_pii_sub: str | None = None
+    auto_highlights: bool | None = None
+    content_safety: bool | None = None
+    iab_categories: bool | None = None
+    sentiment_analysis: bool | None = None
+    entity_detection: bool | None = None
+
+
+class Transcript(TranscriptOptions):
     """``Transcript``: returned by POST/GET/DELETE /v2/transcript[/{id}].
 
     A failed job is HTTP 200 with ``status == error`` and ``error`` text: it is data, not an
@@ -82,59 +116,30 @@ class Transcript(_Wire):
     speech_model_used: str | None = None
     language_model: str | None = None
     acoustic_model: str | None = None
-    language_code: str | None = None
-    language_codes: list[str] | None = None
-    language_detection: bool | None = None
     language_confidence: float | None = None
-    language_confidence_threshold: float | None = None
     language_detection_options: JSONDict | None = None
 
     # echoed request options
-    punctuate: bool | None = None
-    format_text: bool | None = None
-    disfluencies: bool | None = None
-    filter_profanity: bool | None = None
-    multichannel: bool | None = None
     dual_channel: bool | None = None
-    speaker_labels: bool | None = None
-    speakers_expected: int | None = None
     speaker_options: JSONDict | None = None
-    audio_start_from: int | None = None
-    audio_end_at: int | None = None
-    speech_threshold: float | None = None
-    keyterms_prompt: list[str] | None = None
-    prompt: str | None = None
-    temperature: float | None = None
-    custom_spelling: list[JSONDict] | None = None
     remove_audio_tags: str | None = None
     word_boost: list[str] | None = None
     boost_param: str | None = None
     speed_boost: bool | None = None
 
     # webhooks
-    webhook_url: str | None = None
     webhook_status_code: int | None = None
     webhook_auth: bool | None = None
-    webhook_auth_header_name: str | None = None
 
     # PII redaction
-    redact_pii: bool | None = None
-    redact_pii_audio: bool | None = None
     redact_pii_audio_quality: str | None = None
-    redact_pii_policies: list[str] | None = None
-    redact_pii_sub: str | None = None
     redact_pii_audio_options: JSONDict | None = None
 
     # audio intelligence (kept as raw JSON)
-    auto_highlights: bool | None = None
     auto_highlights_result: JSONDict | None = None
-    content_safety: bool | None = None
     content_safety_labels: JSONDict | None = None
-    iab_categories: bool | None = None
     iab_categories_result: JSONDict | None = None
-    sentiment_analysis: bool | None = None
     sentiment_analysis_results: list[JSONDict] | None = None
-    entity_detection: bool | None = None
     entities: list[JSONDict] | None = None
     speech_understanding: JSONDict | None = None
     translated_texts: JSONDict | None = None
@@ -154,7 +159,7 @@ class Transcript(_Wire):
         return self.status.is_final
 
 
-class TranscriptParams(_Wire):
+class TranscriptParams(TranscriptOptions):
     """Request body of POST /v2/transcript. Serialise with :meth:`to_request`.
 
     ``speech_models`` is required: AssemblyAI has no default model and rejects requests without
@@ -163,36 +168,7 @@ class TranscriptParams(_Wire):
 
     audio_url: str
     speech_models: list[str] = Field(min_length=1)
-    language_code: str | None = None
-    language_codes: list[str] | None = None
-    language_detection: bool | None = None
-    language_confidence_threshold: float | None = None
-    punctuate: bool | None = None
-    format_text: bool | None = None
-    disfluencies: bool | None = None
-    filter_profanity: bool | None = None
-    speaker_labels: bool | None = None
-    speakers_expected: int | None = None
-    multichannel: bool | None = None
-    audio_start_from: int | None = None
-    audio_end_at: int | None = None
-    webhook_url: str | None = None
-    webhook_auth_header_name: str | None = None
     webhook_auth_header_value: str | None = None
-    speech_threshold: float | None = None
-    keyterms_prompt: list[str] | None = None
-    prompt: str | None = None
-    temperature: float | None = None
-    custom_spelling: list[JSONDict] | None = None
-    redact_pii: bool | None = None
-    redact_pii_audio: bool | None = None
-    redact_pii_policies: list[str] | None = None
-    redact_pii_sub: str | None = None
-    auto_highlights: bool | None = None
-    content_safety: bool | None = None
-    iab_categories: bool | None = None
-    sentiment_analysis: bool | None = None
-    entity_detection: bool | None = None
 
     def to_request(self) -> JSONDict:
         # exclude_none: an explicit null would override AssemblyAI's defaults.
