@@ -130,3 +130,14 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalServer], None]:
+    """Point flows at a server the way users do: through the environment, never a parameter."""
+
+    def use(server: LocalServer) -> None:
+        monkeypatch.setenv("ASSEMBLYAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY_A)
+
+    return use

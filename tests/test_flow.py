@@ -7,53 +7,26 @@ Real parts only: a Prefect test harness (temporary API server + SQLite), the emu
 from __future__ import annotations
 
 import asyncio
-import csv
 import functools
 import http.server
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.states import State
 
 from flows.transcribe import transcribe_manifest
+from tests.flowkit import SENTENCES, run_flow, speech_clips, write_manifest
 from tests.secrets import KEY_A
 from voxlake.checks import check_invariants
 from voxlake.emulator import FaultConfig, FaultSpec, LocalServer
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.manifest import ManifestError
-from voxlake.pipeline import RunSummary
 from voxlake.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-SENTENCES = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-]
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalServer], None]:
-    """Point the flow at a server the way users do: through the environment, never a parameter."""
-
-    def use(server: LocalServer) -> None:
-        monkeypatch.setenv("ASSEMBLYAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY_A)
-
-    return use
 
 
 @pytest.fixture
@@ -68,32 +41,6 @@ def http_media(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
-    fields = sorted({k for row in rows for k in row}, key=lambda k: (k != "source", k))
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def speech_clips(folder: Path, n: int) -> list[dict[str, Any]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        text = SENTENCES[i % len(SENTENCES)]
-        write_synth_wav(folder / f"clip-{i:02d}.wav", text, 1.0 + i * 0.2, sample_rate=8000, seed=i)
-        rows.append({"source": f"{folder.name}/clip-{i:02d}.wav", "media_id": f"clip-{i:02d}"})
-    return rows
-
-
-def run_flow(**params: Any) -> tuple[State, RunSummary]:
-    state = asyncio.run(transcribe_manifest(**params, return_state=True))
-    summary = state.result(raise_on_failure=False)
-    assert isinstance(summary, RunSummary), state
-    return state, summary
 
 
 def words_per_transcript(out: Path) -> dict[str, int]:

@@ -19,9 +19,8 @@ import duckdb
 import pyarrow.dataset as ds
 import pytest
 
+from tests.flowkit import SENTENCES, run_flow
 from tests.s3_fixtures import FaultRule, MotoS3, S3FaultProxy
-from tests.secrets import KEY_A
-from tests.test_flow import SENTENCES, run_flow
 from voxlake.checks import check_invariants
 from voxlake.emulator import LocalServer
 from voxlake.emulator.synth import write_synth_wav
@@ -31,15 +30,6 @@ from voxlake.tables import read_table
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalServer], None]:
-    def use(server: LocalServer) -> None:
-        monkeypatch.setenv("ASSEMBLYAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY_A)
-
-    return use
 
 
 def put_clips(fs: Any, tmp_path: Path, bucket: str, keys: list[str]) -> dict[str, str]:

@@ -15,7 +15,6 @@ import pytest
 
 from data.wer_report import build_report
 from flows.transcribe import transcribe_manifest
-from tests.secrets import KEY_A
 from voxlake.emulator import LocalServer
 from voxlake.tables import read_table
 
@@ -26,11 +25,9 @@ MAX_WER = 0.25
 
 
 def test_corpus_flow_wer_confidence_and_edge_cases(
-    tmp_path: Path, make_server: Callable[..., LocalServer], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
 ) -> None:
-    server = make_server(engine="sphinx", concurrency_limit=5)
-    monkeypatch.setenv("ASSEMBLYAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY_A)
+    api(make_server(engine="sphinx", concurrency_limit=5))
     out = tmp_path / "out"
 
     state = asyncio.run(

@@ -1,0 +1,53 @@
+"""Shared pieces of the end-to-end flow tests: sample speech, manifests, running the flow."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+from typing import Any
+
+from prefect.states import State
+
+from flows.transcribe import transcribe_manifest
+from voxlake.emulator.synth import write_synth_wav
+from voxlake.pipeline import RunSummary
+
+SENTENCES = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+]
+
+
+def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
+    fields = sorted({k for row in rows for k in row}, key=lambda k: (k != "source", k))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def speech_clips(folder: Path, n: int) -> list[dict[str, Any]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        text = SENTENCES[i % len(SENTENCES)]
+        write_synth_wav(folder / f"clip-{i:02d}.wav", text, 1.0 + i * 0.2, sample_rate=8000, seed=i)
+        rows.append({"source": f"{folder.name}/clip-{i:02d}.wav", "media_id": f"clip-{i:02d}"})
+    return rows
+
+
+def run_flow(**params: Any) -> tuple[State, RunSummary]:
+    state = asyncio.run(transcribe_manifest(**params, return_state=True))
+    summary = state.result(raise_on_failure=False)
+    assert isinstance(summary, RunSummary), state
+    return state, summary
