@@ -14,6 +14,7 @@ writing, a transient error the client never saw — so the two layers never mult
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -139,23 +140,30 @@ async def transcribe_manifest(
         # start processing server-side) first, instead of every chunk advancing in lockstep.
         upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
 
+        task_runs = 0
+
+        async def run_stage(stage_task: Any, ids: list[str]) -> Any:
+            nonlocal task_runs
+            task_runs += 1
+            return await stage_task(run, ids)
+
         async def process(chunk: list[str]) -> None:
             stage = "upload"
             try:
                 async with upload_gate:
-                    ids = await upload_media(run, chunk)
+                    ids = await run_stage(upload_media, chunk)
                 stage = "submit"
-                ids = await submit_transcripts(run, ids) if ids else ids
+                ids = await run_stage(submit_transcripts, ids) if ids else ids
                 stage = "poll"
-                ids = await poll_transcripts(run, ids) if ids else ids
+                ids = await run_stage(poll_transcripts, ids) if ids else ids
                 stage = "write"
                 if ids:
-                    await collect_transcripts(run, ids)
+                    await run_stage(collect_transcripts, ids)
             except Exception as exc:  # a task that failed after its retries
                 run.fail_pending(chunk, stage, exc)
 
         await asyncio.gather(*(process(chunk) for chunk in chunks))
-        summary = await run.finish()
+        summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
 
     await acreate_markdown_artifact(
         markdown=summary_markdown(summary), key="voxlake-run-summary", description=summary.message

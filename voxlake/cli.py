@@ -170,10 +170,6 @@ def run(
     Uses AssemblyAI when ASSEMBLYAI_API_KEY is set (ASSEMBLYAI_REGION=eu or ASSEMBLYAI_BASE_URL
     to choose the endpoint), otherwise the embedded local server.
     """
-    from voxlake.errors import VoxlakeError
-    from voxlake.report import print_summary
-    from voxlake.runner import run_manifest
-
     # Our own progress lines at INFO; libraries (httpx logs every request at INFO) stay quiet.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("voxlake").setLevel(logging.INFO)
@@ -204,23 +200,33 @@ def run(
         S3Options.model_validate(s3)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    try:
-        summary = run_manifest(
-            manifest,
-            output,
-            options=options or None,
-            chunk_size=chunk_size,
-            on_invalid=on_invalid,
-            fail_on_error=fail_on_error,
-            max_uploads=max_uploads,
-            progress=progress,
-            s3=s3 or None,
-            media_extensions=extensions,
-            content_hash=content_hash,
-        )
-    except VoxlakeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    from voxlake.prefect_api import TemporaryPrefectAPI, quiet_prefect_defaults
+
+    quiet_prefect_defaults()
+    # Before the heavy imports: a temporary Prefect API, if this run needs one, boots meanwhile.
+    with TemporaryPrefectAPI() as prefect_api:
+        from voxlake.errors import VoxlakeError
+        from voxlake.report import print_summary
+        from voxlake.runner import run_manifest
+
+        try:
+            summary = run_manifest(
+                manifest,
+                output,
+                prefect_api=prefect_api,
+                options=options or None,
+                chunk_size=chunk_size,
+                on_invalid=on_invalid,
+                fail_on_error=fail_on_error,
+                max_uploads=max_uploads,
+                progress=progress,
+                s3=s3 or None,
+                media_extensions=extensions,
+                content_hash=content_hash,
+            )
+        except VoxlakeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     print_summary(summary)
     if fail_on_error and summary.failed:
         raise typer.Exit(1)

@@ -100,6 +100,7 @@ class RunSummary:
     output: str
     files: dict[str, int]  # table -> Parquet files written by this run
     elapsed_s: float
+    task_runs: int = 0  # Prefect task runs the flow ran, set by the flow
 
     @property
     def message(self) -> str:

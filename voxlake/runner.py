@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from voxlake import pipeline
+from voxlake.prefect_api import TemporaryPrefectAPI
 
 logger = logging.getLogger("voxlake")
 
@@ -88,20 +89,11 @@ def progress_bar(total: int, enabled: bool = True) -> Iterator[None]:
             pipeline.progress_listeners.remove(advance)
 
 
-def _quiet_prefect_defaults() -> None:
-    """Keep a CLI run's terminal readable: Prefect logs every task run at INFO by default.
-
-    Only defaults: anything the user set in the environment or a Prefect profile wins.
-    """
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # The machines this runs on often have no internet; telemetry would only log errors.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
 def run_manifest(
     manifest: str,
     output: str,
     *,
+    prefect_api: TemporaryPrefectAPI,
     options: dict[str, object] | None,
     chunk_size: int | None,
     on_invalid: str,
@@ -112,10 +104,12 @@ def run_manifest(
     media_extensions: list[str] | None = None,
     content_hash: bool = False,
 ) -> pipeline.RunSummary:
-    """Run the flow once, as ``voxlake run`` does, and return its summary."""
+    """Run the flow once, as ``voxlake run`` does, and return its summary.
+
+    ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
+    """
     import asyncio
 
-    _quiet_prefect_defaults()
     from flows.transcribe import transcribe_manifest
     from voxlake.manifest import read_manifest
     from voxlake.storage import S3Options
@@ -131,7 +125,7 @@ def run_manifest(
             s3=s3_options,
         )
     )
-    with api_backend(), progress_bar(total, enabled=progress):
+    with prefect_api.connected(), api_backend(), progress_bar(total, enabled=progress):
         state = asyncio.run(
             transcribe_manifest(
                 manifest=manifest,
@@ -147,7 +141,9 @@ def run_manifest(
                 return_state=True,
             )
         )
-    summary = state.result(raise_on_failure=False)
+        summary = state.result(raise_on_failure=False)
+        if isinstance(summary, pipeline.RunSummary):
+            prefect_api.wait_until_recorded(state.state_details.flow_run_id, summary.task_runs)
     if not isinstance(summary, pipeline.RunSummary):
         raise RuntimeError(f"flow run ended in {state.type.value}: {state.message}") from (
             summary if isinstance(summary, BaseException) else None

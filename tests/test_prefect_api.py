@@ -1,0 +1,94 @@
+"""`voxlake run` without a Prefect server: the temporary Prefect API it starts early.
+
+Real processes end to end: the CLI as a subprocess (no PREFECT_API_URL anywhere, a fresh
+PREFECT_HOME), the temporary Prefect API it spawns, the local AssemblyAI server over HTTP, and
+Prefect's own SQLite database read back afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+from tests.flowkit import speech_clips, write_manifest
+from tests.secrets import KEY_A
+from voxlake.emulator import LocalServer
+from voxlake.prefect_api import EXIT_NOT_NEEDED
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ASSEMBLYAI_"))}
+    return env | {"PREFECT_HOME": str(home), **extra}
+
+
+def _temporary_api_processes(home: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "voxlake.prefect_api" in (proc.info["cmdline"] or []) and proc.environ().get(
+                "PREFECT_HOME"
+            ) == str(home):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_run_without_a_prefect_server_records_every_task_run(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    manifest = write_manifest(tmp_path / "manifest.csv", speech_clips(tmp_path / "media", 6))
+    home = tmp_path / "prefect-home"
+    env = _env(home, ASSEMBLYAI_BASE_URL=local_server.base_url, ASSEMBLYAI_API_KEY=KEY_A)
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"  # so that Prefect would say if it started its own API
+    cmd = [sys.executable, "-m", "voxlake.cli", "run", str(manifest)]
+    cmd += ["--output", str(tmp_path / "out"), "--no-progress", "--chunk-size", "2"]
+
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6/6 completed" in done.stdout
+    assert "Beginning flow run" in done.stdout + done.stderr
+    assert "Starting temporary server" not in done.stdout + done.stderr
+    # Prefect's server logs errors when stopped while still recording (what its own
+    # ephemeral mode does at exit); the run waited instead.
+    assert "Error flushing" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert pq.read_table(tmp_path / "out" / "transcripts").num_rows == 6
+    with sqlite3.connect(home / "prefect.db") as db:
+        flow_runs = db.execute("select state_type from flow_run").fetchall()
+        task_runs = db.execute("select name, state_type from task_run").fetchall()
+    assert flow_runs == [("COMPLETED",)]
+    # 3 chunks x 4 stages, each recorded with its final state before the API stopped.
+    assert len(task_runs) == 12
+    assert {state for _, state in task_runs} == {"COMPLETED"}
+    assert _temporary_api_processes(home) == []
+
+
+def test_temporary_api_process_exits_when_an_api_is_configured(tmp_path: Path) -> None:
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    # Configured the way users do it, in the active profile rather than the environment.
+    (home / "profiles.toml").write_text(
+        'active = "remote"\n\n[profiles.remote]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
+    )
+    env = _env(home, PREFECT_PROFILES_PATH=str(home / "profiles.toml"))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "voxlake.prefect_api", "0"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == EXIT_NOT_NEEDED, done.stderr
+    assert not (home / "prefect.db").exists()

@@ -1,0 +1,215 @@
+"""The Prefect API a ``voxlake run`` reports to, started early when none is configured.
+
+Without a Prefect API URL, Prefect 3 starts a temporary ("ephemeral") API server the first time
+a flow runs: it imports its server code in the calling process, then starts the server in a
+subprocess that imports it again and boots, and only then does the flow begin. That is ~10 s of
+every run on 2 cores, during which nothing else happens.
+
+``TemporaryPrefectAPI`` starts the same server (same command and environment as Prefect's
+``SubprocessASGIServer``) at the very start of ``voxlake run``, so it boots on the second core
+while this process imports Prefect, the flow and reads the manifest; the flow then reports to it
+through ``temporary_settings`` and it is stopped when the run ends. With an API configured
+(``PREFECT_API_URL`` in the environment or the active profile), nothing is started, and if the
+early server cannot start, Prefect's own ephemeral mode takes over as before.
+
+Run as ``python -m voxlake.prefect_api PORT``, this module is that server process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+logger = logging.getLogger("voxlake.prefect_api")
+
+# What Prefect's SubprocessASGIServer sets for its ephemeral server: no UI, ephemeral services.
+SERVER_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+HEALTH_POLL_S = 0.1  # how often readiness is checked, as Prefect does for its own
+STOP_TIMEOUT_S = 5.0
+RECORD_TIMEOUT_S = 10.0
+# Exit status of a server process that found an API configured and so has nothing to serve.
+EXIT_NOT_NEEDED = 3
+
+
+def quiet_prefect_defaults() -> None:
+    """Keep a CLI run's terminal readable: Prefect logs every task run at INFO by default.
+
+    Only defaults: anything the user set in the environment or a Prefect profile wins. Set
+    before the temporary API starts, which inherits them.
+    """
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The machines this runs on often have no internet; telemetry would only log errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _needs_temporary_api() -> bool:
+    """True when Prefect would start its ephemeral API: no URL configured, ephemeral allowed."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    return settings.api.url is None and settings.server.ephemeral.enabled
+
+
+class TemporaryPrefectAPI:
+    """A Prefect API server for one run, started before the flow's imports; see the module doc.
+
+    Enter it first thing (it only spawns a process), do the slow imports, then run the flow
+    inside :meth:`connected`.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port = 0
+        self._url: str | None = None  # set while the run reports to this server
+
+    def __enter__(self) -> TemporaryPrefectAPI:
+        if os.environ.get("PREFECT_API_URL"):
+            return self
+        # Already imported (a test harness, a notebook): the settings in force are cheap to read
+        # and may point at an API already.
+        if "prefect" in sys.modules and not _needs_temporary_api():
+            return self
+        self._port = _free_port()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "voxlake.prefect_api", str(self._port)],
+            env={**os.environ, **SERVER_ENV},
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[str | None]:
+        """Run the body against this server when Prefect would otherwise start its own.
+
+        Yields the API URL in use, or None when Prefect decides (a configured API, or its own
+        ephemeral server if this one could not start).
+        """
+        if self._process is None or not _needs_temporary_api():
+            yield None
+            return
+        url = f"http://127.0.0.1:{self._port}/api"
+        if not self._wait_until_healthy(url):
+            yield None
+            return
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        self._url = url
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            try:
+                yield url
+            finally:
+                _drain_prefect_workers()
+                self._url = None
+
+    def wait_until_recorded(self, flow_run_id: object, task_runs: int) -> None:
+        """Before stopping: wait until this server has recorded ``task_runs`` final task runs.
+
+        Prefect clients report task-run states as events, which the server records
+        asynchronously; a server stopped right after the flow returns loses the latest ones
+        (task runs missing or left Running in its database). No-op for an API not ours.
+        """
+        if self._url is None:
+            return
+        import httpx
+
+        _drain_prefect_workers()
+        final = {"any_": ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"]}
+        query = {
+            "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
+            "task_runs": {"state": {"type": final}},
+        }
+        deadline = time.monotonic() + RECORD_TIMEOUT_S
+        recorded = 0
+        with httpx.Client(base_url=self._url, timeout=RECORD_TIMEOUT_S) as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    recorded = int(http.post("/task_runs/count", json=query).json())
+                    if recorded >= task_runs:
+                        return
+                time.sleep(HEALTH_POLL_S)
+        logger.warning(
+            "the temporary Prefect API recorded %d of %d task runs before it stopped",
+            recorded,
+            task_runs,
+        )
+
+    def _wait_until_healthy(self, url: str) -> bool:
+        import httpx
+        from prefect.settings import get_current_settings
+
+        process = self._process
+        assert process is not None
+        timeout_s = get_current_settings().server.ephemeral.startup_timeout_seconds
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=HEALTH_POLL_S * 10) as http:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    logger.debug("temporary Prefect API exited (%s)", process.returncode)
+                    return False
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get(f"{url}/health").status_code == 200:
+                        return True
+                time.sleep(HEALTH_POLL_S)
+        logger.warning(
+            "the temporary Prefect API at %s did not start in time; Prefect starts its own", url
+        )
+        return False
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events still queued before the server they go to stops.
+
+    What ``prefect_test_harness`` does before stopping its server, for the same reason.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=STOP_TIMEOUT_S)
+    EventsWorker.drain_all(timeout=STOP_TIMEOUT_S)
+
+
+def serve(port: int) -> int:
+    """The server process: Prefect's ephemeral API app under uvicorn, as Prefect runs it."""
+    if not _needs_temporary_api():
+        return EXIT_NOT_NEEDED
+    import uvicorn
+
+    uvicorn.run(
+        "prefect.server.api.server:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="on",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(int(sys.argv[1])))
