@@ -194,17 +194,17 @@ def run(
         s3["presign"] = True
         s3["presign_expires_s"] = presign_expires
     extensions = [e for e in (media_extensions or "").split(",") if e.strip()] or None
-    try:
-        from voxlake.storage import S3Options
-
-        S3Options.model_validate(s3)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
     from voxlake.prefect_api import TemporaryPrefectAPI, quiet_prefect_defaults
 
     quiet_prefect_defaults()
     # Before the heavy imports: a temporary Prefect API, if this run needs one, boots meanwhile.
     with TemporaryPrefectAPI() as prefect_api:
+        try:
+            from voxlake.storage import S3Options
+
+            S3Options.model_validate(s3)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
         from voxlake.errors import VoxlakeError
         from voxlake.report import print_summary
         from voxlake.runner import run_manifest
