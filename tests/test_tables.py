@@ -122,7 +122,7 @@ def test_documented_schemas_match_the_code(doc_path: str) -> None:
 
 def test_words_batch_from_real_fixture_dict_and_model() -> None:
     raw = json.loads((FIXTURES / "go-sdk" / "completed.json").read_text())
-    batch = words_batch("wildfires", raw, flow_run_id=RUN, run_date=DAY)
+    batch = words_batch([("wildfires", raw)], flow_run_id=RUN, run_date=DAY)
     assert batch.schema.equals(WORDS_SCHEMA, check_metadata=True)
     assert batch.num_rows == len(raw["words"]) == 856
     row = batch.slice(0, 1).to_pylist()[0]
@@ -142,30 +142,80 @@ def test_words_batch_from_real_fixture_dict_and_model() -> None:
     from voxlake.models import Transcript
 
     model = Transcript.model_validate(raw)
-    assert words_batch("wildfires", model, flow_run_id=RUN, run_date=DAY).equals(batch)
+    assert words_batch([("wildfires", model)], flow_run_id=RUN, run_date=DAY).equals(batch)
 
 
 def test_all_null_and_empty_columns_keep_their_types() -> None:
-    empty = words_batch("m", {"id": "t", "words": []}, flow_run_id=RUN, run_date=DAY)
+    empty = words_batch([("m", {"id": "t", "words": []})], flow_run_id=RUN, run_date=DAY)
     assert empty.num_rows == 0 and empty.schema.equals(WORDS_SCHEMA)
-    none = utterances_batch("m", {"id": "t", "utterances": None}, flow_run_id=RUN, run_date=DAY)
+    none = utterances_batch([("m", {"id": "t", "utterances": None})], flow_run_id=RUN, run_date=DAY)
     assert none.num_rows == 0 and none.schema.equals(UTTERANCES_SCHEMA)
-    odd = words_batch(
-        "m",
-        {"id": "t", "words": [{"text": "x", "start": 1, "end": 2, "confidence": 1, "channel": 2}]},
-        flow_run_id=RUN,
-        run_date=DAY,
-    )
+    odd_word = {"text": "x", "start": 1, "end": 2, "confidence": 1, "channel": 2}
+    odd = words_batch([("m", {"id": "t", "words": [odd_word]})], flow_run_id=RUN, run_date=DAY)
     assert odd.column("channel").to_pylist() == ["2"]
 
 
 def test_spec_example_utterances() -> None:
     raw = json.loads((FIXTURES / "spec-examples" / "Transcript.json").read_text())
-    batch = utterances_batch("x", raw, flow_run_id=RUN, run_date=DAY)
+    batch = utterances_batch([("x", raw)], flow_run_id=RUN, run_date=DAY)
     assert batch.schema.equals(UTTERANCES_SCHEMA)
     assert batch.num_rows == len(raw["utterances"])
     assert batch.column("speaker").to_pylist()[0] == "A"
     assert batch.column("utterance_index").to_pylist() == list(range(batch.num_rows))
+
+
+def test_one_batch_for_many_transcripts_equals_one_per_transcript() -> None:
+    from voxlake.models import Transcript
+
+    items = [
+        ("a", make_transcript("t-a", 5, speakers=True)),
+        ("b", Transcript.model_validate(make_transcript("t-b", 3))),  # a model among dicts
+        ("c", make_transcript("t-c", 0)),
+        ("d", make_transcript("t-d", 4, speakers=True)),
+    ]
+    for build in (words_batch, utterances_batch):
+        together = build(items, flow_run_id=RUN, run_date=DAY)
+        one_by_one = [build([item], flow_run_id=RUN, run_date=DAY) for item in items]
+        assert together.equals(pa.concat_batches(one_by_one))
+    index = words_batch(items, flow_run_id=RUN, run_date=DAY).column("word_index").to_pylist()
+    assert index == [*range(5), *range(3), *range(4)]  # each transcript's words from 0
+
+
+def test_a_malformed_transcript_fails_alone_and_the_others_are_written(tmp_path: Path) -> None:
+    too_late = make_transcript("t-x", 3)
+    too_late["words"][1]["start"] = 2**64  # no int64 column holds it
+    entries = [
+        ("a.wav", make_transcript("t-a", 5, speakers=True)),
+        ("x.wav", too_late),
+        ("b.wav", {"id": "t-b", "status": "error", "error": "Audio too short"}),
+        ("y.wav", {**make_transcript("t-y", 2), "id": ""}),
+        ("c.wav", None),
+        ("d.wav", make_transcript("t-d", 4)),
+    ]
+    with TableSink(tmp_path, flow_run_id=RUN, run_date=DAY) as sink:
+        fields = {"source": "/media/m", "options_hash": "h"}
+        errors = sink.add_many(
+            [(m, t, fields if t is not None else {**fields, "error": "boom"}) for m, t in entries]
+        )
+        assert [type(e).__name__ if e else None for e in errors] == [
+            None,
+            "OverflowError",
+            None,
+            "ValueError",
+            None,
+            None,
+        ]
+        assert "has no id" in str(errors[3])
+        with pytest.raises(OverflowError):  # add() raises what add_many() returns
+            sink_add(sink, "x2.wav", too_late)
+    # Nothing of a malformed entry is written, everything of the others is.
+    rows = {r["media_id"]: r for r in read_table(tmp_path, "transcripts").to_pylist()}
+    assert sorted(rows) == ["a.wav", "b.wav", "c.wav", "d.wav"]
+    assert [rows[m]["status"] for m in sorted(rows)] == ["completed", "error", "error", "completed"]
+    words = read_table(tmp_path, "words").to_pylist()
+    assert sorted({w["media_id"] for w in words}) == ["a.wav", "d.wav"] and len(words) == 9
+    assert read_table(tmp_path, "utterances").column("media_id").to_pylist() == ["a.wav"] * 2
+    check_invariants(tmp_path)
 
 
 def test_transcript_rows() -> None:
@@ -207,9 +257,9 @@ def test_transcript_rows() -> None:
 def test_words_batch_throughput() -> None:
     # ≥ 1M words/s from plain dicts (the raw JSON path); measured over ~1M words.
     transcript = make_transcript("t", 1_000_000)
-    words_batch("m", make_transcript("w", 1000), flow_run_id=RUN, run_date=DAY)  # warm up
+    words_batch([("m", make_transcript("w", 1000))], flow_run_id=RUN, run_date=DAY)  # warm up
     start = time.perf_counter()
-    batch = words_batch("m", transcript, flow_run_id=RUN, run_date=DAY)
+    batch = words_batch([("m", transcript)], flow_run_id=RUN, run_date=DAY)
     elapsed = time.perf_counter() - start
     assert batch.num_rows == 1_000_000
     assert batch.num_rows / elapsed > 1_000_000, f"{batch.num_rows / elapsed:,.0f} words/s"
@@ -281,8 +331,8 @@ def test_memory_bounded_flushes_and_row_groups(tmp_path: Path) -> None:
     writer = DatasetWriter(tmp_path, "words", flow_run_id=RUN, max_buffer_rows=2500,
                            row_group_rows=1000)  # fmt: skip
     for i in range(7):
-        writer.write(words_batch(f"m{i}", make_transcript(f"t{i}", 1000), flow_run_id=RUN,
-                                 run_date=DAY))  # fmt: skip
+        transcript = make_transcript(f"t{i}", 1000)
+        writer.write(words_batch([(f"m{i}", transcript)], flow_run_id=RUN, run_date=DAY))
         # Never more than one flush threshold (+ one batch) held in memory.
         assert writer._buffered_rows < 2500
     files = writer.close()
@@ -292,20 +342,20 @@ def test_memory_bounded_flushes_and_row_groups(tmp_path: Path) -> None:
     assert pq.ParquetFile(files[0].path).metadata.num_row_groups == 3
     assert read_table(tmp_path, "words").num_rows == 7000
     with pytest.raises(RuntimeError, match="closed"):
-        writer.write(words_batch("x", make_transcript("x", 1), flow_run_id=RUN, run_date=DAY))
+        writer.write(words_batch([("x", make_transcript("x", 1))], flow_run_id=RUN, run_date=DAY))
 
 
 def test_writers_never_overwrite_each_other(tmp_path: Path) -> None:
     for _ in range(2):  # e.g. two tasks of one flow run, or a retried flow run
         with DatasetWriter(tmp_path, "words", flow_run_id=RUN) as w:
-            w.write(words_batch("m", make_transcript("t", 10), flow_run_id=RUN, run_date=DAY))
+            w.write(words_batch([("m", make_transcript("t", 10))], flow_run_id=RUN, run_date=DAY))
     assert read_table(tmp_path, "words").num_rows == 20
 
 
 def test_multiple_run_dates_are_partitioned(tmp_path: Path) -> None:
     with DatasetWriter(tmp_path, "words") as w:
         for day in (DAY, DAY + dt.timedelta(days=1)):
-            w.write(words_batch("m", make_transcript("t", 2), flow_run_id=RUN, run_date=day))
+            w.write(words_batch([("m", make_transcript("t", 2))], flow_run_id=RUN, run_date=day))
     assert sorted(p.name for p in (tmp_path / "words").iterdir()) == [
         "run_date=2024-05-17",
         "run_date=2024-05-18",
@@ -317,19 +367,19 @@ def test_multiple_run_dates_are_partitioned(tmp_path: Path) -> None:
 def test_writer_rejects_inferred_or_null_violating_data(tmp_path: Path) -> None:
     w = DatasetWriter(tmp_path, "words")
     inferred = pa.Table.from_pylist(
-        words_batch("m", make_transcript("t", 2), flow_run_id=RUN, run_date=DAY).to_pylist()
+        words_batch([("m", make_transcript("t", 2))], flow_run_id=RUN, run_date=DAY).to_pylist()
     )
     with pytest.raises(TypeError, match="does not match the table schema"):
         w.write(inferred)
     with pytest.raises(ValueError, match="'media_id' must not contain nulls"):
-        words_batch(None, make_transcript("t", 2), flow_run_id=RUN, run_date=DAY)  # type: ignore[arg-type]
+        words_batch([(None, make_transcript("t", 2))], flow_run_id=RUN, run_date=DAY)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown table"):
         DatasetWriter(tmp_path, "sentences")
 
 
 def test_error_inside_writer_context_publishes_nothing_more(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), DatasetWriter(tmp_path, "words") as w:
-        w.write(words_batch("m", make_transcript("t", 2), flow_run_id=RUN, run_date=DAY))
+        w.write(words_batch([("m", make_transcript("t", 2))], flow_run_id=RUN, run_date=DAY))
         raise RuntimeError("task crashed")
     assert read_table(tmp_path, "words").num_rows == 0
 
@@ -369,7 +419,7 @@ def test_fsspec_filesystem_is_accepted(tmp_path: Path) -> None:
     fsspec = pytest.importorskip("fsspec")
     mem = fsspec.filesystem("memory")
     with DatasetWriter("/out", "words", filesystem=mem) as w:
-        w.write(words_batch("m", make_transcript("t", 3), flow_run_id=RUN, run_date=DAY))
+        w.write(words_batch([("m", make_transcript("t", 3))], flow_run_id=RUN, run_date=DAY))
     assert mem.glob("/out/words/run_date=2024-05-17/part-*.parquet")
     assert read_table("/out", "words", filesystem=mem).num_rows == 3
 

@@ -36,7 +36,7 @@ from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import BatchPoller, PollResult
 from voxlake.sources import local_fingerprint, redact_text, stage_s3
 from voxlake.storage import S3Options, output_filesystem
-from voxlake.tables import TableSink, WrittenFile
+from voxlake.tables import SinkEntry, TableSink, WrittenFile
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ Stage = Literal["manifest", "upload", "submit", "poll", "fetch", "write"]
 ProgressListener = Callable[[str, int], None]
 
 _PROGRESS_STAGES = ("upload", "submit", "poll", "collect")
+
+# collect() writes fetched transcripts once this many words are waiting: ~1 KB a word as
+# parsed models, so ~100 MB, and rows enough that a write's fixed cost is noise.
+_WRITE_GROUP_WORDS = 100_000
 
 
 def _progress_stage(stage: Stage) -> str:
@@ -317,9 +321,31 @@ class TranscriptionRun:
         return ready
 
     async def collect(self, media_ids: Sequence[str]) -> int:
-        """Fetch each final transcript once and write its rows. Returns the items written."""
+        """Fetch each final transcript once and write its rows. Returns the items written.
+
+        Fetches run concurrently (``max_fetches`` at a time) and their rows are written in
+        groups: one worker-thread hop and one batch per table per group, because for short
+        transcripts the cost of a write, not of the words, was most of this stage's CPU. A
+        group is written once it holds ``_WRITE_GROUP_WORDS`` words, so a chunk of long
+        transcripts is never all in memory at once.
+        """
         todo = [m for m in media_ids if self._pending(m) and self.records[m].transcript_id]
-        await _each(todo, self._collect_one)
+        group: list[tuple[ItemRecord, Transcript]] = []
+        words = 0
+
+        async def fetch(media_id: str) -> None:
+            nonlocal group, words
+            transcript = await self._fetch_one(media_id)
+            if transcript is None:
+                return
+            group.append((self.records[media_id], transcript))
+            words += len(transcript.words or ())
+            if words >= _WRITE_GROUP_WORDS:
+                full, group, words = group, [], 0
+                await self._write(full)
+
+        await _each(todo, fetch)
+        await self._write(group)
         self._progress("collect", len(todo))
         return len(todo)
 
@@ -434,14 +460,15 @@ class TranscriptionRun:
                     return listed.id
         return (await self.client.create_transcript(params)).id
 
-    async def _collect_one(self, media_id: str) -> None:
+    async def _fetch_one(self, media_id: str) -> Transcript | None:
+        """The final transcript of an item, or None when its failure has been recorded."""
         rec = self.records[media_id]
         async with self._fetches:
             try:
                 transcript = await self.client.get_transcript(rec.transcript_id or "")
             except VoxlakeError as exc:
                 self._fail(media_id, "fetch", exc)
-                return
+                return None
         if transcript.status not in (TranscriptStatus.completed, TranscriptStatus.error):
             # The list endpoint said final; a lagging replica may disagree. Treat as a poll miss.
             self._fail(
@@ -452,36 +479,56 @@ class TranscriptionRun:
                     "list endpoint reported it final; rerun to collect it"
                 ),
             )
-            return
+            return None
         rec.completed_at = dt.datetime.now(dt.UTC)
-        await asyncio.to_thread(self._write, rec, transcript)
+        return transcript
 
-    def _write(self, rec: ItemRecord, transcript: Transcript) -> None:
-        item = rec.item
-        with self._sink_lock:
-            self._sink.add(
-                item.media_id,
+    async def _write(self, group: Sequence[tuple[ItemRecord, Transcript]]) -> None:
+        """Write the rows of fetched transcripts in one worker-thread hop, then record each."""
+        if not group:
+            return
+        entries: list[SinkEntry] = [
+            (
+                rec.item.media_id,
                 transcript,
-                source=item.source,
-                options_hash=item.options_hash,
-                source_size=rec.source_size,
-                source_fingerprint=rec.source_fingerprint,
-                submitted_at=rec.submitted_at,
-                completed_at=rec.completed_at,
+                {
+                    "source": rec.item.source,
+                    "options_hash": rec.item.options_hash,
+                    "source_size": rec.source_size,
+                    "source_fingerprint": rec.source_fingerprint,
+                    "submitted_at": rec.submitted_at,
+                    "completed_at": rec.completed_at,
+                },
             )
-        if transcript.status is TranscriptStatus.completed:
-            rec.status = "completed"
-            rec.confidence = transcript.confidence
-            rec.audio_duration_s = (
-                float(transcript.audio_duration) if transcript.audio_duration is not None else None
-            )
-        else:
-            rec.status = "error"
-            rec.failed_stage = "poll"
-            # The service's error text may quote the audio_url: a presigned URL loses its query.
-            rec.error = (
-                redact_text(transcript.error) or "transcript failed without an error message"
-            )
+            for rec, transcript in group
+        ]
+        errors = await asyncio.to_thread(self._add_locked, entries)
+        for (rec, transcript), error in zip(group, errors, strict=True):
+            if error is not None:
+                # Its rows could not be built (a malformed transcript), so none were written:
+                # it gets an error row like any failed item, and its neighbours' rows stand.
+                self._fail(rec.item.media_id, "write", error)
+            elif transcript.status is TranscriptStatus.completed:
+                rec.status = "completed"
+                rec.confidence = transcript.confidence
+                rec.audio_duration_s = (
+                    float(transcript.audio_duration)
+                    if transcript.audio_duration is not None
+                    else None
+                )
+            else:
+                rec.status = "error"
+                rec.failed_stage = "poll"
+                # The error text may quote a presigned audio_url: its query string is removed.
+                rec.error = (
+                    redact_text(transcript.error) or "transcript failed without an error message"
+                )
+
+    def _add_locked(self, entries: Sequence[SinkEntry]) -> list[Exception | None]:
+        # Runs in a worker thread: building and writing batches is CPU and disk bound, and must
+        # not stall the event loop that drives hundreds of requests.
+        with self._sink_lock:
+            return self._sink.add_many(entries)
 
     def _progress(self, stage: str, n: int) -> None:
         for listener in progress_listeners:

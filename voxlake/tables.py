@@ -43,6 +43,7 @@ __all__ = [
     "UTTERANCES_SCHEMA",
     "WORDS_SCHEMA",
     "DatasetWriter",
+    "SinkEntry",
     "TableSink",
     "WrittenFile",
     "local_fingerprint",
@@ -200,15 +201,24 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-def _column(items: Sequence[Any], name: str) -> list[Any]:
-    # One comprehension per column (not per-row pyarrow calls): this is the hot loop for
-    # millions of words, and a list comprehension with a bound .get is the fastest pure-Python
-    # way to pull one field out of many dicts.
-    if not items:
-        return []
-    if isinstance(items[0], Mapping):
-        return [w.get(name) for w in items]
-    return [getattr(w, name, None) for w in items]
+def _column(lists: Sequence[Sequence[Any]], name: str) -> list[Any]:
+    # One comprehension per transcript and column (not per-row pyarrow calls): this is the hot
+    # loop for millions of words, and a list comprehension with a bound .get is the fastest
+    # pure-Python way to pull one field out of many dicts. Dict or object is decided per
+    # transcript, so a batch may mix raw JSON and models.
+    out: list[Any] = []
+    for items in lists:
+        if not items:
+            continue
+        if isinstance(items[0], Mapping):
+            values = [w.get(name) for w in items]
+        else:
+            values = [getattr(w, name, None) for w in items]
+        if out:
+            out += values
+        else:
+            out = values  # no copy of the first (for a long transcript, the only) list
+    return out
 
 
 def _string_array(values: list[Any]) -> pa.Array:
@@ -245,60 +255,78 @@ def _transcript_id(transcript: Any) -> str:
     return str(tid)
 
 
+def _nested_rows(
+    items: Sequence[tuple[str, Any]],
+    field: str,
+    index_name: str,
+    *,
+    flow_run_id: str,
+    run_date: dt.date,
+) -> tuple[list[Sequence[Any]], dict[str, pa.Array]]:
+    """The rows nested under ``field`` (words, utterances) of each ``(media_id, transcript)``,
+    and the columns every such table has: the item's keys, the row's position within its
+    transcript, ``flow_run_id`` and ``run_date``."""
+    lists = [_get(t, field) or [] for _, t in items]
+    counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    n = int(counts.sum())
+    # Each transcript's keys are repeated over its rows with one take() per column for the
+    # whole batch: per-transcript pa.repeat calls cost more than the words of a short one.
+    owner = pa.array(np.repeat(np.arange(len(items)), counts))
+    first_row = np.repeat(np.cumsum(counts) - counts, counts)
+    columns = {
+        "media_id": pa.array([m for m, _ in items], pa.string()).take(owner),
+        "transcript_id": pa.array([_transcript_id(t) for _, t in items], pa.string()).take(owner),
+        index_name: pa.array((np.arange(n) - first_row).astype(np.int32)),
+        "flow_run_id": _constant(flow_run_id, n, pa.string()),
+        PARTITION_COLUMN: _constant(run_date, n, pa.date32()),
+    }
+    return lists, columns
+
+
 def words_batch(
-    media_id: str,
-    transcript: Any,
+    items: Sequence[tuple[str, Any]],
     *,
     flow_run_id: str,
     run_date: dt.date,
 ) -> pa.RecordBatch:
-    """The ``words`` rows of one transcript (a dict, or an object such as ``models.Transcript``).
+    """The ``words`` rows of ``(media_id, transcript)`` pairs, in order, as one batch.
 
-    Words are taken as AssemblyAI returns them (``start``/``end`` in ms); ``word_index`` is their
-    position. A transcript without words gives an empty batch with the same schema.
+    A transcript is a dict or an object such as ``models.Transcript``. Words are taken as
+    AssemblyAI returns them (``start``/``end`` in ms); ``word_index`` is their position in their
+    transcript. Transcripts without words give no rows (an empty batch has the same schema).
     """
-    tid = _transcript_id(transcript)
-    words = _get(transcript, "words") or []
-    n = len(words)
-    columns = {
-        "media_id": _constant(media_id, n, pa.string()),
-        "transcript_id": _constant(tid, n, pa.string()),
-        "word_index": pa.array(np.arange(n, dtype=np.int32)),
+    words, columns = _nested_rows(
+        items, "words", "word_index", flow_run_id=flow_run_id, run_date=run_date
+    )
+    columns |= {
         "text": _string_array(_column(words, "text")),
         "start_ms": pa.array(_column(words, "start"), type=pa.int64()),
         "end_ms": pa.array(_column(words, "end"), type=pa.int64()),
         "confidence": pa.array(_column(words, "confidence"), type=pa.float64()),
         "speaker": _string_array(_column(words, "speaker")),
         "channel": _string_array(_column(words, "channel")),
-        "flow_run_id": _constant(flow_run_id, n, pa.string()),
-        PARTITION_COLUMN: _constant(run_date, n, pa.date32()),
     }
     return _batch(WORDS_SCHEMA, columns)
 
 
 def utterances_batch(
-    media_id: str,
-    transcript: Any,
+    items: Sequence[tuple[str, Any]],
     *,
     flow_run_id: str,
     run_date: dt.date,
 ) -> pa.RecordBatch:
-    """The ``utterances`` rows of one transcript; empty when it has none (no speaker labels)."""
-    tid = _transcript_id(transcript)
-    utterances = _get(transcript, "utterances") or []
-    n = len(utterances)
-    columns = {
-        "media_id": _constant(media_id, n, pa.string()),
-        "transcript_id": _constant(tid, n, pa.string()),
-        "utterance_index": pa.array(np.arange(n, dtype=np.int32)),
+    """The ``utterances`` rows of ``(media_id, transcript)`` pairs; none for a transcript
+    without utterances (no speaker labels)."""
+    utterances, columns = _nested_rows(
+        items, "utterances", "utterance_index", flow_run_id=flow_run_id, run_date=run_date
+    )
+    columns |= {
         "speaker": _string_array(_column(utterances, "speaker")),
         "channel": _string_array(_column(utterances, "channel")),
         "start_ms": pa.array(_column(utterances, "start"), type=pa.int64()),
         "end_ms": pa.array(_column(utterances, "end"), type=pa.int64()),
         "confidence": pa.array(_column(utterances, "confidence"), type=pa.float64()),
         "text": _string_array(_column(utterances, "text")),
-        "flow_run_id": _constant(flow_run_id, n, pa.string()),
-        PARTITION_COLUMN: _constant(run_date, n, pa.date32()),
     }
     return _batch(UTTERANCES_SCHEMA, columns)
 
@@ -630,10 +658,19 @@ class DatasetWriter:
             self.abort()
 
 
+SinkEntry = tuple[str, Any | None, Mapping[str, Any]]
+"""``(media_id, transcript or None, transcript_row keyword fields)``: one item for the sink."""
+
+# What building one item's rows raises when its data does not fit the schema: transcript_row's
+# checks (ValueError), pyarrow conversions (ArrowInvalid is a ValueError, ArrowTypeError a
+# TypeError) and integers beyond int64 (OverflowError).
+_MALFORMED = (ValueError, TypeError, ArithmeticError)
+
+
 class TableSink:
     """The three tables of one flow run, written in a reader-safe order.
 
-    :meth:`add` takes one finished item. Words and utterances go to their writers right away
+    :meth:`add_many` takes finished items. Words and utterances go to their writers right away
     (they are the bulk and flush by size); transcripts rows are published only after the words
     and utterances they describe (:meth:`close` flushes those first, and a transcripts flush
     triggered by size also flushes them first), so a reader that sees a transcripts row also
@@ -662,7 +699,6 @@ class TableSink:
             root, "transcripts", max_buffer_rows=2**62, max_buffer_bytes=2**62, **common
         )
         self.max_transcripts_buffered = max_transcripts_buffered
-        self._rows: list[dict[str, Any]] = []
 
     def add(
         self,
@@ -673,30 +709,66 @@ class TableSink:
         options_hash: str,
         **row_fields: Any,
     ) -> None:
-        """Record one finished item (see :func:`transcript_row` for the keyword fields)."""
-        row = transcript_row(
-            media_id,
-            transcript,
-            source=source,
-            options_hash=options_hash,
-            flow_run_id=self.flow_run_id,
-            run_date=self.run_date,
-            **row_fields,
-        )
-        if row["status"] == "completed":
-            ctx = {"flow_run_id": self.flow_run_id, "run_date": self.run_date}
-            self.words.write(words_batch(media_id, transcript, **ctx))
-            self.utterances.write(utterances_batch(media_id, transcript, **ctx))
-        self._rows.append(row)
-        if len(self._rows) >= self.max_transcripts_buffered:
+        """Record one finished item (see :func:`transcript_row` for the keyword fields); raises
+        if its rows cannot be built."""
+        fields = {"source": source, "options_hash": options_hash, **row_fields}
+        (error,) = self.add_many([(media_id, transcript, fields)])
+        if error is not None:
+            raise error
+
+    def add_many(self, entries: Sequence[SinkEntry]) -> list[Exception | None]:
+        """Record finished items, one batch per table; returns each entry's error, or None.
+
+        An entry is ``(media_id, transcript, fields)``, ``fields`` being the keyword arguments
+        of :func:`transcript_row` other than ``flow_run_id``/``run_date``. An entry whose rows
+        cannot be built (a malformed transcript) writes nothing and gets its exception; the
+        others are written all the same. Errors of the writers themselves (I/O) are raised.
+        """
+        try:
+            words, utterances, transcripts = self._batches(entries)
+            errors: list[Exception | None] = [None] * len(entries)
+        except _MALFORMED as exc:
+            if len(entries) == 1:
+                return [exc]
+            # Rare: find the culprits one by one, then build the others together again.
+            errors = [self._malformed(entry) for entry in entries]
+            good = [entry for entry, error in zip(entries, errors, strict=True) if error is None]
+            words, utterances, transcripts = self._batches(good)
+        # Everything is built before anything is written: an entry is written whole or not at
+        # all. Words and utterances first (see the class docstring).
+        self.words.write(words)
+        self.utterances.write(utterances)
+        self.transcripts.write(transcripts)
+        if self.transcripts._buffered_rows >= self.max_transcripts_buffered:
             self.flush()
+        return errors
+
+    def _batches(
+        self, entries: Sequence[SinkEntry]
+    ) -> tuple[pa.RecordBatch, pa.RecordBatch, pa.RecordBatch]:
+        ctx = {"flow_run_id": self.flow_run_id, "run_date": self.run_date}
+        rows = [transcript_row(m, t, **ctx, **fields) for m, t, fields in entries]
+        completed = [
+            (m, t)
+            for (m, t, _), row in zip(entries, rows, strict=True)
+            if row["status"] == "completed"
+        ]
+        return (
+            words_batch(completed, **ctx),
+            utterances_batch(completed, **ctx),
+            transcripts_batch(rows),
+        )
+
+    def _malformed(self, entry: SinkEntry) -> Exception | None:
+        try:
+            self._batches([entry])
+        except _MALFORMED as exc:
+            return exc
+        return None
 
     def flush(self) -> None:
         self.words.flush()
         self.utterances.flush()
-        if self._rows:
-            self.transcripts.write(transcripts_batch(self._rows))
-            self._rows = []
         self.transcripts.flush()
 
     def close(self) -> dict[str, list[WrittenFile]]:

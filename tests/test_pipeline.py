@@ -1,0 +1,74 @@
+"""voxlake.pipeline without Prefect: TranscriptionRun's stages against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.flowkit import speech_clips, write_manifest
+from voxlake import pipeline
+from voxlake.checks import check_invariants
+from voxlake.client import AssemblyAIClient
+from voxlake.emulator import LocalServer
+from voxlake.manifest import read_manifest
+from voxlake.pipeline import RunSettings, RunSummary, TranscriptionRun
+from voxlake.tables import read_table
+
+FAST_POLLS = RunSettings(poll_min_interval_s=0.05, poll_max_interval_s=0.2)
+
+
+@pytest.mark.parametrize("group_words", [pipeline._WRITE_GROUP_WORDS, 5])
+def test_a_malformed_transcript_fails_alone_at_write_and_its_chunk_is_written(
+    tmp_path: Path,
+    make_server: Callable[..., LocalServer],
+    api: Callable[[LocalServer], None],
+    monkeypatch: pytest.MonkeyPatch,
+    group_words: int,
+) -> None:
+    # 5 words: every few transcripts make a write group of their own, so one collect() call
+    # writes several groups, the malformed transcript in one of them.
+    monkeypatch.setattr(pipeline, "_WRITE_GROUP_WORDS", group_words)
+    server = make_server()
+    api(server)
+    manifest = read_manifest(write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "a", 6)))
+    out = tmp_path / "out"
+
+    async def go() -> RunSummary:
+        async with (
+            AssemblyAIClient() as client,
+            TranscriptionRun(
+                manifest, out, client=client, flow_run_id="r", settings=FAST_POLLS
+            ) as run,
+        ):
+            ids = run.media_ids
+            ready = await run.wait(await run.submit(await run.upload(ids)))
+            assert sorted(ready) == sorted(ids)
+            # The server now answers with a word time no int64 column holds: valid JSON and a
+            # valid Transcript model, but no row can be built from it.
+            assert server.state is not None
+            job = server.state.transcripts.get_any(run.records["clip-02"].transcript_id or "")
+            assert job is not None and job.result is not None
+            words = list(job.result.words)
+            words[1] = dataclasses.replace(words[1], start=2**64)
+            job.result = dataclasses.replace(job.result, words=words)
+            assert await run.collect(ready) == 6
+            return await run.finish()
+
+    summary = asyncio.run(go())
+
+    assert (summary.total, summary.completed, summary.failed) == (6, 5, 1)
+    (failure,) = summary.failures
+    assert (failure.media_id, failure.stage) == ("clip-02", "write")
+    assert failure.error.startswith("write: ") and failure.transcript_id
+    rows = {r["media_id"]: r for r in read_table(out, "transcripts").to_pylist()}
+    assert sorted(rows) == [f"clip-{i:02d}" for i in range(6)]
+    assert rows["clip-02"]["status"] == "error"
+    assert rows["clip-02"]["transcript_id"] == failure.transcript_id
+    assert rows["clip-02"]["word_count"] is None
+    words_of = set(read_table(out, "words").column("media_id").to_pylist())
+    assert words_of == {f"clip-{i:02d}" for i in range(6)} - {"clip-02"}
+    check_invariants(out)
