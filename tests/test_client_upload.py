@@ -144,6 +144,42 @@ async def test_seekable_source_is_rewound_for_each_retry(tmp_path: Path) -> None
     assert all(body == payload for _, body in sink.requests)
 
 
+class RefuseFirstConnection(httpx.AsyncBaseTransport):
+    """Fails the first request as a refused connection, before reading any of its body.
+
+    (``MockTransport`` reads every request body before calling its handler.)
+    """
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes | None] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.bodies:
+            self.bodies.append(None)
+            raise httpx.ConnectError("connection refused", request=request)
+        self.bodies.append(await request.aread())
+        return httpx.Response(200, json={"upload_url": "https://cdn/up/1"})
+
+
+@pytest.mark.anyio
+async def test_retry_before_any_body_byte_is_sent_sends_the_file_once(tmp_path: Path) -> None:
+    # The pre-check has already read the first chunk; the retry must not send it twice.
+    media = tmp_path / "talk.wav"
+    payload = WAV + b"\x02" * (UPLOAD_CHUNK_SIZE + 10)
+    media.write_bytes(payload)
+    transport = RefuseFirstConnection()
+
+    async def no_sleep(_s: float) -> None:
+        return None
+
+    retry = RetryPolicy(max_attempts=2, sleep=no_sleep)
+    async with AssemblyAIClient(
+        api_key=KEY_A, base_url=BASE, transport=transport, retry=retry
+    ) as client:
+        await client.upload(media)
+    assert transport.bodies == [None, payload]
+
+
 @pytest.mark.anyio
 async def test_upload_retries_are_bounded(tmp_path: Path) -> None:
     media = tmp_path / "talk.wav"

@@ -504,7 +504,7 @@ class _UploadBody:
     size: int | None
     owns_reader: bool
     start: int | None  # offset to rewind to, None when not seekable
-    head: bytes = b""  # sniffed bytes not yet streamed (non-seekable sources only)
+    head: bytes = b""  # the first chunk, read by the pre-check and not yet streamed
     started: bool = False  # a body byte was read: a non-seekable source cannot be replayed
 
     @classmethod
@@ -540,14 +540,12 @@ class _UploadBody:
     async def precheck(self) -> None:
         if self.size is not None:
             self._check_size(self.size)
-        head = await self._read(SNIFF_BYTES)
-        if self.start is not None:
-            await anyio.to_thread.run_sync(self.reader.seek, self.start)
-        else:
-            self.head = head  # cannot seek back: stream the sniffed bytes first
-        if not head:
+        # The first chunk is read once, sniffed, and streamed first: no seek back, and a file
+        # of one chunk costs one worker-thread hop (they were most of an upload's CPU).
+        self.head = await self._read(UPLOAD_CHUNK_SIZE)
+        if not self.head:
             self._check_size(0)
-        kind = sniff_non_media(head)
+        kind = sniff_non_media(self.head[:SNIFF_BYTES])
         if kind is not None:
             raise NotMediaError(
                 f"{self.name} looks like {kind}, not audio or video; nothing was uploaded. "
@@ -571,6 +569,7 @@ class _UploadBody:
 
     async def rewind(self, attempt: int) -> None:
         if attempt > 1 and self.start is not None:
+            self.head = b""  # re-read from the start
             await anyio.to_thread.run_sync(self.reader.seek, self.start)
 
     def headers(self) -> dict[str, str]:
@@ -580,16 +579,19 @@ class _UploadBody:
         return headers
 
     async def stream(self) -> AsyncIterator[bytes]:
-        if self.head:
-            head, self.head = self.head, b""
-            self.started = True
-            yield head
+        sent = 0
+        chunk, self.head = self.head, b""
         while True:
-            chunk = await self._read(UPLOAD_CHUNK_SIZE)
             if not chunk:
-                return
+                if self.size is not None and sent >= self.size:
+                    return  # every declared byte is sent: no read just to meet the end
+                chunk = await self._read(UPLOAD_CHUNK_SIZE)
+                if not chunk:
+                    return
             self.started = True
+            sent += len(chunk)
             yield chunk
+            chunk = b""
 
     async def _read(self, n: int) -> bytes:
         # Off the event loop: a remote (s3fs) or slow disk read must not block other requests.

@@ -47,9 +47,11 @@ class ClientSettings(BaseModel):
     # write and read timeouts of an upload are this long one (per operation, not total).
     upload_timeout: float = Field(default=600.0, gt=0)
 
-    # One pool shared by all concurrent uploads/polls of a process.
+    # One pool shared by all concurrent uploads/polls of a process. Keep-alive covers what a run
+    # keeps in flight (16 uploads + 16 API calls + the poller), so connections are reused, not
+    # churned; not more, as httpx checks every idle pooled connection on every request.
     max_connections: int = Field(default=100, ge=1)
-    max_keepalive_connections: int = Field(default=100, ge=0)
+    max_keepalive_connections: int = Field(default=40, ge=0)
     user_agent: str = "voxlake/0.1 (+AssemblyAI v2 batch client)"
     # AssemblyAI's account limit is 20,000 requests per 5 minutes; the client spaces its own
     # requests to stay under it (voxlake.ratelimit). Lower it when other producers share the
