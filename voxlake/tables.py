@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -176,10 +175,6 @@ SCHEMAS: dict[str, pa.Schema] = {
 def _file_schema(schema: pa.Schema) -> pa.Schema:
     """The schema stored in each file: the partition column lives in the folder name only."""
     return schema.remove(schema.get_field_index(PARTITION_COLUMN))
-
-
-def _partitioning() -> ds.Partitioning:
-    return ds.partitioning(pa.schema([_RUN_DATE]), flavor="hive")
 
 
 def schema_markdown(schema: pa.Schema) -> str:
@@ -814,7 +809,11 @@ def read_table(
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
+    # Imported here: pyarrow.dataset imports pandas (~1 s), which writing never needs.
+    import pyarrow.dataset as ds
+
+    partitioning = ds.partitioning(pa.schema([_RUN_DATE]), flavor="hive")
     dataset = ds.dataset(
-        path, format="parquet", partitioning=_partitioning(), schema=schema, filesystem=fs
+        path, format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
     )
     return dataset.to_table(filter=filter, columns=columns)
