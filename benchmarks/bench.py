@@ -360,6 +360,9 @@ def b5_from(b1_result: dict[str, Any]) -> dict[str, Any]:
                     "client_cpu_ms_per_file",
                     "client_cpu_own_ms_per_file",
                     "prefect_server_child_cpu_s",
+                    "makespan_s",
+                    "makespan_over_L",
+                    "phases_s",
                 )
             }
         ],

@@ -40,6 +40,59 @@ async def test_budget_waits_for_the_oldest_request_to_leave_the_window() -> None
     assert now[0] == 10.5
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.anyio
+async def test_reads_leave_reserved_slots_to_uploads_and_submits() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(5, 10.0, margin_s=0.0, clock=lambda: clock.now, sleep=clock.sleep)
+    budget.reserve(3)  # e.g. one upload + submit and one submit still to come
+    await budget.acquire(deferrable=True)
+    await budget.acquire(deferrable=True)  # 2 sent + 3 reserved: the window is spoken for
+    assert clock.slept == []
+    clock.now = 1.0
+    for _ in range(3):
+        await budget.acquire()  # the reserved ones go at once, each using up its reservation
+    assert clock.slept == [] and budget.reserved == 0
+    clock.now = 2.0
+    await budget.acquire(deferrable=True)  # window full: waits for the oldest (t=0) to leave
+    assert clock.slept == [8.0]
+
+
+@pytest.mark.anyio
+async def test_a_read_waits_for_as_many_slots_as_are_reserved() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(4, 10.0, margin_s=0.0, clock=lambda: clock.now, sleep=clock.sleep)
+    for t in (0.0, 1.0):
+        clock.now = t
+        await budget.acquire(deferrable=True)
+    budget.reserve(2)
+    clock.now = 2.0
+    # 2 sent + 2 reserved = 4: the read needs the oldest send (t=0) gone, at t=10.
+    await budget.acquire(deferrable=True)
+    assert clock.slept == [8.0]
+
+
+@pytest.mark.anyio
+async def test_an_unused_reservation_delays_reads_by_one_window_at_most() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(3, 10.0, margin_s=0.0, clock=lambda: clock.now, sleep=clock.sleep)
+    budget.reserve(1_000)  # e.g. items that failed without giving their reservation back
+    await budget.acquire(deferrable=True)  # only max_requests - 1 are honoured
+    await budget.acquire(deferrable=True)  # waits until the first has left the window
+    assert clock.slept == [10.0]
+    budget.reserve(-5_000)
+    assert budget.reserved == 0
+
+
 @pytest.mark.anyio
 async def test_a_burst_stays_under_the_server_limit_only_with_the_budget(
     make_server: Callable[..., LocalServer],

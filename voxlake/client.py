@@ -155,6 +155,14 @@ class AssemblyAIClient:
     def __repr__(self) -> str:
         return f"AssemblyAIClient(base_url={self.settings.base_url!r}, retry={self.retry!r})"
 
+    def reserve_requests(self, n: int) -> None:
+        """Keep request budget for ``n`` uploads/submits still to come (voxlake.ratelimit).
+
+        Negative ``n`` gives back what will not be sent. No-op without a budget.
+        """
+        if self._budget is not None:
+            self._budget.reserve(n)
+
     # --- endpoints ----------------------------------------------------------------------------
 
     async def upload(self, source: UploadSource, *, size: int | None = None) -> UploadedFile:
@@ -359,7 +367,8 @@ class AssemblyAIClient:
     ) -> httpx.Response:
         url = f"{self.settings.base_url}{path}"
         if self._budget is not None:
-            await self._budget.acquire()  # flow control, so this run never causes a 429
+            # Flow control, so this run never causes a 429; reads may wait for uploads/submits.
+            await self._budget.acquire(deferrable=method == "GET")
         try:
             response = await self._http.request(
                 method,

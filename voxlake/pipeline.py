@@ -235,6 +235,11 @@ class TranscriptionRun:
         self.flow_run_id = flow_run_id
         self.records: dict[str, ItemRecord] = {i.media_id: ItemRecord(i) for i in manifest.items}
         self.invalid: list[InvalidRow] = list(manifest.invalid)
+        # Uploads and submits go before reads when a run needs more than a window's requests.
+        # (An http(s) source is only submitted; a presigned S3 one is counted as uploaded too.)
+        client.reserve_requests(
+            sum(1 if r.item.kind is SourceKind.http else 2 for r in self.records.values())
+        )
         self.s3 = s3  # non-secret S3 options: endpoint, region, profile, presign
         filesystem, root = output_filesystem(self.output, s3)  # s3:// roots: s3fs, bucket checked
         self._sink = TableSink(
@@ -555,6 +560,8 @@ class TranscriptionRun:
         rec.failed_stage = stage
         rec.error = redact_text(f"{stage}: {exc}")  # never a presigned URL's signature
         logger.warning("%s failed at %s", media_id, rec.error)
+        if stage == "upload":
+            self.client.reserve_requests(-1)  # its submit will never be sent
         # The item leaves the pipeline here: count it through the stages it will never reach.
         for later in _PROGRESS_STAGES[_PROGRESS_STAGES.index(_progress_stage(stage)) + 1 :]:
             self._progress(later, 1)

@@ -4,6 +4,12 @@ AssemblyAI allows 20,000 requests per 5 minutes per account and answers 429 beyo
 10,000 files needs ~30,000 requests: without a budget it would send 20,000 in two minutes and
 then stall on ``Retry-After``. :class:`RequestBudget` spaces requests over a sliding window
 instead. It is flow control, not a retry: no request is sent twice because of it.
+
+When a run needs more requests than one window holds, their order decides its length: a job
+submitted late still has to be processed, while a finished transcript can be fetched at any time.
+So the caller may ``reserve`` budget for the uploads and submits still to come, and deferrable
+requests (reads: fetches, status polls) leave that much of the window free. A 10,000-file run
+(30,000 requests) then submits every job in the first window and fetches in the next.
 """
 
 from __future__ import annotations
@@ -37,18 +43,32 @@ class RequestBudget:
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
+        self.reserved = 0  # slots kept for non-deferrable requests still to come
 
-    async def acquire(self) -> None:
-        """Wait until one more request fits in the window, then count it as sent."""
+    def reserve(self, n: int) -> None:
+        """Keep ``n`` more slots for non-deferrable requests (each one sent uses up one)."""
+        self.reserved = max(0, self.reserved + n)
+
+    async def acquire(self, *, deferrable: bool = False) -> None:
+        """Wait until one more request fits in the window, then count it as sent.
+
+        A deferrable request also leaves the reserved slots free. At most ``max_requests - 1``
+        are honoured, so a reservation that is never used up delays reads by at most one window.
+        """
+        if not deferrable:
+            self.reserved = max(0, self.reserved - 1)
         while True:
             now = self._clock()
             while self._sent and now - self._sent[0] >= self.window_s:
                 self._sent.popleft()
+            keep_free = min(self.reserved, self.max_requests - 1) if deferrable else 0
             # No await between the check and the append: asyncio makes this atomic.
-            if len(self._sent) < self.max_requests:
+            if len(self._sent) + keep_free < self.max_requests:
                 self._sent.append(now)
                 return
-            await self._sleep(self._sent[0] + self.window_s - now)
+            # The slot this request needs frees when this many of the oldest have left.
+            leaving = len(self._sent) + keep_free - self.max_requests
+            await self._sleep(self._sent[leaving] + self.window_s - now)
 
     def __repr__(self) -> str:
         return f"RequestBudget({self.max_requests} per {self.window_s:g} s)"
