@@ -34,7 +34,9 @@ SERVER_ENV = {
     "PREFECT__SERVER_EPHEMERAL": "1",
     "PREFECT__SERVER_FINAL": "1",
 }
-HEALTH_POLL_S = 0.1  # how often readiness is checked, as Prefect does for its own
+# How often readiness and recording are checked: the run waits on both, and a check is one
+# local request.
+POLL_S = 0.05
 STOP_TIMEOUT_S = 5.0
 RECORD_TIMEOUT_S = 10.0
 # Exit status of a server process that found an API configured and so has nothing to serve.
@@ -152,7 +154,7 @@ class TemporaryPrefectAPI:
                     recorded = int(http.post("/task_runs/count", json=query).json())
                     if recorded >= task_runs:
                         return
-                time.sleep(HEALTH_POLL_S)
+                time.sleep(POLL_S)
         logger.warning(
             "the temporary Prefect API recorded %d of %d task runs before it stopped",
             recorded,
@@ -167,7 +169,7 @@ class TemporaryPrefectAPI:
         assert process is not None
         timeout_s = get_current_settings().server.ephemeral.startup_timeout_seconds
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=HEALTH_POLL_S * 10) as http:
+        with httpx.Client(timeout=1.0) as http:
             while time.monotonic() < deadline:
                 if process.poll() is not None:
                     logger.debug("temporary Prefect API exited (%s)", process.returncode)
@@ -175,7 +177,7 @@ class TemporaryPrefectAPI:
                 with contextlib.suppress(httpx.HTTPError):
                     if http.get(f"{url}/health").status_code == 200:
                         return True
-                time.sleep(HEALTH_POLL_S)
+                time.sleep(POLL_S)
         logger.warning(
             "the temporary Prefect API at %s did not start in time; Prefect starts its own", url
         )
