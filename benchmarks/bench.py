@@ -37,6 +37,7 @@ import psutil
 from benchmarks.harness import (
     REPO,
     RESULTS,
+    USER_PREFECT_HOME,
     WORK,
     ChildMonitor,
     ServerSpec,
@@ -44,6 +45,7 @@ from benchmarks.harness import (
     clean_env,
     local_server,
     make_media,
+    prefect_server,
     request_figures,
     server_stats,
 )
@@ -87,21 +89,19 @@ def _first_upload_s(path: Path, spec: ServerSpec, work: Path) -> float:
 
 
 def _prefect_home_template() -> Path:
-    """A PREFECT_HOME whose SQLite database exists and is migrated, as on a user's machine."""
+    """A PREFECT_HOME as on a machine that has run Prefect before.
+
+    One ``prefect server start`` at ``USER_PREFECT_HOME`` (where runs restore it) creates and
+    migrates the SQLite database and registers the block types, memoised for that database URL.
+    """
     home = WORK / "prefect-home-template"
-    if not (home / "prefect.db").exists():
+    if not (home / "memo_store.toml").exists():
         shutil.rmtree(home, ignore_errors=True)
-        home.mkdir(parents=True)
-        cmd = [PY, "-m", "prefect", "server", "database", "reset", "-y"]
-        subprocess.run(
-            cmd,
-            env=clean_env(PREFECT_HOME=str(home)),
-            check=True,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=300,
-        )
+        shutil.rmtree(USER_PREFECT_HOME, ignore_errors=True)
+        USER_PREFECT_HOME.mkdir(parents=True)
+        with prefect_server(clean_env(PREFECT_HOME=str(USER_PREFECT_HOME)), WORK):
+            pass
+        shutil.copytree(USER_PREFECT_HOME, home)
     return home
 
 

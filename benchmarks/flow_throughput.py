@@ -55,6 +55,7 @@ from benchmarks.harness import (
     REPO,
     RESULTS,
     STAGES,
+    USER_PREFECT_HOME,
     WORK,
     ChildMonitor,
     TaskRunCounter,
@@ -91,11 +92,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True)
     key = "bench-" + secrets.token_hex(8)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ASSEMBLYAI_"))}
-    base |= {"PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "0"}
-    py = sys.executable
+    home = work / "prefect-home"
     template = getattr(args, "prefect_home_template", None)
-    if template is not None:  # a PREFECT_HOME whose database is already created and migrated
-        shutil.copytree(template, work / "prefect-home")
+    if template is not None:  # a PREFECT_HOME that has seen a Prefect server start before
+        home = USER_PREFECT_HOME
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.copytree(template, home)
+    base |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "0"}
+    py = sys.executable
 
     emu_port = free_port()
     emu_cmd = [py, "-m", "voxlake.cli", "serve-local", "--port", str(emu_port)]
