@@ -262,6 +262,16 @@ def _nested_rows(
     and the columns every such table has: the item's keys, the row's position within its
     transcript, ``flow_run_id`` and ``run_date``."""
     lists = [_get(t, field) or [] for _, t in items]
+    if len(items) == 1:  # one (often long) transcript: constants in C, no index arithmetic
+        ((media_id, transcript),) = items
+        n = len(lists[0])
+        return lists, {
+            "media_id": _constant(media_id, n, pa.string()),
+            "transcript_id": _constant(_transcript_id(transcript), n, pa.string()),
+            index_name: pa.array(np.arange(n, dtype=np.int32)),
+            "flow_run_id": _constant(flow_run_id, n, pa.string()),
+            PARTITION_COLUMN: _constant(run_date, n, pa.date32()),
+        }
     counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     n = int(counts.sum())
     # Each transcript's keys are repeated over its rows with one take() per column for the
