@@ -9,22 +9,13 @@ from typing import Any
 
 from prefect.states import State
 
+from data.make_corpus import H1
 from flows.transcribe import transcribe_manifest
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.pipeline import RunSummary
 
-SENTENCES = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-]
+# Harvard sentences, list 1: the same the demo corpus is made from.
+SENTENCES = H1
 
 
 def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
