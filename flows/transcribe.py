@@ -1,18 +1,22 @@
 """The main job: a manifest of media in, Parquet tables of transcripts and words out.
 
 Orchestration only; the work is in :mod:`voxlake.pipeline`. Items travel in chunks so that a
-run of thousands of files costs hundreds of Prefect task runs, not thousands (the Prefect server
-records ~40-49 task runs/s here). Small manifests get one task run per item and stage. Each chunk
-moves through upload → submit → poll → collect on its own, so the first chunk's jobs are
-processing while later chunks still upload.
+run of thousands of files costs hundreds of Prefect task runs, not thousands (a Prefect server
+on SQLite records only tens of task runs per second). Small manifests get one task run per item
+and stage. Each chunk moves through upload → submit → poll → collect on its own, so the first
+chunk's jobs are processing while later chunks still upload.
+
+Incremental: the run plans every item against the output root's ledger (voxlake.ledger) first;
+items already done cost nothing, jobs an interrupted run left in flight are resumed.
 
 Retries: the client retries each HTTP request (429 with Retry-After, 5xx, network) under its
 RetryPolicy. Task retries only cover what reaches a task un-retried — a filesystem blip while
 writing, a transient error the client never saw — so the two layers never multiply.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect builds the parameter model from the
+# signature in another process (deployments, flow.serve), where postponed hints such as
+# Literal[...] could not be resolved ("model is not fully defined").
 import asyncio
 import dataclasses
 import math
@@ -24,13 +28,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from voxlake.client import AssemblyAIClient
 from voxlake.errors import VoxlakeError
+from voxlake.estimate import estimate_run
 from voxlake.manifest import read_manifest
 from voxlake.pipeline import RunSettings, TranscriptionRun, auto_chunk_size, chunked
-from voxlake.report import summary_markdown, summary_table
+from voxlake.report import dry_run_markdown, summary_markdown, summary_table
 from voxlake.storage import S3Options
 
 TASK_RETRIES = 2
@@ -84,11 +88,7 @@ async def collect_transcripts(run: TranscriptionRun, media_ids: list[str]) -> in
     return await run.collect(media_ids)
 
 
-@flow(
-    name="transcribe-manifest",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
-    persist_result=False,
-)
+@flow(name="transcribe-manifest", persist_result=False)
 async def transcribe_manifest(
     manifest: str,
     output: str,
@@ -101,8 +101,22 @@ async def transcribe_manifest(
     s3: S3Options | None = None,
     media_extensions: list[str] | None = None,
     content_hash: bool = False,
+    force: bool = False,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    max_audio_hours: float | None = None,
+    price_table: dict[str, float] | None = None,
+    lease_group: str | None = None,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
+
+    Incremental (docs/ledger.md): items already completed under ``output`` are skipped, jobs an
+    interrupted run left in flight are resumed. ``force`` submits everything again,
+    ``retry_failed`` resubmits items whose job failed before. ``dry_run`` sends no request and
+    writes nothing: it reports what would be submitted, its audio hours and estimated cost
+    (``price_table`` overrides list prices, USD per hour by speech model). ``max_audio_hours``
+    stops submitting at that much audio; the rest is recorded as deferred for the next run.
+    ``lease_group`` lets the shards of one backfill share the output root.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
@@ -112,25 +126,58 @@ async def transcribe_manifest(
     """
     logger = get_run_logger()
     items = read_manifest(
-        manifest, defaults=options, on_invalid=on_invalid, media_extensions=media_extensions, s3=s3
-    )
-    settings = RunSettings(
-        max_uploads=max_uploads, poll_timeout_s=poll_timeout_s, content_hash=content_hash
+        manifest,
+        defaults=options,
+        on_invalid=on_invalid,
+        media_extensions=media_extensions,
+        s3=s3,
+        content_hash=content_hash,
     )
     run_id = str(flow_run.get_id() or "local")
+    if dry_run:
+        estimate = await asyncio.to_thread(
+            estimate_run,
+            items.items,
+            output,
+            run_id=run_id,
+            invalid=len(items.invalid),
+            s3=s3,
+            force=force,
+            retry_failed=retry_failed,
+            max_audio_hours=max_audio_hours,
+            prices=price_table,
+        )
+        await acreate_markdown_artifact(
+            markdown=dry_run_markdown(estimate), key="voxlake-dry-run", description="dry run"
+        )
+        for line in estimate.lines():
+            logger.info(line)
+        return Completed(message=estimate.lines()[0], data=estimate)
+    settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
     async with (
         AssemblyAIClient() as client,
         TranscriptionRun(
-            items, output, client=client, flow_run_id=run_id, settings=settings, s3=s3
+            items,
+            output,
+            client=client,
+            flow_run_id=run_id,
+            settings=settings,
+            s3=s3,
+            force=force,
+            retry_failed=retry_failed,
+            max_audio_hours=max_audio_hours,
+            lease_group=lease_group,
         ) as run,
     ):
+        await run.start()
         size = chunk_size or auto_chunk_size(len(run.records))
         # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
         # ends on short jobs, so the last slots free up together (LPT scheduling).
         chunks = chunked(run.media_ids_longest_first(), size)
         logger.info(
-            "%d items (%d invalid rows) in %d chunks of up to %d; writing to %s",
+            "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; writing to %s",
             len(run.records),
+            ", ".join(f"{n} {what}" for what, n in run.counts.items()),
             len(run.invalid),
             len(chunks),
             size,
@@ -174,6 +221,6 @@ async def transcribe_manifest(
         description="failures and lowest-confidence items",
     )
     logger.info(summary.message)
-    if summary.failed and fail_on_error:
+    if summary.fatal or (summary.failed and fail_on_error):
         return Failed(message=summary.message, data=summary)
     return Completed(message=summary.message, data=summary)

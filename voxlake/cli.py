@@ -164,6 +164,30 @@ def run(
     presign_expires: Annotated[
         int, typer.Option(help="Presigned URL lifetime in seconds (max 7 days).")
     ] = 24 * 3600,
+    force: Annotated[
+        bool, typer.Option(help="Submit every item again, even those already done (pays again).")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Submit again the items whose AssemblyAI job failed before.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Send nothing, write nothing: report what would be submitted, its audio hours "
+            "and estimated cost."
+        ),
+    ] = False,
+    max_audio_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop submitting once this much audio (from the media headers) is submitted; "
+            "the rest is left for the next run."
+        ),
+    ] = None,
+    price_table: Annotated[
+        str | None,
+        typer.Option(help='JSON file of USD per audio hour by speech model: {"universal-2": 0.15}'),
+    ] = None,
 ) -> None:
     """Transcribe every item of MANIFEST into Parquet tables under --output.
 
@@ -206,8 +230,14 @@ def run(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         from voxlake.errors import VoxlakeError
-        from voxlake.report import print_summary
+        from voxlake.estimate import Estimate, load_prices
+        from voxlake.report import print_estimate, print_summary
         from voxlake.runner import run_manifest
+
+        try:
+            prices = load_prices(price_table) if price_table else None
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
 
         try:
             summary = run_manifest(
@@ -223,12 +253,20 @@ def run(
                 s3=s3 or None,
                 media_extensions=extensions,
                 content_hash=content_hash,
+                force=force,
+                retry_failed=retry_failed,
+                dry_run=dry_run,
+                max_audio_hours=max_audio_hours,
+                price_table=prices,
             )
         except VoxlakeError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+    if isinstance(summary, Estimate):
+        print_estimate(summary)
+        return
     print_summary(summary)
-    if fail_on_error and summary.failed:
+    if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
 
 

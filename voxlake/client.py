@@ -480,13 +480,12 @@ def _translate_transport_error(
 def _surely_not_processed(exc: VoxlakeError) -> bool:
     """For a non-idempotent POST: was the request certainly not acted on?
 
-    429 and 503 are refusals; a connect error never sent the request. 500/502/504 and read
-    errors are ambiguous (a job may exist), so resubmitting could bill twice.
+    A 429 is a refusal and a connect error never sent the request. Everything else is
+    ambiguous, a 503 included: a proxy in front of the API may answer 503 after the job was
+    created, so resubmitting blindly could bill twice (the pipeline looks the job up first).
     """
     if isinstance(exc, RateLimitError):
         return True
-    if isinstance(exc, ServerError):
-        return exc.status_code == 503
     return isinstance(exc, NetworkError) and not exc.request_sent
 
 

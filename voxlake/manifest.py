@@ -10,6 +10,8 @@ are documented in ``docs/manifest.md``; keep the two in sync.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import datetime as dt
 import difflib
 import glob
 import hashlib
@@ -18,6 +20,7 @@ import os
 import stat
 import typing
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -53,6 +56,7 @@ __all__ = [
     "ManifestFormat",
     "MediaItem",
     "Problem",
+    "SourceInfo",
     "SourceKind",
     "TranscriptionOptions",
     "options_hash",
@@ -288,6 +292,17 @@ class InvalidRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What resolving a source learned about its bytes, once: the pipeline and the ledger reuse
+    it instead of stat'ing or HEADing the source again."""
+
+    size: int
+    fingerprint: str  # docs/tables.md: size:mtime_ns[:sha256=…] locally, s3:size:etag:modified
+    modified_at: dt.datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MediaItem:
     """One thing to transcribe. Small, immutable and picklable: Prefect ships it between tasks."""
 
@@ -296,6 +311,15 @@ class MediaItem:
     kind: SourceKind
     options: TranscriptionOptions  # run defaults with this row's overrides applied
     row: int  # where it came from, numbered as in docs/manifest.md
+    info: SourceInfo | None = None  # None for http(s) sources: their bytes are never seen
+
+    @property
+    def size(self) -> int | None:
+        return self.info.size if self.info else None
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.info.fingerprint if self.info else None
 
     @property
     def path(self) -> Path:
@@ -356,8 +380,13 @@ def read_manifest(
     on_invalid: Literal["fail", "skip"] = "fail",
     media_extensions: typing.Iterable[str] | str | None = None,
     s3: S3Options | Mapping[str, Any] | None = None,
+    content_hash: bool = False,
 ) -> Manifest:
-    """Read and fully validate a manifest; no upload.
+    """Read and fully validate a manifest, resolving every source once; no upload.
+
+    Each item carries what resolving learned (:class:`SourceInfo`: size, fingerprint, ETag,
+    modification time), so nothing downstream stats or HEADs a source again. With
+    ``content_hash`` a sha256 of each local file joins its fingerprint (every file is read).
 
     ``path`` is a CSV/JSONL/Parquet file (format from the extension unless ``format`` is given),
     a directory, or a glob, locally or on S3 (``s3://bucket/list.csv``, ``s3://bucket/prefix/``,
@@ -371,6 +400,20 @@ def read_manifest(
     :attr:`Manifest.invalid` and the rest run. Problems with the manifest as a whole (missing,
     unreadable, unknown column in a CSV/Parquet header, no valid rows) always raise.
     """
+    manifest = _read(path, format, defaults, on_invalid, media_extensions, s3)
+    if content_hash:
+        return dataclasses.replace(manifest, items=_with_content_hashes(manifest.items))
+    return manifest
+
+
+def _read(
+    path: str | os.PathLike[str],
+    format: ManifestFormat | None,
+    defaults: TranscriptionOptions | Mapping[str, Any] | None,
+    on_invalid: Literal["fail", "skip"],
+    media_extensions: typing.Iterable[str] | str | None,
+    s3: S3Options | Mapping[str, Any] | None,
+) -> Manifest:
     if on_invalid not in ("fail", "skip"):
         raise ValueError(f"on_invalid must be 'fail' or 'skip', not {on_invalid!r}")
     base_options = _resolve_defaults(defaults, path)
@@ -678,6 +721,7 @@ def _validate_rows(
         media_id: str | None = None
         kind: SourceKind | None = None
         resolved: str | None = None
+        info: SourceInfo | None = None
 
         if raw.unparsed:
             pass
@@ -700,7 +744,7 @@ def _validate_rows(
                 )
             )
         else:
-            kind, resolved, derived_id, source_problem = _classify_source(
+            kind, resolved, derived_id, source_problem, info = _classify_source(
                 source_text.strip(), base, raw.row, s3_infos
             )
             if source_problem is not None:
@@ -754,7 +798,7 @@ def _validate_rows(
             continue
         assert media_id is not None and kind is not None and resolved is not None
         assert not isinstance(options, list)
-        items.append(MediaItem(media_id, resolved, kind, options, raw.row))
+        items.append(MediaItem(media_id, resolved, kind, options, raw.row, info))
 
     all_problems = header_problems + [p for bad in invalid for p in bad.problems]
     if header_problems or (invalid and on_invalid == "fail"):
@@ -841,13 +885,16 @@ def _describe_error(error: Mapping[str, Any], overrides: Mapping[str, Any]) -> s
     return f"{shown!r} is not valid ({msg})"
 
 
+_Classified = tuple[SourceKind | None, str | None, str | None, Problem | None, SourceInfo | None]
+
+
 def _classify_source(
     text: str,
     base: str,
     row: int,
     s3_infos: Mapping[str, ObjectInfo | StorageError] | None = None,
-) -> tuple[SourceKind | None, str | None, str | None, Problem | None]:
-    """(kind, resolved source, derived media_id, problem) for one source cell."""
+) -> _Classified:
+    """(kind, resolved source, derived media_id, problem, source info) for one source cell."""
     if is_s3_url(text) or (is_s3_url(base) and not urlsplit(text).scheme):
         return _classify_s3(text, base, row, s3_infos or {})
     parts = urlsplit(text)
@@ -868,10 +915,11 @@ def _classify_source(
                     f"URL {text!r} has no host",
                     "write a full URL such as https://example.com/a.mp3",
                 ),
+                None,
             )
         # Query strings are often presigned signatures that change every run; the id must not.
         media_id = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        return SourceKind.http, text, media_id, None
+        return SourceKind.http, text, media_id, None, None
     return (
         None,
         None,
@@ -882,18 +930,19 @@ def _classify_source(
             f"unsupported scheme {scheme!r} in {text!r}",
             "use a local path, an s3:// URL or an http(s) URL",
         ),
+        None,
     )
 
 
 def _classify_s3(
     text: str, base: str, row: int, s3_infos: Mapping[str, ObjectInfo | StorageError]
-) -> tuple[SourceKind | None, str | None, str | None, Problem | None]:
+) -> _Classified:
     url = text if is_s3_url(text) else join_s3(base, text)
     if url is None:
         problem = Problem(
             row, "source", f"{text!r} climbs above the bucket of {base}", "fix the relative key"
         )
-        return None, None, None, problem
+        return None, None, None, problem, None
     bucket, key = split_s3(url)
     if not bucket or not key or key.endswith("/"):
         problem = Problem(
@@ -902,23 +951,23 @@ def _classify_s3(
             f"{url!r} does not name an object",
             "write s3://bucket/key (list a whole prefix as the manifest itself)",
         )
-        return None, None, None, problem
+        return None, None, None, problem, None
     # Like local paths: relative to the manifest's (or listing's) folder, else the full URL.
     media_id = url[len(base) :] if is_s3_url(base) and url.startswith(base) else url
     info = s3_infos.get(url)
     if isinstance(info, StorageError):
-        return SourceKind.s3, url, media_id, Problem(row, "source", str(info), _s3_fix(info))
+        return SourceKind.s3, url, media_id, Problem(row, "source", str(info), _s3_fix(info)), None
     if info is not None and not info.is_file:
         problem = Problem(
             row, "source", f"{url} is a folder", "use an S3 prefix manifest for whole folders"
         )
-        return SourceKind.s3, url, media_id, problem
+        return SourceKind.s3, url, media_id, problem, None
     if info is not None and info.size == 0:
         problem = Problem(
             row, "source", f"object is empty (0 bytes): {url}", "remove the row or replace it"
         )
-        return SourceKind.s3, url, media_id, problem
-    return SourceKind.s3, url, media_id, None
+        return SourceKind.s3, url, media_id, problem, None
+    return SourceKind.s3, url, media_id, None, _s3_info(info)
 
 
 def _s3_fix(error: StorageError) -> str:
@@ -926,9 +975,7 @@ def _s3_fix(error: StorageError) -> str:
     return "fix the row or the object" if not error.transient else "run again later"
 
 
-def _classify_local(
-    path: str, base: str, row: int
-) -> tuple[SourceKind | None, str | None, str | None, Problem | None]:
+def _classify_local(path: str, base: str, row: int) -> _Classified:
     # Strings and one os.stat, not pathlib: this runs once per row of million-row manifests.
     # Lexical normalisation (not realpath): ids must not change when a symlink is re-pointed.
     absolute = os.path.normpath(os.path.join(base, path))
@@ -942,10 +989,10 @@ def _classify_local(
             f"file not found: {absolute}",
             f"check the path (relative paths are resolved against {base})",
         )
-        return SourceKind.local, absolute, media_id, problem
+        return SourceKind.local, absolute, media_id, problem, None
     except OSError as exc:
         problem = Problem(row, "source", f"cannot read {absolute}: {exc.strerror}", "fix access")
-        return SourceKind.local, absolute, media_id, problem
+        return SourceKind.local, absolute, media_id, problem, None
     if not stat.S_ISREG(st.st_mode):
         problem = Problem(
             row,
@@ -953,7 +1000,7 @@ def _classify_local(
             f"not a regular file: {absolute}",
             "point at a media file; use a directory manifest for whole folders",
         )
-        return SourceKind.local, absolute, media_id, problem
+        return SourceKind.local, absolute, media_id, problem, None
     if st.st_size == 0:
         problem = Problem(
             row,
@@ -961,8 +1008,39 @@ def _classify_local(
             f"file is empty (0 bytes): {absolute}",
             "remove the row or replace the file",
         )
-        return SourceKind.local, absolute, media_id, problem
-    return SourceKind.local, absolute, media_id, None
+        return SourceKind.local, absolute, media_id, problem, None
+    return SourceKind.local, absolute, media_id, None, _local_info(st)
+
+
+def _local_info(st: os.stat_result) -> SourceInfo:
+    modified = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, dt.UTC)
+    return SourceInfo(st.st_size, f"{st.st_size}:{st.st_mtime_ns}", modified)
+
+
+def _s3_info(info: ObjectInfo | StorageError | None) -> SourceInfo | None:
+    # Rows are checked in batch first (_check_s3_sources), so info is normally there.
+    if not isinstance(info, ObjectInfo):
+        return None
+    return SourceInfo(info.size, info.fingerprint, info.last_modified, info.etag)
+
+
+def _with_content_hashes(items: list[MediaItem]) -> list[MediaItem]:
+    """Local items with ``:sha256=<hex>`` appended to their fingerprint (reads every file)."""
+
+    def hashed(item: MediaItem) -> MediaItem:
+        if item.kind is not SourceKind.local or item.info is None:
+            return item
+        digest = hashlib.sha256()
+        with open(item.source, "rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                digest.update(chunk)
+        info = dataclasses.replace(
+            item.info, fingerprint=f"{item.info.fingerprint}:sha256={digest.hexdigest()}"
+        )
+        return dataclasses.replace(item, info=info)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(hashed, items))
 
 
 def _local_media_id(absolute: str, base: str) -> str:

@@ -24,17 +24,31 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from voxlake.client import AssemblyAIClient
-from voxlake.errors import PollTimeoutError, VoxlakeError
+from voxlake.crashpoints import crashpoint
+from voxlake.errors import (
+    AuthenticationError,
+    ForbiddenError,
+    NetworkError,
+    PollTimeoutError,
+    RateLimitError,
+    ServerError,
+    UploadAccessError,
+    VoxlakeError,
+)
+from voxlake.estimate import media_durations, within_budget
+from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
+from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import BatchPoller, PollResult
-from voxlake.sources import local_fingerprint, redact_text, stage_s3
+from voxlake.sources import ObjectInfo, redact_text, stage_s3
 from voxlake.storage import S3Options, output_filesystem
 from voxlake.tables import SinkEntry, TableSink, WrittenFile
 
@@ -61,13 +75,16 @@ progress_listeners: list[ProgressListener] = []
 
 @dataclass(slots=True)
 class ItemRecord:
-    """What the run knows about one manifest item. Small: transcripts themselves are not kept."""
+    """What the run knows about one item it works on. Small: transcripts are not kept."""
 
     item: MediaItem
-    source_size: int | None = None
-    source_fingerprint: str | None = None
+    origin: Literal["new", "retry", "resume"] = "new"
     audio_url: str | None = None
     transcript_id: str | None = None
+    # An earlier run recorded `submitting` and never learned the outcome: the job is looked up
+    # by audio_url (resolve_unknown) before anything is submitted again.
+    unknown: bool = False
+    submitting_at: dt.datetime | None = None
     submitted_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
     status: Literal["pending", "completed", "error"] = "pending"
@@ -94,8 +111,8 @@ class Failure:
 class RunSummary:
     """The run's outcome, as printed by the CLI and published as Prefect artifacts."""
 
-    total: int
-    completed: int
+    total: int  # manifest items (valid and invalid rows)
+    completed: int  # completed by this run
     failed: int
     audio_hours: float
     mean_confidence: float | None
@@ -105,13 +122,36 @@ class RunSummary:
     files: dict[str, int]  # table -> Parquet files written by this run
     elapsed_s: float
     task_runs: int = 0  # Prefect task runs the flow ran, set by the flow
+    new: int = 0  # submitted for the first time
+    retried: int = 0  # submitted again after an earlier run's failure
+    resumed: int = 0  # in flight in an earlier run: adopted, polled, collected
+    skipped: int = 0  # already completed in an earlier run (0 requests)
+    skipped_failed: int = 0  # their job failed in an earlier run (--retry-failed resubmits)
+    deferred: int = 0  # over the run's audio budget: the next run picks them up
+    fatal: str | None = None  # why the run stopped early (API key refused, lease lost)
 
     @property
     def message(self) -> str:
+        worked = self.total - self.skipped - self.skipped_failed - self.deferred
+        text = f"{self.completed}/{worked} items transcribed"
+        extras = [
+            f"{n} {label}"
+            for n, label in (
+                (self.resumed, "resumed"),
+                (self.skipped, "skipped as already done"),
+                (self.skipped_failed, "skipped as failed before (--retry-failed)"),
+                (self.deferred, "deferred by the budget"),
+            )
+            if n
+        ]
+        if extras:
+            text += " (" + ", ".join(extras) + ")"
+        if self.fatal:
+            text += f"; run stopped: {self.fatal}"
         if not self.failed:
-            return f"{self.completed}/{self.total} items transcribed"
+            return text
         return (
-            f"{self.completed}/{self.total} items transcribed, {self.failed} failed: "
+            f"{text}, {self.failed} failed: "
             + ", ".join(f.media_id for f in self.failures[:10])
             + (" …" if self.failed > 10 else "")
         )
@@ -124,14 +164,20 @@ class RunSettings:
     max_uploads: int = 16  # concurrent uploads: bandwidth-bound, not API-bound
     # Concurrent API calls besides uploads (submits, fetches). Bounded so that the connection
     # pool stays small: httpx checks every idle pooled connection (two syscalls each) on every
-    # request, which was 17 % of a 2,000-file run's CPU with ~100 pooled connections.
+    # request, a large share of a big run's CPU with ~100 pooled connections.
     max_requests: int = 16
     poll_min_interval_s: float = 2.0
     poll_max_interval_s: float = 15.0
     poll_tail_interval_s: float = 0.5
     poll_timeout_s: float | None = 6 * 3600.0
     max_buffer_rows: int = 500_000
-    content_hash: bool = False  # add sha256 of local files to source_fingerprint (reads twice)
+    # Finished items are committed (rows published, then the ledger told) at least this often
+    # and at least every this many items, so a crash loses little work and memory stays flat.
+    commit_interval_s: float = 10.0
+    commit_items: int = 1_000
+    # Looking a job up by audio_url after an unknown create: rounds before giving up (the
+    # ledger keeps `submitting`, so the next run looks again before it resubmits).
+    submit_rounds: int = 4
 
 
 class SharedPoller:
@@ -180,6 +226,7 @@ class SharedPoller:
                         self._resolve(PollResult(tid, None, error=exc))
                         self._poller.discard(tid)
                     return
+            crashpoint("poll")
             for result in results:
                 self._resolve(result)
             if results:
@@ -215,8 +262,28 @@ class SharedPoller:
                 await self._loop_task
 
 
+class SubmitOutcomeUnknownError(VoxlakeError):
+    """A create failed in a way that may have created the job, and the job was not found.
+
+    Transient: the ledger keeps the item as ``submitting``, so the next run looks the job up by
+    its audio_url before it submits anything.
+    """
+
+    transient = True
+
+
+#: Clock skew allowed between this machine and AssemblyAI when a job is looked up by the time
+#: it was created.
+_LOOKUP_SKEW = dt.timedelta(minutes=10)
+
+
 class TranscriptionRun:
-    """State and stages of one run. Use as ``async with``; call :meth:`finish` at the end."""
+    """State and stages of one run. Use as ``async with``; call :meth:`finish` at the end.
+
+    Entering opens the output root's ledger (writability probe, lease, stale temp files), plans
+    every manifest item against it (new, resume, skip) and applies the audio budget; nothing is
+    requested from AssemblyAI before :meth:`start`.
+    """
 
     def __init__(
         self,
@@ -228,30 +295,31 @@ class TranscriptionRun:
         settings: RunSettings | None = None,
         run_date: dt.date | None = None,
         s3: S3Options | None = None,
+        force: bool = False,
+        retry_failed: bool = False,
+        max_audio_hours: float | None = None,
+        lease_group: str | None = None,
     ) -> None:
         self.settings = settings or RunSettings()
         self.client = client
         self.output = str(output)
         self.flow_run_id = flow_run_id
-        self.records: dict[str, ItemRecord] = {i.media_id: ItemRecord(i) for i in manifest.items}
+        self.manifest = manifest
         self.invalid: list[InvalidRow] = list(manifest.invalid)
-        # Uploads and submits go before reads when a run needs more than a window's requests.
-        # (An http(s) source is only submitted; a presigned S3 one is counted as uploaded too.)
-        client.reserve_requests(
-            sum(1 if r.item.kind is SourceKind.http else 2 for r in self.records.values())
-        )
         self.s3 = s3  # non-secret S3 options: endpoint, region, profile, presign
-        filesystem, root = output_filesystem(self.output, s3)  # s3:// roots: s3fs, bucket checked
-        self._sink = TableSink(
-            root,
-            filesystem=filesystem,
-            flow_run_id=flow_run_id,
-            run_date=run_date or dt.datetime.now(dt.UTC).date(),
-            max_buffer_rows=self.settings.max_buffer_rows,
-        )
+        self._force, self._retry_failed = force, retry_failed
+        self._max_audio_hours = max_audio_hours
+        self._lease_group = lease_group
+        self._run_date = run_date or dt.datetime.now(dt.UTC).date()
+        self.records: dict[str, ItemRecord] = {}
+        self.counts: dict[str, int] = {}
+        self.fatal: VoxlakeError | None = None
+        self.ledger: Ledger | None = None
         # The sink is not thread-safe and its writes run in worker threads (they are CPU and
         # disk bound, and must not stall the event loop that drives hundreds of requests).
         self._sink_lock = threading.Lock()
+        self._uncommitted: list[Event] = []  # ledger events of rows not yet published
+        self._last_commit = time.monotonic()
         self._uploads = asyncio.Semaphore(self.settings.max_uploads)
         self._requests = asyncio.Semaphore(self.settings.max_requests)
         self._poller = SharedPoller(client, self.settings)
@@ -259,6 +327,26 @@ class TranscriptionRun:
         self._files: dict[str, list[WrittenFile]] = {}
 
     async def __aenter__(self) -> TranscriptionRun:
+        self.ledger = await asyncio.to_thread(
+            Ledger.open,
+            self.output,
+            run_id=self.flow_run_id,
+            s3=self.s3,
+            lease_group=self._lease_group,
+        )
+        try:
+            filesystem, root = output_filesystem(self.output, self.s3)
+            self._sink = TableSink(
+                root,
+                filesystem=filesystem,
+                flow_run_id=self.flow_run_id,
+                run_date=self._run_date,
+                max_buffer_rows=self.settings.max_buffer_rows,
+            )
+            await self._plan()
+        except BaseException:
+            self.ledger.close()
+            raise
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -266,52 +354,200 @@ class TranscriptionRun:
         if exc_type is not None:
             with self._sink_lock:
                 self._sink.__exit__(exc_type, exc, tb)
+        if self.ledger is not None:
+            await asyncio.to_thread(self.ledger.close)
+
+    async def _plan(self) -> None:
+        assert self.ledger is not None
+        planned = ledger_plan(
+            self.manifest.items,
+            self.ledger.states,
+            force=self._force,
+            retry_failed=self._retry_failed,
+        )
+        counts = Counter(p.action for p in planned)
+        to_submit = [p.item for p in planned if p.action == "new"]
+        deferred: list[MediaItem] = []
+        if self._max_audio_hours is not None:
+            durations = await asyncio.to_thread(media_durations, to_submit, self.s3)
+            _, deferred = within_budget(_longest_first(to_submit), durations, self._max_audio_hours)
+            if deferred:
+                reason = f"not submitted: the run's budget of {self._max_audio_hours} audio hours"
+                events = [
+                    Event(i, Status.deferred, error=reason, audio_duration_s=durations[i.media_id])
+                    for i in deferred
+                ]
+                await asyncio.to_thread(self.ledger.append, events)
+        deferred_ids = {i.media_id for i in deferred}
+        for p in planned:
+            if p.action == "new" and p.item.media_id not in deferred_ids:
+                origin: Literal["new", "retry", "resume"] = "retry" if p.retry else "new"
+                self.records[p.item.media_id] = ItemRecord(p.item, origin=origin)
+            elif p.action == "resume" and p.state is not None:
+                self.records[p.item.media_id] = ItemRecord(
+                    p.item,
+                    origin="resume",
+                    audio_url=p.state.audio_url,
+                    transcript_id=p.state.transcript_id,
+                    unknown=p.state.status is Status.submitting,
+                    submitting_at=p.state.submitting_at,
+                )
+        origins = Counter(r.origin for r in self.records.values())
+        self.counts = {
+            "new": origins["new"],
+            "retried": origins["retry"],
+            "resumed": origins["resume"],
+            "skipped": counts["skip_done"],
+            "skipped_failed": counts["skip_failed"],
+            "deferred": len(deferred),
+        }
+        # Uploads and submits go before reads when a run needs more than a window's requests.
+        # (An http(s) source is only submitted; a presigned S3 one is counted as uploaded too.)
+        self.client.reserve_requests(
+            sum(
+                0 if r.transcript_id else 1 if r.item.kind is SourceKind.http else 2
+                for r in self.records.values()
+            )
+        )
+        self._progress("total", len(self.records))
 
     @property
     def media_ids(self) -> list[str]:
         return list(self.records)
 
     def media_ids_longest_first(self) -> list[str]:
-        """Local media by size, largest first (a proxy for duration); others keep their order."""
+        """Local and S3 media by size, largest first (a proxy for duration); others keep order.
 
-        def size(media_id: str) -> int:
-            item = self.records[media_id].item
-            if item.kind is SourceKind.local:
-                with contextlib.suppress(OSError):
-                    return item.path.stat().st_size
-            return 0
+        Items resumed from an earlier run go first: their jobs are paid for and may be done.
+        """
+        ordered = _longest_first(r.item for r in self.records.values())
+        return sorted(
+            (i.media_id for i in ordered),
+            key=lambda m: self.records[m].origin != "resume",  # stable: keeps size order
+        )
 
-        return sorted(self.records, key=size, reverse=True)
+    # --- before any upload --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the API key with one request, then settle the jobs earlier runs left unknown.
+
+        A refused key stops the run here, after exactly one failing request and before any
+        upload (raises :class:`~voxlake.errors.AuthenticationError`). A run with nothing to do
+        sends nothing.
+        """
+        if not self.records:
+            return
+        try:
+            await self.client.list_transcripts(limit=1)
+        except (AuthenticationError, ForbiddenError) as exc:
+            raise type(exc)(
+                exc.status_code,
+                f"{exc.message} — AssemblyAI refused the API key: check ASSEMBLYAI_API_KEY (or "
+                "the credentials block). Nothing was uploaded or submitted.",
+                method=exc.method,
+                path=exc.path,
+            ) from None
+        await self.resolve_unknown()
+
+    async def resolve_unknown(self) -> None:
+        """Find the jobs of items whose create outcome an earlier run never learned.
+
+        Each such item has a ``submitting`` event with its audio_url. A job in the list endpoint
+        with that audio_url, created after that event, is adopted (recorded as ``submitted``);
+        an item with no such job was never submitted, and is uploaded and submitted afresh.
+        """
+        unknown = [r for r in self.records.values() if r.unknown]
+        if not unknown:
+            return
+        found = await self._find_jobs(unknown)
+        events = []
+        for rec in unknown:
+            rec.unknown = False
+            tid = found.get(rec.item.media_id)
+            if tid is not None:
+                rec.transcript_id = tid
+                events.append(Event(rec.item, Status.submitted, transcript_id=tid))
+                logger.info("%s: adopted job %s from an interrupted run", rec.item.media_id, tid)
+            else:
+                # Never created: an upload URL may have expired since, so upload again.
+                rec.audio_url = rec.item.source if rec.item.kind is SourceKind.http else None
+                self.client.reserve_requests(1)
+        await asyncio.to_thread(self._ledger().append, events)
+
+    async def _find_jobs(self, records: Sequence[ItemRecord]) -> dict[str, str]:
+        """``media_id -> transcript id`` of the jobs created for ``records``' audio_urls.
+
+        Pages newest first, stopping at jobs created before the earliest ``submitting`` event
+        (less a clock-skew margin): a few list pages, not the account's history.
+        """
+        by_url = {comparable_url(r.audio_url): r for r in records if r.audio_url}
+        oldest = min(
+            (r.submitting_at for r in records if r.submitting_at),
+            default=dt.datetime.now(dt.UTC),
+        )
+        found: dict[str, str] = {}
+        floor = oldest - _LOOKUP_SKEW
+        async for page in self.client.iter_transcript_pages(limit=200):
+            created: dt.datetime | None = None
+            for listed in page.transcripts:
+                created = _listed_at(listed.created)
+                rec = by_url.get(comparable_url(listed.audio_url))
+                if rec is None or rec.item.media_id in found:
+                    continue
+                since = (rec.submitting_at or oldest) - _LOOKUP_SKEW
+                if created is None or created >= since:
+                    found[rec.item.media_id] = listed.id
+            if len(found) == len(by_url) or (created is not None and created < floor):
+                break
+        return found
 
     # --- stages -------------------------------------------------------------------------------
 
     async def upload(self, media_ids: Sequence[str]) -> list[str]:
-        """Upload local media (http sources pass through: AssemblyAI fetches them)."""
-        todo = [m for m in media_ids if self._pending(m) and self.records[m].audio_url is None]
+        """Upload local and S3 media (http sources pass through: AssemblyAI fetches them)."""
+        todo = [
+            m
+            for m in media_ids
+            if self._pending(m) and not self.records[m].audio_url and not self._stopped()
+        ]
         await _each(todo, self._upload_one)
         self._progress("upload", len(todo))
         return [m for m in media_ids if self._pending(m) and self.records[m].audio_url]
 
     async def submit(self, media_ids: Sequence[str]) -> list[str]:
+        """Submit, with ``submitting`` durable in the ledger before each request goes out."""
         todo = [m for m in media_ids if self._pending(m) and self.records[m].transcript_id is None]
-        await _each(todo, self._submit_one)
+        if todo and not self._stopped():
+            self._ledger().check_lease()
+            now = dt.datetime.now(dt.UTC)
+            intents = []
+            for m in todo:
+                rec = self.records[m]
+                rec.submitting_at = now
+                intents.append(Event(rec.item, Status.submitting, audio_url=rec.audio_url, at=now))
+            await asyncio.to_thread(self._ledger().append, intents)
+            await _each(todo, self._submit_one)
+            receipts = [
+                Event(self.records[m].item, Status.submitted, transcript_id=tid)
+                for m in todo
+                if (tid := self.records[m].transcript_id)
+            ]
+            await asyncio.to_thread(self._ledger().append, receipts)
         self._progress("submit", len(todo))
         return [m for m in media_ids if self._pending(m) and self.records[m].transcript_id]
 
     async def wait(self, media_ids: Sequence[str]) -> list[str]:
         """Wait until each submitted transcript is final; returns the ids ready to collect."""
         by_tid = {
-            self.records[m].transcript_id: m
-            for m in media_ids
-            if self._pending(m) and self.records[m].transcript_id
+            tid: m for m in media_ids if self._pending(m) and (tid := self.records[m].transcript_id)
         }
         if not by_tid:
             return []
-        waiting = self._poller.wait(list(by_tid))  # type: ignore[arg-type]
+        waiting = self._poller.wait(list(by_tid))
         try:
             results = await asyncio.wait_for(waiting, timeout=self.settings.poll_timeout_s)
         except TimeoutError:
-            self._poller.abandon(by_tid)  # type: ignore[arg-type]
+            self._poller.abandon(by_tid)
             for tid, media_id in by_tid.items():
                 rec = self.records[media_id]
                 if not rec.done:
@@ -335,7 +571,8 @@ class TranscriptionRun:
         groups: one worker-thread hop and one batch per table per group, because for short
         transcripts the cost of a write, not of the words, was most of this stage's CPU. A
         group is written once it holds ``_WRITE_GROUP_WORDS`` words, so a chunk of long
-        transcripts is never all in memory at once.
+        transcripts is never all in memory at once. Rows are committed (published, then
+        recorded in the ledger) every ``commit_interval_s`` or ``commit_items``.
         """
         todo = [m for m in media_ids if self._pending(m) and self.records[m].transcript_id]
         group: list[tuple[ItemRecord, Transcript]] = []
@@ -354,21 +591,34 @@ class TranscriptionRun:
 
         await _each(todo, fetch)
         await self._write(group)
+        if (
+            len(self._uncommitted) >= self.settings.commit_items
+            or time.monotonic() - self._last_commit >= self.settings.commit_interval_s
+        ):
+            await asyncio.to_thread(self._commit)
         self._progress("collect", len(todo))
         return len(todo)
 
     async def finish(self) -> RunSummary:
-        """Record every item that has no row yet as a failure, flush the tables, summarise."""
+        """Record every item that has no row yet as a failure, commit everything, summarise."""
         for media_id, rec in self.records.items():
             if not rec.done:
-                # Defensive: a stage that returned without recording the item. Losing it
-                # silently would break "every item ends as exactly one row".
-                self._fail(media_id, "write", VoxlakeError("item was not processed to the end"))
+                # A stage that returned without recording the item (or a run stopped early).
+                # Losing it silently would break "every item ends as a row or a failure".
+                reason = (
+                    f"not processed: the run stopped ({self.fatal})"
+                    if self.fatal
+                    else "item was not processed to the end"
+                )
+                self._fail(media_id, "write", VoxlakeError(reason))
         rows = self._invalid_rows()
         with self._sink_lock:
             for media_id, source, error in rows:
                 self._sink.add(media_id, None, source=source, options_hash="", error=error)
+        await asyncio.to_thread(self._commit)
+        with self._sink_lock:
             self._files = await asyncio.to_thread(self._sink.close)
+        crashpoint("finish")
         return self.summary()
 
     def summary(self) -> RunSummary:
@@ -392,17 +642,20 @@ class TranscriptionRun:
             (r.item.media_id, r.confidence) for r in completed if r.confidence is not None
         ]
         mean = sum(c for _, c in confidences) / len(confidences) if confidences else None
+        lowest = sorted(confidences, key=lambda mc: mc[1])[:10]
         return RunSummary(
-            total=len(recs) + len(self.invalid),
+            total=len(self.manifest.items) + len(self.invalid),
             completed=len(completed),
             failed=len(failures),
             audio_hours=sum(r.audio_duration_s or 0.0 for r in completed) / 3600.0,
             mean_confidence=mean,
             failures=tuple(failures),
-            lowest_confidence=tuple(sorted(confidences, key=lambda mc: mc[1])[:10]),  # type: ignore[arg-type,return-value]
+            lowest_confidence=tuple((m, c) for m, c in lowest if c is not None),
             output=self.output,
             files={table: len(files) for table, files in self._files.items()},
             elapsed_s=time.monotonic() - self._started,
+            fatal=str(self.fatal) if self.fatal else None,
+            **self.counts,
         )
 
     # --- one item -----------------------------------------------------------------------------
@@ -414,23 +667,21 @@ class TranscriptionRun:
             rec.audio_url = item.source
             return
         async with self._uploads:
+            if self._stopped():
+                return
             try:
                 if item.kind is SourceKind.s3:
-                    # Streamed from S3 into the upload, or presigned (voxlake.sources).
-                    staged = await stage_s3(self.client, item.source, self.s3)
-                    rec.source_size, rec.source_fingerprint = staged.size, staged.fingerprint
-                    rec.audio_url = staged.audio_url
-                    return
-                size, fingerprint = await asyncio.to_thread(
-                    local_fingerprint, item.path, content_hash=self.settings.content_hash
-                )
-                rec.source_size, rec.source_fingerprint = size, fingerprint
-                with item.path.open("rb") as f:
-                    uploaded = await self.client.upload(f, size=size)
+                    # Streamed from S3 into the upload, or presigned (voxlake.sources); the
+                    # object's size and ETag come from resolving the manifest.
+                    rec.audio_url = await stage_s3(self.client, _object_info(item), self.s3)
+                else:
+                    with open(item.source, "rb") as f:
+                        uploaded = await self.client.upload(f, size=item.size)
+                    rec.audio_url = uploaded.upload_url
             except (VoxlakeError, OSError) as exc:
                 self._fail(media_id, "upload", exc)
                 return
-        rec.audio_url = uploaded.upload_url
+        crashpoint("upload")
 
     async def _submit_one(self, media_id: str) -> None:
         rec = self.records[media_id]
@@ -439,35 +690,49 @@ class TranscriptionRun:
         )
         try:
             async with self._requests:
+                if self._stopped():
+                    return
                 transcript_id = await self._submit_without_paying_twice(rec, params)
         except VoxlakeError as exc:
             self._fail(media_id, "submit", exc)
             return
+        crashpoint("after_submit")
         # The id is the receipt for a paid job: from here on, never submit this item again.
         rec.transcript_id = transcript_id
         rec.submitted_at = dt.datetime.now(dt.UTC)
 
     async def _submit_without_paying_twice(self, rec: ItemRecord, params: TranscriptParams) -> str:
-        """Submit; after an ambiguous failure, adopt the job if the API did create it.
+        """Submit; after any failure that may have created the job, look it up before retrying.
 
-        The client does not retry a POST that may have been acted on (500/502/504, a reset
-        after sending). An upload URL is unique to this item, so a job in the newest list pages
-        with that ``audio_url`` is ours: adopt it instead of paying for a second one.
+        The client retries a create only when no job can exist (a 429, a connection never
+        made). Any other failure (a reset or read error after sending, 500/502/503/504) is an
+        unknown outcome, however many attempts came before: the job is looked up by its
+        audio_url in the list endpoint and adopted if it exists; only when it certainly does
+        not is the create sent again.
         """
-        try:
-            return (await self.client.create_transcript(params)).id
-        except VoxlakeError as exc:
-            if not (exc.transient and exc.attempts == 1) or rec.item.kind is not SourceKind.local:
-                raise
-            ambiguous = exc
-        async for page in self.client.iter_transcript_pages(limit=200, max_pages=3):
-            for listed in page.transcripts:
-                if listed.audio_url == rec.audio_url:
-                    logger.info(
-                        "%s: adopted job %s after %s", rec.item.media_id, listed.id, ambiguous
-                    )
-                    return listed.id
-        return (await self.client.create_transcript(params)).id
+        for attempt in range(1, self.settings.submit_rounds + 1):
+            try:
+                return (await self.client.create_transcript(params)).id
+            except VoxlakeError as exc:
+                if not _outcome_unknown(exc):
+                    raise
+                unknown = exc
+            found = await self._find_jobs([rec])
+            if rec.item.media_id in found:
+                tid = found[rec.item.media_id]
+                logger.info("%s: adopted job %s after %s", rec.item.media_id, tid, unknown)
+                return tid
+            logger.info(
+                "%s: no job was created by the failed submit (%s); submitting again",
+                rec.item.media_id,
+                unknown,
+            )
+            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))  # backoff before the next create
+        raise SubmitOutcomeUnknownError(
+            f"the submit of {rec.item.media_id} failed {self.settings.submit_rounds} times "
+            f"({unknown}) and its job could not be confirmed; rerun: the next run looks the "
+            "job up by its upload URL before submitting anything"
+        )
 
     async def _fetch_one(self, media_id: str) -> Transcript | None:
         """The final transcript of an item, or None when its failure has been recorded."""
@@ -497,19 +762,7 @@ class TranscriptionRun:
         if not group:
             return
         entries: list[SinkEntry] = [
-            (
-                rec.item.media_id,
-                transcript,
-                {
-                    "source": rec.item.source,
-                    "options_hash": rec.item.options_hash,
-                    "source_size": rec.source_size,
-                    "source_fingerprint": rec.source_fingerprint,
-                    "submitted_at": rec.submitted_at,
-                    "completed_at": rec.completed_at,
-                },
-            )
-            for rec, transcript in group
+            (rec.item.media_id, transcript, self._row_fields(rec)) for rec, transcript in group
         ]
         errors = await asyncio.to_thread(self._add_locked, entries)
         for (rec, transcript), error in zip(group, errors, strict=True):
@@ -517,13 +770,19 @@ class TranscriptionRun:
                 # Its rows could not be built (a malformed transcript), so none were written:
                 # it gets an error row like any failed item, and its neighbours' rows stand.
                 self._fail(rec.item.media_id, "write", error)
-            elif transcript.status is TranscriptStatus.completed:
+                continue
+            duration = (
+                float(transcript.audio_duration) if transcript.audio_duration is not None else None
+            )
+            if transcript.status is TranscriptStatus.completed:
                 rec.status = "completed"
                 rec.confidence = transcript.confidence
-                rec.audio_duration_s = (
-                    float(transcript.audio_duration)
-                    if transcript.audio_duration is not None
-                    else None
+                rec.audio_duration_s = duration
+                event = Event(
+                    rec.item,
+                    Status.completed,
+                    transcript_id=transcript.id,
+                    audio_duration_s=duration,
                 )
             else:
                 rec.status = "error"
@@ -532,12 +791,45 @@ class TranscriptionRun:
                 rec.error = (
                     redact_text(transcript.error) or "transcript failed without an error message"
                 )
+                event = Event(
+                    rec.item,
+                    Status.job_failed,
+                    transcript_id=transcript.id,
+                    stage="poll",
+                    error=rec.error,
+                )
+            with self._sink_lock:
+                self._uncommitted.append(event)
+
+    def _row_fields(self, rec: ItemRecord) -> dict[str, object]:
+        return {
+            "source": rec.item.source,
+            "options_hash": rec.item.options_hash,
+            "source_size": rec.item.size,
+            "source_fingerprint": rec.item.fingerprint,
+            "submitted_at": rec.submitted_at,
+            "completed_at": rec.completed_at,
+        }
 
     def _add_locked(self, entries: Sequence[SinkEntry]) -> list[Exception | None]:
         # Runs in a worker thread: building and writing batches is CPU and disk bound, and must
         # not stall the event loop that drives hundreds of requests.
         with self._sink_lock:
             return self._sink.add_many(entries)
+
+    def _commit(self) -> None:
+        """Publish every buffered row, then tell the ledger (worker thread).
+
+        In this order, a crash in between leaves rows the ledger does not know about: the next
+        run fetches those transcripts again (free) and writes them again, and the current view
+        shows each item once. The other order could mark an item done with no rows.
+        """
+        with self._sink_lock:
+            self._sink.flush()
+            events, self._uncommitted = self._uncommitted, []
+        crashpoint("write")
+        self._ledger().append(events)
+        self._last_commit = time.monotonic()
 
     def _progress(self, stage: str, n: int) -> None:
         for listener in progress_listeners:
@@ -551,8 +843,21 @@ class TranscriptionRun:
 
     # --- bookkeeping --------------------------------------------------------------------------
 
+    def _ledger(self) -> Ledger:
+        if self.ledger is None:
+            raise RuntimeError("use TranscriptionRun as `async with`")
+        return self.ledger
+
     def _pending(self, media_id: str) -> bool:
         return not self.records[media_id].done
+
+    def _stopped(self) -> bool:
+        """True once the run must send nothing more (API key refused, lease lost)."""
+        if self.fatal is None and self.ledger is not None and self.ledger.lease_lost():
+            self.fatal = LeaseLostError(
+                "another run took over the output root's lease; rerun to finish this one"
+            )
+        return self.fatal is not None
 
     def _fail(self, media_id: str, stage: Stage, exc: BaseException) -> None:
         rec = self.records[media_id]
@@ -560,23 +865,24 @@ class TranscriptionRun:
         rec.failed_stage = stage
         rec.error = redact_text(f"{stage}: {exc}")  # never a presigned URL's signature
         logger.warning("%s failed at %s", media_id, rec.error)
+        if _stops_the_run(exc) and self.fatal is None:
+            self.fatal = exc if isinstance(exc, VoxlakeError) else VoxlakeError(str(exc))
         if stage == "upload":
             self.client.reserve_requests(-1)  # its submit will never be sent
         # The item leaves the pipeline here: count it through the stages it will never reach.
         for later in _PROGRESS_STAGES[_PROGRESS_STAGES.index(_progress_stage(stage)) + 1 :]:
             self._progress(later, 1)
+        event = _failure_event(rec, stage, exc)
         with self._sink_lock:
             self._sink.add(
                 media_id,
                 None,
-                source=rec.item.source,
-                options_hash=rec.item.options_hash,
-                source_size=rec.source_size,
-                source_fingerprint=rec.source_fingerprint,
-                submitted_at=rec.submitted_at,
                 error=rec.error,
                 transcript_id=rec.transcript_id,
+                **self._row_fields(rec),
             )
+            if event is not None:
+                self._uncommitted.append(event)
 
     def _invalid_rows(self) -> list[tuple[str, str, str]]:
         """(media_id, source, error) of each skipped manifest row, with a media_id of its own.
@@ -584,7 +890,7 @@ class TranscriptionRun:
         A row without a usable id, or whose id another row already has (a duplicate), is named
         after its row number so every manifest row stays exactly one ``transcripts`` row.
         """
-        taken = set(self.records)
+        taken = {i.media_id for i in self.manifest.items}
         rows = []
         for inv in self.invalid:
             media_id = inv.media_id
@@ -593,6 +899,67 @@ class TranscriptionRun:
             taken.add(media_id)
             rows.append((media_id, inv.source or "", f"manifest row {inv.row}: {inv.reason}"))
         return rows
+
+
+def _failure_event(rec: ItemRecord, stage: Stage, exc: BaseException) -> Event | None:
+    """The ledger event of a failure, or None when the item stays in flight for the next run.
+
+    No job exists after an upload or a refused submit (``failed``: retried free next run). A
+    job whose outcome or result is still to be learned (unknown submit, poll timeout, fetch
+    error, run stopped) keeps its ``submitting``/``submitted`` state, so the next run resumes
+    it instead of paying again. A job that ended in error, or whose rows cannot be built, is
+    ``job_failed``: resubmitted only with ``--retry-failed``.
+    """
+    if isinstance(exc, SubmitOutcomeUnknownError | PollTimeoutError | LeaseLostError):
+        return None
+    if _stops_the_run(exc) or stage == "fetch":
+        return None
+    if rec.transcript_id is None:
+        return Event(rec.item, Status.failed, stage=stage, error=rec.error)
+    return Event(
+        rec.item, Status.job_failed, transcript_id=rec.transcript_id, stage=stage, error=rec.error
+    )
+
+
+def _stops_the_run(exc: BaseException) -> bool:
+    """A refused API key or a lost lease: every further request would fail (or pay twice)."""
+    if isinstance(exc, LeaseLostError | AuthenticationError):
+        return True
+    return isinstance(exc, ForbiddenError) and not isinstance(exc, UploadAccessError)
+
+
+def _outcome_unknown(exc: VoxlakeError) -> bool:
+    """After a failed create: may the job exist? Only a 429 and a connection that was never
+    made are certain refusals; any other transient failure may have created it."""
+    if isinstance(exc, RateLimitError):
+        return False
+    if isinstance(exc, NetworkError) and not exc.request_sent:
+        return False
+    return isinstance(exc, ServerError | NetworkError)
+
+
+def _longest_first(items: Iterable[MediaItem]) -> list[MediaItem]:
+    # Longest jobs first (size ~ duration): the server's FIFO queue then ends on short jobs, so
+    # the last slots free up together (LPT scheduling). Sizes come from resolving the manifest.
+    return sorted(items, key=lambda i: i.size or 0, reverse=True)
+
+
+def _object_info(item: MediaItem) -> ObjectInfo:
+    info = item.info
+    if info is None:  # resolving always fills it for S3 rows; be explicit if it did not
+        raise VoxlakeError(f"{item.source}: no object metadata from resolving the manifest")
+    return ObjectInfo(item.source, info.size, info.etag, info.modified_at)
+
+
+def _listed_at(value: str | None) -> dt.datetime | None:
+    # AssemblyAI's list timestamps carry no zone and are UTC.
+    try:
+        parsed = dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 
 
 async def _each(media_ids: Sequence[str], fn: Callable[[str], Awaitable[None]]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from voxlake.estimate import Estimate
 from voxlake.pipeline import RunSummary
 
 
@@ -21,6 +22,12 @@ def summary_markdown(summary: RunSummary) -> str:
         "| measure | value |",
         "|---|---|",
         f"| items | {summary.total} |",
+        f"| new | {summary.new} |",
+        f"| retried | {summary.retried} |",
+        f"| resumed | {summary.resumed} |",
+        f"| skipped as already done | {summary.skipped} |",
+        f"| skipped as failed before | {summary.skipped_failed} |",
+        f"| deferred by the budget | {summary.deferred} |",
         f"| completed | {summary.completed} |",
         f"| failed | {summary.failed} |",
         f"| audio hours | {summary.audio_hours:.3f} |",
@@ -29,6 +36,8 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| tables written to | `{summary.output}` |",
         "",
     ]
+    if summary.fatal:
+        lines += [f"**The run stopped early:** {summary.fatal}", ""]
     if summary.failures:
         lines += [
             "## Failures",
@@ -72,6 +81,19 @@ def summary_table(summary: RunSummary) -> list[dict[str, Any]]:
     return rows
 
 
+def dry_run_markdown(estimate: Estimate) -> str:
+    lines = ["# voxlake dry run", "", "Nothing was submitted.", ""]
+    lines += [f"- {line.strip()}" for line in estimate.lines()]
+    return "\n".join(lines) + "\n"
+
+
+def print_estimate(estimate: Estimate, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print("[bold]Dry run[/]: nothing was uploaded or submitted")
+    for line in estimate.lines():
+        console.print(line, highlight=False)
+
+
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console = console or Console()
     console.print(
@@ -79,6 +101,14 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         f"{summary.audio_hours * 60:.1f} audio minutes, mean confidence "
         f"{_confidence(summary.mean_confidence)}, {summary.elapsed_s:.1f} s"
     )
+    console.print(
+        f"{summary.new} new, {summary.retried} retried, {summary.resumed} resumed, "
+        f"{summary.skipped} skipped as already done, {summary.skipped_failed} skipped as "
+        f"failed before, {summary.deferred} deferred by the budget",
+        highlight=False,
+    )
+    if summary.fatal:
+        console.print(f"[bold red]run stopped early:[/] {summary.fatal}")
     if summary.failures:
         table = Table("media_id", "stage", "reason", title="Failures", title_justify="left")
         for f in summary.failures:

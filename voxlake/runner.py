@@ -7,6 +7,7 @@ the same client code path it uses against the real API.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from voxlake import pipeline
+from voxlake.errors import VoxlakeError
+from voxlake.estimate import Estimate
 from voxlake.prefect_api import TemporaryPrefectAPI
 
 logger = logging.getLogger("voxlake")
@@ -61,8 +64,12 @@ def api_backend() -> Iterator[str]:
 
 
 @contextmanager
-def progress_bar(total: int, enabled: bool = True) -> Iterator[None]:
-    """A rich progress bar per stage, fed by the pipeline's progress listeners."""
+def progress_bar(enabled: bool = True) -> Iterator[None]:
+    """A rich progress bar per stage, fed by the pipeline's progress listeners.
+
+    The run announces how many items it works on (``total``) once it has planned them against
+    the ledger, so the manifest is read once, by the flow.
+    """
     if not enabled:
         yield
         return
@@ -74,12 +81,15 @@ def progress_bar(total: int, enabled: bool = True) -> Iterator[None]:
     )
     with Progress(*columns, transient=False) as progress:
         bars = {
-            stage: progress.add_task(stage, total=total)
+            stage: progress.add_task(stage, total=None)
             for stage in ("upload", "submit", "poll", "collect")
         }
 
         def advance(stage: str, n: int) -> None:
-            if stage in bars:
+            if stage == "total":
+                for bar in bars.values():
+                    progress.update(bar, total=n)
+            elif stage in bars:
                 progress.advance(bars[stage], n)
 
         pipeline.progress_listeners.append(advance)
@@ -103,29 +113,27 @@ def run_manifest(
     s3: dict[str, object] | None = None,
     media_extensions: list[str] | None = None,
     content_hash: bool = False,
-) -> pipeline.RunSummary:
-    """Run the flow once, as ``voxlake run`` does, and return its summary.
+    force: bool = False,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    max_audio_hours: float | None = None,
+    price_table: dict[str, float] | None = None,
+) -> pipeline.RunSummary | Estimate:
+    """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
+    Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
+    refused API key, an unusable output, a bad manifest).
     """
     import asyncio
 
     from flows.transcribe import transcribe_manifest
-    from voxlake.manifest import read_manifest
     from voxlake.storage import S3Options
 
     s3_options = S3Options.model_validate(s3) if s3 else None
-    # Read once up front for the progress bar's total; the flow validates it again itself.
-    total = len(
-        read_manifest(
-            manifest,
-            defaults=options,
-            on_invalid=on_invalid,  # type: ignore[arg-type]
-            media_extensions=media_extensions,
-            s3=s3_options,
-        )
-    )
-    with prefect_api.connected(), api_backend(), progress_bar(total, enabled=progress):
+    # A dry run sends no AssemblyAI request, so it needs no embedded server either.
+    backend = contextlib.nullcontext() if dry_run else api_backend()
+    with prefect_api.connected(), backend, progress_bar(enabled=progress and not dry_run):
         state = asyncio.run(
             transcribe_manifest(
                 manifest=manifest,
@@ -138,14 +146,21 @@ def run_manifest(
                 s3=s3_options,
                 media_extensions=media_extensions,
                 content_hash=content_hash,
+                force=force,
+                retry_failed=retry_failed,
+                dry_run=dry_run,
+                max_audio_hours=max_audio_hours,
+                price_table=price_table,
                 return_state=True,
             )
         )
         summary = state.result(raise_on_failure=False)
         if isinstance(summary, pipeline.RunSummary):
             prefect_api.wait_until_recorded(state.state_details.flow_run_id, summary.task_runs)
-    if not isinstance(summary, pipeline.RunSummary):
-        raise RuntimeError(f"flow run ended in {state.type.value}: {state.message}") from (
-            summary if isinstance(summary, BaseException) else None
-        )
-    return summary
+    if isinstance(summary, pipeline.RunSummary | Estimate):
+        return summary
+    if isinstance(summary, VoxlakeError):
+        raise summary
+    raise RuntimeError(f"flow run ended in {state.type.value}: {state.message}") from (
+        summary if isinstance(summary, BaseException) else None
+    )

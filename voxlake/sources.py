@@ -41,7 +41,6 @@ __all__ = [
     "S3_BLOCK_SIZE",
     "ObjectInfo",
     "S3Reader",
-    "StagedSource",
     "list_s3_media",
     "local_fingerprint",
     "normalize_extensions",
@@ -272,40 +271,25 @@ class S3Reader:
         self.close()
 
 
-@dataclass(frozen=True, slots=True)
-class StagedSource:
-    """An S3 item ready to submit: its ``audio_url`` and what to record about it."""
+async def stage_s3(client: Any, info: ObjectInfo, options: S3Options | None) -> str:
+    """The ``audio_url`` of an S3 object: its upload URL, streamed (or a presigned URL).
 
-    audio_url: str
-    size: int
-    fingerprint: str
-
-
-async def stage_s3(client: Any, url: str, options: S3Options | None) -> StagedSource:
-    """HEAD the object, then upload it by streaming (or presign it); errors name the URL.
-
-    Raises :class:`~voxlake.storage.StorageError` (missing key or bucket, access denied:
-    terminal; throttling: transient) or the client's upload errors.
+    ``info`` comes from resolving the manifest, so the object is not HEADed again. Raises
+    :class:`~voxlake.storage.StorageError` (missing key or bucket, access denied: terminal;
+    throttling: transient) or the client's upload errors.
     """
     import asyncio
 
     options = options or S3Options()
     fs = s3_filesystem(options)
-    try:
-        raw = await asyncio.to_thread(fs.info, s3_path(url))
-    except Exception as exc:
-        raise storage_error(exc, url, "reading") from None
-    info = ObjectInfo.from_s3fs(url, raw)
-    if not info.is_file:
-        raise StorageError(f"{url} is a folder, not an object — list it as a prefix manifest")
+    url = info.url
     if options.presign:
         try:
-            signed = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 fs.sign, s3_path(url), expiration=options.presign_expires_s
             )
         except Exception as exc:
             raise storage_error(exc, url, "presigning") from None
-        return StagedSource(signed, info.size, info.fingerprint)
     try:
         reader = await asyncio.to_thread(S3Reader, fs, info)
     except Exception as exc:
@@ -314,7 +298,7 @@ async def stage_s3(client: Any, url: str, options: S3Options | None) -> StagedSo
         uploaded = await client.upload(reader, size=info.size)
     finally:
         await asyncio.to_thread(reader.close)
-    return StagedSource(uploaded.upload_url, info.size, info.fingerprint)
+    return str(uploaded.upload_url)
 
 
 # --- redaction --------------------------------------------------------------------------------
