@@ -125,102 +125,110 @@ async def transcribe_manifest(
     parameters, so they never reach Prefect's database.
     """
     logger = get_run_logger()
-    items = read_manifest(
-        manifest,
-        defaults=options,
-        on_invalid=on_invalid,
-        media_extensions=media_extensions,
-        s3=s3,
-        content_hash=content_hash,
-    )
-    run_id = str(flow_run.get_id() or "local")
-    if dry_run:
-        estimate = await asyncio.to_thread(
-            estimate_run,
-            items.items,
-            output,
-            run_id=run_id,
-            invalid=len(items.invalid),
+    try:
+        items = read_manifest(
+            manifest,
+            defaults=options,
+            on_invalid=on_invalid,
+            media_extensions=media_extensions,
             s3=s3,
-            force=force,
-            retry_failed=retry_failed,
-            max_audio_hours=max_audio_hours,
-            prices=price_table,
+            content_hash=content_hash,
         )
+        run_id = str(flow_run.get_id() or "local")
+        if dry_run:
+            estimate = await asyncio.to_thread(
+                estimate_run,
+                items.items,
+                output,
+                run_id=run_id,
+                invalid=len(items.invalid),
+                s3=s3,
+                force=force,
+                retry_failed=retry_failed,
+                max_audio_hours=max_audio_hours,
+                prices=price_table,
+            )
+            await acreate_markdown_artifact(
+                markdown=dry_run_markdown(estimate), key="voxlake-dry-run", description="dry run"
+            )
+            for line in estimate.lines():
+                logger.info(line)
+            return Completed(message=estimate.lines()[0], data=estimate)
+        settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+        async with (
+            AssemblyAIClient() as client,
+            TranscriptionRun(
+                items,
+                output,
+                client=client,
+                flow_run_id=run_id,
+                settings=settings,
+                s3=s3,
+                force=force,
+                retry_failed=retry_failed,
+                max_audio_hours=max_audio_hours,
+                lease_group=lease_group,
+            ) as run,
+        ):
+            await run.start()
+            size = chunk_size or auto_chunk_size(len(run.records))
+            # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
+            # ends on short jobs, so the last slots free up together (LPT scheduling).
+            chunks = chunked(run.media_ids_longest_first(), size)
+            logger.info(
+                "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; writing to %s",
+                len(run.records),
+                ", ".join(f"{n} {what}" for what, n in run.counts.items()),
+                len(run.invalid),
+                len(chunks),
+                size,
+                output,
+            )
+            # Admit chunks to the upload stage a few at a time so early chunks finish uploading (and
+            # start processing server-side) first, instead of every chunk advancing in lockstep.
+            upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
+
+            task_runs = 0
+
+            async def run_stage(stage_task: Any, ids: list[str]) -> Any:
+                nonlocal task_runs
+                task_runs += 1
+                return await stage_task(run, ids)
+
+            async def process(chunk: list[str]) -> None:
+                stage = "upload"
+                try:
+                    async with upload_gate:
+                        ids = await run_stage(upload_media, chunk)
+                    stage = "submit"
+                    ids = await run_stage(submit_transcripts, ids) if ids else ids
+                    stage = "poll"
+                    ids = await run_stage(poll_transcripts, ids) if ids else ids
+                    stage = "write"
+                    if ids:
+                        await run_stage(collect_transcripts, ids)
+                except Exception as exc:  # a task that failed after its retries
+                    run.fail_pending(chunk, stage, exc)
+
+            await asyncio.gather(*(process(chunk) for chunk in chunks))
+            summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
+
         await acreate_markdown_artifact(
-            markdown=dry_run_markdown(estimate), key="voxlake-dry-run", description="dry run"
+            markdown=summary_markdown(summary),
+            key="voxlake-run-summary",
+            description=summary.message,
         )
-        for line in estimate.lines():
-            logger.info(line)
-        return Completed(message=estimate.lines()[0], data=estimate)
-    settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
-    async with (
-        AssemblyAIClient() as client,
-        TranscriptionRun(
-            items,
-            output,
-            client=client,
-            flow_run_id=run_id,
-            settings=settings,
-            s3=s3,
-            force=force,
-            retry_failed=retry_failed,
-            max_audio_hours=max_audio_hours,
-            lease_group=lease_group,
-        ) as run,
-    ):
-        await run.start()
-        size = chunk_size or auto_chunk_size(len(run.records))
-        # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
-        # ends on short jobs, so the last slots free up together (LPT scheduling).
-        chunks = chunked(run.media_ids_longest_first(), size)
-        logger.info(
-            "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; writing to %s",
-            len(run.records),
-            ", ".join(f"{n} {what}" for what, n in run.counts.items()),
-            len(run.invalid),
-            len(chunks),
-            size,
-            output,
+        await acreate_table_artifact(
+            table=summary_table(summary),
+            key="voxlake-run-items",
+            description="failures and lowest-confidence items",
         )
-        # Admit chunks to the upload stage a few at a time so early chunks finish uploading (and
-        # start processing server-side) first, instead of every chunk advancing in lockstep.
-        upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
-
-        task_runs = 0
-
-        async def run_stage(stage_task: Any, ids: list[str]) -> Any:
-            nonlocal task_runs
-            task_runs += 1
-            return await stage_task(run, ids)
-
-        async def process(chunk: list[str]) -> None:
-            stage = "upload"
-            try:
-                async with upload_gate:
-                    ids = await run_stage(upload_media, chunk)
-                stage = "submit"
-                ids = await run_stage(submit_transcripts, ids) if ids else ids
-                stage = "poll"
-                ids = await run_stage(poll_transcripts, ids) if ids else ids
-                stage = "write"
-                if ids:
-                    await run_stage(collect_transcripts, ids)
-            except Exception as exc:  # a task that failed after its retries
-                run.fail_pending(chunk, stage, exc)
-
-        await asyncio.gather(*(process(chunk) for chunk in chunks))
-        summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
-
-    await acreate_markdown_artifact(
-        markdown=summary_markdown(summary), key="voxlake-run-summary", description=summary.message
-    )
-    await acreate_table_artifact(
-        table=summary_table(summary),
-        key="voxlake-run-items",
-        description="failures and lowest-confidence items",
-    )
-    logger.info(summary.message)
-    if summary.fatal or (summary.failed and fail_on_error):
-        return Failed(message=summary.message, data=summary)
-    return Completed(message=summary.message, data=summary)
+        logger.info(summary.message)
+        if summary.fatal or (summary.failed and fail_on_error):
+            return Failed(message=summary.message, data=summary)
+        return Completed(message=summary.message, data=summary)
+    except VoxlakeError as exc:
+        # Failed before any work (bad manifest, unusable output, refused key, lease held):
+        # one clear message, and the flow run is Failed; no traceback for an expected error.
+        logger.error("%s", exc)
+        return Failed(message=str(exc), data=exc)

@@ -131,7 +131,7 @@ class Estimate:
     def lines(self) -> list[str]:
         out = [
             f"would submit {self.to_submit} items ({self.new} new, {self.retried} retried), "
-            f"{self.audio_hours:.3f} audio hours"
+            f"{self.audio_hours:.4f} audio hours ({self.audio_hours * 3600:.1f} s)"
             + (f" (+{self.unknown_duration} of unknown duration)" if self.unknown_duration else ""),
             f"would resume {self.resumed} in-flight items (already paid), skip "
             f"{self.skipped_done} done and {self.skipped_failed} failed before, defer "

@@ -33,7 +33,16 @@ ROUTES = (
     "redacted_audio",
 )
 
-_KNOBS = ("p_429", "p_500", "p_503", "p_504", "p_reset", "latency_s", "retry_after_s")
+_KNOBS = (
+    "p_429",
+    "p_500",
+    "p_503",
+    "p_504",
+    "p_reset",
+    "p_503_after",
+    "latency_s",
+    "retry_after_s",
+)
 
 
 def key_fingerprint(key: str | SecretStr) -> str:
@@ -51,11 +60,14 @@ class FaultSpec:
     p_503: float = 0.0
     p_504: float = 0.0
     p_reset: float = 0.0
+    # The request is handled (a submission creates its job), then a 503 replaces the response:
+    # a proxy that gave up on a slow backend. The client cannot tell it from a refusal.
+    p_503_after: float = 0.0
     latency_s: float = 0.0
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
-        probs = (self.p_429, self.p_500, self.p_503, self.p_504, self.p_reset)
+        probs = (self.p_429, self.p_500, self.p_503, self.p_504, self.p_reset, self.p_503_after)
         if any(p < 0 or p > 1 for p in probs) or sum(probs) > 1 + 1e-9:
             raise ValueError("fault probabilities must be in [0, 1] and sum to at most 1")
         if self.latency_s < 0 or self.retry_after_s < 0:
@@ -65,7 +77,8 @@ class FaultSpec:
     def active(self) -> bool:
         return (
             self.latency_s > 0
-            or self.p_429 + self.p_500 + self.p_503 + self.p_504 + (self.p_reset) > 0
+            or self.p_429 + self.p_500 + self.p_503 + self.p_504 + self.p_reset + self.p_503_after
+            > 0
         )
 
 
@@ -105,7 +118,12 @@ def _coerce(knobs: Mapping[str, float]) -> dict[str, float | int]:
 def _norm_knob(name: str) -> str:
     # Accept "p503", "p_503", "P503", "latency", "latency_s", "reset".
     n = name.strip().lower().replace("-", "_")
-    aliases = {"latency": "latency_s", "reset": "p_reset", "retry_after": "retry_after_s"}
+    aliases = {
+        "latency": "latency_s",
+        "reset": "p_reset",
+        "retry_after": "retry_after_s",
+        "p503_after": "p_503_after",
+    }
     if n in aliases:
         return aliases[n]
     if n.startswith("p") and not n.startswith("p_"):

@@ -115,6 +115,7 @@ class FaultInjector:
             ("p503", spec.p_503),
             ("p504", spec.p_504),
             ("reset", spec.p_reset),
+            ("p503_after", spec.p_503_after),
         ):
             if r < p:
                 return spec, kind
@@ -210,6 +211,10 @@ class EdgeMiddleware:
         if kind == "reset":
             await self.app(scope, receive, _resetting_send(send))
             return
+        if kind == "p503_after":
+            await self.app(scope, receive, _discarding_send)
+            await _send_html(send, 503)
+            return
         if route == "upload":
             await _drain(receive)
         if kind == "p429":
@@ -220,19 +225,26 @@ class EdgeMiddleware:
                 send, 500, {"error": "Server error, developers have been alerted."}, []
             )
         else:
-            code = 503 if kind == "p503" else 504
-            body = _HTML[code]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": code,
-                    "headers": [
-                        (b"content-type", b"text/html"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _send_html(send, 503 if kind == "p503" else 504)
+
+
+async def _send_html(send: Send, code: int) -> None:
+    body = _HTML[code]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [
+                (b"content-type", b"text/html"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _discarding_send(message: Message) -> None:
+    """The handler's response, dropped: a p503_after fault answers in its place."""
 
 
 def _resetting_send(send: Send) -> Send:
