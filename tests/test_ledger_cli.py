@@ -51,8 +51,10 @@ def make_media(folder: Path, n: int, start: int = 0) -> None:
 def current(out: Path) -> list[tuple[str, str]]:
     """(media_id, status) of the current view: the latest completed row of each item, or its
     latest row."""
-    rows = duckdb.connect().execute(
-        f"""
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"""
         select media_id, status from (
             select media_id, status, row_number() over (
                 partition by media_id
@@ -61,7 +63,9 @@ def current(out: Path) -> list[tuple[str, str]]:
             from read_parquet('{out}/transcripts/**/*.parquet', hive_partitioning = 1)
         ) where n = 1 order by media_id
         """
-    ).fetchall()
+        )
+        .fetchall()
+    )
     return [(m, s) for m, s in rows]
 
 
@@ -127,7 +131,7 @@ def test_lost_create_responses_never_pay_twice(tmp_path: Path, prefect_url: str)
         media, out = tmp_path / "media", tmp_path / "out"
         make_media(media, 30)
         done = voxlake_run([str(media), "--output", str(out)], run_env(server, prefect_url))
-        faults = server.stats()["faults"].get("transcript_create", {})
+        faults = server.stats()["faults_injected"].get("transcript_create", {})
         jobs = server.jobs()
     finally:
         server.stop()
@@ -168,9 +172,14 @@ def test_dry_run_predicts_the_run_and_a_budget_defers_the_rest(
     rest = voxlake_run(args, env)
     assert rest.returncode == 0, rest.stdout + rest.stderr
     assert server.submissions() == 10
-    real_hours = duckdb.connect().execute(
-        f"select sum(audio_duration_s) / 3600 from read_parquet('{out}/transcripts/**/*.parquet')"
-    ).fetchone()
+    real_hours = (
+        duckdb.connect()
+        .execute(
+            "select sum(audio_duration_s) / 3600 "
+            f"from read_parquet('{out}/transcripts/**/*.parquet')"
+        )
+        .fetchone()
+    )
     assert real_hours is not None
     # AssemblyAI reports whole seconds: at most one second apart per file.
     assert abs(real_hours[0] - predicted_hours) <= 10 / 3600

@@ -17,7 +17,14 @@ import pytest
 from tests.s3_fixtures import FaultRule, S3FaultProxy
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.manifest import ManifestError, SourceKind, read_manifest
-from voxlake.sources import ObjectInfo, list_s3_media, redact_text, redact_url, stage_s3
+from voxlake.sources import (
+    ObjectInfo,
+    list_s3_media,
+    redact_text,
+    redact_url,
+    stage_s3,
+    stat_s3_objects,
+)
 from voxlake.storage import (
     S3AccessDeniedError,
     S3BucketNotFoundError,
@@ -222,7 +229,7 @@ class _RecordingClient:
         return Uploaded()
 
 
-def test_stage_s3_streams_presigns_and_fingerprints(
+def test_stage_s3_streams_and_presigns_from_the_resolved_object(
     s3fs_fs: Any, make_bucket: Callable[[str], str], tmp_path: Any
 ) -> None:
     import httpx
@@ -231,23 +238,17 @@ def test_stage_s3_streams_presigns_and_fingerprints(
     payload = b"RIFF" + bytes(3 * 1024 * 1024)
     s3fs_fs.pipe(f"{bucket}/a b+ü.wav", payload)
     url = f"s3://{bucket}/a b+ü.wav"
-
-    client = _RecordingClient()
-    staged = asyncio.run(stage_s3(client, url, None))
-    assert client.received == len(payload) and max(client.reads) <= 1024 * 1024
-    assert staged.size == len(payload)
-    size, etag, modified = staged.fingerprint.removeprefix("s3:").split(":", 2)
+    info = ObjectInfo.from_s3fs(url, s3fs_fs.info(f"{bucket}/a b+ü.wav"))
+    size, etag, modified = info.fingerprint.removeprefix("s3:").split(":", 2)
     assert size == str(len(payload)) and len(etag) == 32 and modified.endswith("Z")
 
-    presigned = asyncio.run(stage_s3(client, url, S3Options(presign=True, presign_expires_s=600)))
-    assert "X-Amz-Signature=" in presigned.audio_url and "X-Amz-Expires=600" in presigned.audio_url
-    assert httpx.get(presigned.audio_url).content == payload
-    assert presigned.fingerprint == staged.fingerprint
+    client = _RecordingClient()
+    assert asyncio.run(stage_s3(client, info, None)) == "http://upload/1"
+    assert client.received == len(payload) and max(client.reads) <= 1024 * 1024
 
-    with pytest.raises(S3NotFoundError, match="no such object"):
-        asyncio.run(stage_s3(client, f"s3://{bucket}/gone.wav", None))
-    with pytest.raises(S3BucketNotFoundError):
-        asyncio.run(stage_s3(client, "s3://no-such-bucket-vx/a.wav", None))
+    presigned = asyncio.run(stage_s3(client, info, S3Options(presign=True, presign_expires_s=600)))
+    assert "X-Amz-Signature=" in presigned and "X-Amz-Expires=600" in presigned
+    assert httpx.get(presigned).content == payload
 
 
 def test_access_denied_and_throttling_over_http(
@@ -264,18 +265,18 @@ def test_access_denied_and_throttling_over_http(
         FaultRule("always-slow.wav", 503, "SlowDown", "Please reduce your request rate.")
     )
     options = S3Options(endpoint_url=s3_fault_proxy.endpoint_url, max_attempts=3)
-    client = _RecordingClient()
+    denied, slow_url, always = (
+        f"s3://{bucket}/{n}" for n in ("denied.wav", "slow.wav", "always-slow.wav")
+    )
 
-    with pytest.raises(S3AccessDeniedError) as denied:
-        asyncio.run(stage_s3(client, f"s3://{bucket}/denied.wav", options))
-    assert not denied.value.transient and f"s3://{bucket}/denied.wav" in str(denied.value)
+    # Resolving a manifest checks every object once; what it finds decides the row.
+    found = stat_s3_objects(s3_filesystem(options), [denied, slow_url, always])
 
-    staged = asyncio.run(stage_s3(client, f"s3://{bucket}/slow.wav", options))  # retried
-    assert slow.hits == 2 and staged.size == 2052
-
-    with pytest.raises(StorageError) as throttled:
-        asyncio.run(stage_s3(client, f"s3://{bucket}/always-slow.wav", options))
-    assert throttled.value.transient
+    assert isinstance(found[denied], S3AccessDeniedError)
+    assert not found[denied].transient and denied in str(found[denied])
+    slow_info = found[slow_url]
+    assert isinstance(slow_info, ObjectInfo) and slow_info.size == 2052 and slow.hits == 2
+    assert isinstance(found[always], StorageError) and found[always].transient
 
 
 # --- output tables on S3 ----------------------------------------------------------------------
@@ -370,14 +371,18 @@ def test_explicit_endpoint_option_reaches_the_same_store(
     assert info.size == 8 and info.etag
 
 
-def test_local_fingerprint_optionally_hashes_the_content(tmp_path: Any) -> None:
+def test_content_hash_joins_the_local_fingerprint(tmp_path: Any) -> None:
     import hashlib
 
-    from voxlake.sources import local_fingerprint
+    from voxlake.manifest import read_manifest
 
     path = tmp_path / "a.wav"
     path.write_bytes(b"RIFF" + bytes(3 * 1024 * 1024))
-    size, plain = local_fingerprint(path)
-    assert size == path.stat().st_size and plain == f"{size}:{path.stat().st_mtime_ns}"
-    _, hashed = local_fingerprint(path, content_hash=True)
-    assert hashed == f"{plain}:sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
+    (plain,) = read_manifest(tmp_path).items
+    (hashed,) = read_manifest(tmp_path, content_hash=True).items
+
+    st = path.stat()
+    assert plain.size == st.st_size and plain.fingerprint == f"{st.st_size}:{st.st_mtime_ns}"
+    assert hashed.fingerprint == (
+        f"{plain.fingerprint}:sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
+    )

@@ -265,12 +265,19 @@ class _Store:
             except FileNotFoundError:
                 return None
             return data, hashlib.sha256(data).hexdigest()
+        from fsspec.asyn import sync
+
         bucket, _, key = path.partition("/")
+
+        async def get() -> tuple[bytes, str]:
+            # Body and ETag of one GET: the tag must belong to exactly these bytes.
+            response = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
+            return await response["Body"].read(), response["ETag"]
+
         try:
-            response = self.fs.call_s3("get_object", Bucket=bucket, Key=key)
+            return sync(self.fs.loop, get)
         except FileNotFoundError:
             return None
-        return response["Body"].read(), response["ETag"]
 
     def create(self, relative: str, data: bytes) -> bool:
         """Write only if absent; False if it exists (atomic: O_EXCL link / If-None-Match)."""
@@ -473,6 +480,7 @@ class Ledger:
         s3: Any | None = None,
         lease_group: str | None = None,
         read_only: bool = False,
+        compact_above: int = COMPACT_ABOVE_FILES,
     ) -> Ledger:
         """Open the ledger of ``output``: check it is writable, take the lease, clean up, load.
 
@@ -493,7 +501,7 @@ class Ledger:
         if lease is not None and lease.acquired:
             # Only the run that took the lease: nobody else can be writing under the root now.
             ledger._remove_stale_temp_files()
-            ledger._compact()
+            ledger._compact(compact_above)
         ledger.states = ledger.load()
         return ledger
 
@@ -581,9 +589,9 @@ class Ledger:
 
     # --- housekeeping -------------------------------------------------------------------------
 
-    def _compact(self) -> None:
+    def _compact(self, above: int) -> None:
         names = self._store.listdir(EVENTS_DIR)
-        if len(names) <= COMPACT_ABOVE_FILES:
+        if len(names) <= above:
             return
         table = self.read_events()
         path = self._store.path(f"{EVENTS_DIR}/compacted-{uuid.uuid4().hex}.parquet")

@@ -15,8 +15,6 @@ S3 objects reach the transcription service one of two ways (docs/s3.md):
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
 import posixpath
 import re
 from collections import defaultdict
@@ -42,7 +40,6 @@ __all__ = [
     "ObjectInfo",
     "S3Reader",
     "list_s3_media",
-    "local_fingerprint",
     "normalize_extensions",
     "redact_text",
     "redact_url",
@@ -199,28 +196,6 @@ def stat_s3_objects(
         with ThreadPoolExecutor(max_workers=min(STAT_WORKERS, len(to_head))) as pool:
             results.update(pool.map(head, to_head))
     return results
-
-
-# --- local fingerprints -----------------------------------------------------------------------
-
-
-def local_fingerprint(
-    path: str | os.PathLike[str], *, content_hash: bool = False
-) -> tuple[int, str]:
-    """``(size, fingerprint)`` of a local file: ``size:mtime_ns``, plus ``:sha256=<hex>``.
-
-    The content hash reads the whole file once more (streamed), so it is off by default; it
-    makes the fingerprint survive copies that change mtimes.
-    """
-    st = os.stat(path)
-    fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
-    if content_hash:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                digest.update(chunk)
-        fingerprint += f":sha256={digest.hexdigest()}"
-    return st.st_size, fingerprint
 
 
 # --- streaming and presigning -----------------------------------------------------------------
