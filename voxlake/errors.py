@@ -240,8 +240,9 @@ class PollTimeoutError(VoxlakeError, TimeoutError):
         super().__init__(
             f"Transcript {transcript_id} is still {last_status or 'pending'} after "
             f"{waited_s:.0f} s of polling. The job keeps running on AssemblyAI: do NOT resubmit "
-            f"(that bills twice). Rerun with the same manifest/ledger, or poll transcript "
-            f"{transcript_id} by id (wait_for_completion / get_transcript)"
+            f"(that bills twice). Rerun the same command: the output's ledger resumes polling "
+            f"it (docs/ledger.md); or poll transcript {transcript_id} by id "
+            f"(wait_for_completion / get_transcript)"
         )
 
 

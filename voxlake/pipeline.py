@@ -610,7 +610,7 @@ class TranscriptionRun:
                     if self.fatal
                     else "item was not processed to the end"
                 )
-                self._fail(media_id, "write", VoxlakeError(reason))
+                self._fail(media_id, "write", RunStoppedError(reason))
         rows = self._invalid_rows()
         with self._sink_lock:
             for media_id, source, error in rows:
@@ -904,21 +904,29 @@ class TranscriptionRun:
 def _failure_event(rec: ItemRecord, stage: Stage, exc: BaseException) -> Event | None:
     """The ledger event of a failure, or None when the item stays in flight for the next run.
 
-    No job exists after an upload or a refused submit (``failed``: retried free next run). A
-    job whose outcome or result is still to be learned (unknown submit, poll timeout, fetch
-    error, run stopped) keeps its ``submitting``/``submitted`` state, so the next run resumes
-    it instead of paying again. A job that ended in error, or whose rows cannot be built, is
-    ``job_failed``: resubmitted only with ``--retry-failed``.
+    No job exists after an upload error or a certainly refused submit (``failed``: retried free
+    next run). A job whose outcome or result is still to be learned (an unknown submit, a poll
+    timeout, a fetch error, a run that stopped) keeps its ``submitting``/``submitted`` state,
+    so the next run resumes it instead of paying again. A job that ended in error, or whose
+    rows cannot be built, is ``job_failed``: resubmitted only with ``--retry-failed``.
     """
-    if isinstance(exc, SubmitOutcomeUnknownError | PollTimeoutError | LeaseLostError):
-        return None
-    if _stops_the_run(exc) or stage == "fetch":
+    if isinstance(exc, _STAYS_IN_FLIGHT) or _stops_the_run(exc) or stage == "fetch":
         return None
     if rec.transcript_id is None:
+        refused = stage == "submit" and isinstance(exc, VoxlakeError) and not _outcome_unknown(exc)
+        if rec.submitting_at is not None and not refused:
+            return None  # a create may have gone out: the next run looks the job up first
         return Event(rec.item, Status.failed, stage=stage, error=rec.error)
     return Event(
         rec.item, Status.job_failed, transcript_id=rec.transcript_id, stage=stage, error=rec.error
     )
+
+
+class RunStoppedError(VoxlakeError):
+    """An item the run did not finish (it stopped early, or a stage gave up on it)."""
+
+
+_STAYS_IN_FLIGHT = (SubmitOutcomeUnknownError, PollTimeoutError, LeaseLostError, RunStoppedError)
 
 
 def _stops_the_run(exc: BaseException) -> bool:

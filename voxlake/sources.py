@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from voxlake.errors import MediaReadError
 from voxlake.storage import (
     S3AccessDeniedError,
     S3Options,
@@ -271,6 +272,12 @@ async def stage_s3(client: Any, info: ObjectInfo, options: S3Options | None) -> 
         raise storage_error(exc, url, "opening") from None
     try:
         uploaded = await client.upload(reader, size=info.size)
+    except MediaReadError as exc:
+        # The object changed since the manifest was resolved (deleted, access revoked): say so
+        # in S3's terms rather than as a generic read error.
+        if isinstance(exc.__cause__, OSError):
+            raise storage_error(exc.__cause__, url, "reading") from None
+        raise
     finally:
         await asyncio.to_thread(reader.close)
     return str(uploaded.upload_url)
