@@ -72,3 +72,47 @@ def test_a_malformed_transcript_fails_alone_at_write_and_its_chunk_is_written(
     words_of = set(read_table(out, "words").column("media_id").to_pylist())
     assert words_of == {f"clip-{i:02d}" for i in range(6)} - {"clip-02"}
     check_invariants(out)
+
+
+def test_finished_items_are_committed_during_the_run_not_only_at_its_end(
+    tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
+) -> None:
+    from voxlake.ledger import Ledger, Status, key_of
+
+    api(make_server())
+    manifest = read_manifest(write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "a", 4)))
+    out = tmp_path / "out"
+    settings = dataclasses.replace(FAST_POLLS, commit_items=1)
+
+    def committed() -> tuple[set[str], set[str]]:
+        rows = set(read_table(out, "transcripts").column("media_id").to_pylist())
+        states = Ledger.open(str(out), run_id="reader", read_only=True).states
+        done = {
+            i.media_id
+            for i in manifest.items
+            if (state := states.get(key_of(i))) and state.status is Status.completed
+        }
+        return rows, done
+
+    async def go() -> tuple[tuple[set[str], set[str]], list[str]]:
+        async with (
+            AssemblyAIClient() as client,
+            TranscriptionRun(
+                manifest, out, client=client, flow_run_id="r", settings=settings
+            ) as run,
+        ):
+            await run.start()
+            first = run.media_ids[:2]
+            await run.collect(await run.wait(await run.submit(await run.upload(first))))
+            mid_run = committed()
+            rest = run.media_ids[2:]
+            await run.collect(await run.wait(await run.submit(await run.upload(rest))))
+            await run.finish()
+            return mid_run, first
+
+    (rows, done), first = asyncio.run(go())
+
+    # Before the run finished, the first chunk's rows were published and the ledger knew.
+    assert rows == set(first) and done == set(first)
+    assert committed() == ({i.media_id for i in manifest.items},) * 2
+    check_invariants(out)
