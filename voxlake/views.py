@@ -54,12 +54,30 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _local_source(con: duckdb.DuckDBPyConnection, root: str, table: str) -> str:
-    # The schema's empty table comes first: the view then has every declared column, in order
+# DuckDB's names for the Arrow types the schemas use (voxlake.tables).
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _typed_empty(table: str) -> str:
+    """A relation with no rows and exactly the table's declared columns and types."""
+    columns = ", ".join(
+        f'CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in SCHEMAS[table]
+    )
+    return f"(SELECT {columns} LIMIT 0)"
+
+
+def _local_source(root: str, table: str) -> str:
+    # The typed empty relation comes first: the view then has every declared column, in order
     # and typed as declared, even over files written before a column existed, and over a table
     # with no files at all (read_parquet fails on an empty glob).
-    typed = f"_voxlake_{table}_schema"
-    con.register(typed, SCHEMAS[table].empty_table())
+    typed = _typed_empty(table)
     folder = Path(root) / table
     if not folder.is_dir() or next(folder.rglob("*.parquet"), None) is None:
         return typed
@@ -109,7 +127,7 @@ def connect(
         sources: dict[str, str] = {}
         for table in HISTORY_VIEWS:
             if _is_local(fs):
-                sources[table] = _local_source(con, os.path.abspath(root_text), table)
+                sources[table] = _local_source(os.path.abspath(root_text), table)
             else:
                 sources[table] = _arrow_source(con, fs, root_text.rstrip("/"), table)
         con.execute(views_sql().format(**sources))
