@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo bench serve
+.PHONY: setup test lint demo bench serve browser report-screenshot
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -14,17 +14,37 @@ lint: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 
-test: lint
+test: lint browser
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+# Debian's chromium, for the report's headless-browser test (tests/test_report_browser.py).
+# Installed only where we are root with apt-get; elsewhere that test skips and says why.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || echo "could not install chromium: the browser test will skip"; \
+	else echo "no chromium, and not root with apt-get: the browser test will skip"; fi
+
+# docs/report.png: the browser test's screenshot of the report over the demo's ./output.
+report-screenshot: setup browser
+	test -d output || $(MAKE) demo
+	VOXLAKE_REPORT_FROM=output VOXLAKE_REPORT_REFERENCES=data/manifest.csv \
+	  VOXLAKE_REPORT_SCREENSHOT=docs/report.png \
+	  $(UV) run --locked pytest -p no:cacheprovider tests/test_report_browser.py
 
 # The main job on the embedded local server (no API key needed): data/ -> ./output. The
 # embedded server recognises the speech with its sphinx engine; the WER report compares the
-# transcripts with the reference texts beside the clips.
+# transcripts with the reference texts beside the clips; last, the HTML report (its path).
 demo: setup
 	rm -rf output
 	$(UV) run --locked voxlake run data/manifest.csv --output output
 	$(UV) run --locked python data/demo_query.py output
 	$(UV) run --locked python data/wer_report.py output data/manifest.csv
+	@echo "HTML report (charts inline, no network needed):"
+	@$(UV) run --locked voxlake report output --references data/manifest.csv
 
 # The benchmark suite (B1-B5, benchmarks/README.md) against the local server; ~25 min on 2 cores.
 # Not part of `make test`. The `bench` group holds the peers' dependencies (the AssemblyAI SDK).

@@ -1,10 +1,11 @@
 """Word error rate of the demo's transcripts against the reference texts in data/.
 
-Reads the Parquet output of ``voxlake run data/manifest.csv --output output`` (the newest row
-per ``media_id``) and, for every item whose media has a ``<clip>.ref.txt`` beside it, prints
-the WER (jiwer), then the overall WER over those clips, the mean word confidence of words that
-match the reference against words that do not, and the outcome of the other items (the edge
-cases). Run: ``uv run python data/wer_report.py output [data/manifest.csv]``.
+Reads the Parquet output of ``voxlake run data/manifest.csv --output output`` (the current row
+per ``media_id``: ``voxlake.tables.read_current``) and, for every item whose media has a
+``<clip>.ref.txt`` beside it, prints the WER (jiwer), then the overall WER over those clips, the
+mean word confidence of words that match the reference against words that do not, and the
+outcome of the other items (the edge cases). Run:
+``uv run python data/wer_report.py output [data/manifest.csv]``.
 
 Texts are compared lower-cased, without punctuation (apostrophes kept: "it's" is one word).
 """
@@ -12,20 +13,14 @@ Texts are compared lower-cased, without punctuation (apostrophes kept: "it's" is
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jiwer
 
-from voxlake.tables import read_table
-
-_NOT_WORD = re.compile(r"[^a-z0-9' ]+")
-
-
-def normalise(text: str) -> str:
-    return " ".join(_NOT_WORD.sub(" ", text.lower().replace("-", " ")).split())
+from voxlake.analytics_report import normalise
+from voxlake.tables import read_current
 
 
 def reference_for(source: Path) -> Path:
@@ -45,9 +40,8 @@ class Report:
 
 def build_report(root: str | Path, manifest: str | Path = "data/manifest.csv") -> Report:
     manifest = Path(manifest)
-    transcripts = read_table(root, "transcripts").to_pandas()
-    transcripts = transcripts.sort_values("completed_at").drop_duplicates("media_id", keep="last")
-    words = read_table(root, "words", columns=["transcript_id", "word_index", "confidence"])
+    transcripts = read_current(root, "transcripts").to_pandas()
+    words = read_current(root, "words").select(["transcript_id", "word_index", "confidence"])
     words = words.to_pandas().sort_values(["transcript_id", "word_index"])
     conf_by_id = words.groupby("transcript_id")["confidence"].apply(list).to_dict()
     report = Report()

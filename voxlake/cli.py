@@ -270,5 +270,129 @@ def run(
         raise typer.Exit(1)
 
 
+# --- analysts: voxlake query, voxlake report -----------------------------------------------
+
+
+@app.command("query")
+def query(
+    output: Annotated[str, typer.Argument(help="Root of the Parquet tables (local or s3://).")],
+    sql: Annotated[
+        str | None,
+        typer.Argument(
+            help="SQL to run. None: statements are read from stdin, each ending with ';' "
+            "(an interactive shell on a terminal)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, csv, json (JSON Lines) or parquet (to --out, or bytes to a "
+            "redirected stdout).",
+        ),
+    ] = "table",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the result to this file, not stdout.")
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.")] = 100,
+) -> None:
+    """Run SQL over the tables under OUTPUT with DuckDB, views predefined: transcripts, words,
+    utterances (every run) and transcripts_current, words_current, utterances_current (one
+    current outcome per media_id). Bad SQL: DuckDB's message on stderr, exit code 2."""
+    import contextlib
+    import io
+    import sys
+
+    from voxlake.query import FORMATS, QueryError, repl, run_statement, write_result
+    from voxlake.views import connect
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    if fmt == "parquet" and out is None and sys.stdout.isatty():
+        typer.echo(
+            "error: --format parquet writes bytes: give --out FILE or redirect stdout", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        con = connect(output)
+    except Exception as exc:  # unreadable files, missing bucket, ...: a message, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with con, contextlib.ExitStack() as stack:
+        if out is None:
+            text, binary = sys.stdout, sys.stdout.buffer
+        else:
+            binary = stack.enter_context(out.open("wb"))
+            text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", newline=""))
+        if sql is None:
+            failures = repl(
+                con,
+                sys.stdin,
+                fmt=fmt,
+                out=text,
+                err=sys.stderr,
+                prompt=sys.stdin.isatty(),
+                binary=binary,
+                max_rows=max_rows,
+            )
+            if failures:
+                raise typer.Exit(2)
+            return
+        try:
+            rel = run_statement(con, sql)
+            if rel is not None:
+                write_result(rel, fmt, text=text, binary=binary, max_rows=max_rows)
+        except QueryError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+
+
+@app.command("report")
+def report(
+    output: Annotated[str, typer.Argument(help="Root of the Parquet tables (local or s3://).")],
+    run_id: Annotated[
+        str | None,
+        typer.Option(help="One flow run (flow_run_id). Default: the latest run by recorded_at."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="First run_date to include (YYYY-MM-DD); a date range.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last run_date to include (YYYY-MM-DD); a date range.")
+    ] = None,
+    word_threshold: Annotated[
+        float, typer.Option(help="Words below this confidence count as unsure.")
+    ] = 0.5,
+    references: Annotated[
+        Path | None,
+        typer.Option(
+            help="Manifest (CSV) with media_id and a 'reference' column, or a 'source' column "
+            "whose clips have a <clip>.ref.txt beside them: adds word error rates."
+        ),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Where to write the HTML (default OUTPUT/report.html)."),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report (inline charts, no network) of one run or a date range."""
+    from voxlake.analytics_report import ReportError, write_report
+
+    try:
+        path = write_report(
+            output,
+            out=out,
+            run_id=run_id,
+            since=since,
+            until=until,
+            word_threshold=word_threshold,
+            references=references,
+        )
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(path)
+
+
 if __name__ == "__main__":
     app()

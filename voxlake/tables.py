@@ -46,6 +46,7 @@ __all__ = [
     "TableSink",
     "WrittenFile",
     "local_fingerprint",
+    "read_current",
     "read_table",
     "schema_markdown",
     "transcript_row",
@@ -112,6 +113,12 @@ TRANSCRIPTS_SCHEMA = pa.schema(
         ),
         _f("submitted_at", _UTC_US, "When voxlake submitted the transcript (UTC)"),
         _f("completed_at", _UTC_US, "When voxlake saw the final status (UTC)"),
+        _f(
+            "recorded_at",
+            _UTC_US,
+            "When voxlake wrote this row (UTC); orders a media item's outcomes across runs",
+            nullable=False,
+        ),
         _f("flow_run_id", pa.string(), "Prefect flow run that produced the row", nullable=False),
         _RUN_DATE,
     ],
@@ -363,6 +370,7 @@ def transcript_row(
     completed_at: dt.datetime | None = None,
     error: str | None = None,
     transcript_id: str | None = None,
+    recorded_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """One ``transcripts`` row as a dict (feed a list of them to :func:`transcripts_batch`).
 
@@ -370,7 +378,7 @@ def transcript_row(
     before AssemblyAI had one (upload error, invalid manifest row): then ``error`` is required and
     the row has status ``error``. ``error`` also overrides the transcript's own error text.
     ``transcript_id`` names the job of an item that failed after submission (a poll timeout), so
-    the row says which job to resume.
+    the row says which job to resume. ``recorded_at`` defaults to now (tests inject it).
     """
     if transcript is None:
         if not error:
@@ -416,6 +424,9 @@ def transcript_row(
         "options_hash": options_hash,
         "submitted_at": _utc(submitted_at),
         "completed_at": _utc(completed_at),
+        # completed_at is null for items that failed before submission, and a rerun may adopt
+        # an older job: only the write time orders one item's rows across runs.
+        "recorded_at": _utc(recorded_at) or dt.datetime.now(dt.UTC),
         "flow_run_id": flow_run_id,
         PARTITION_COLUMN: run_date,
     }
@@ -635,6 +646,23 @@ class DatasetWriter:
         self.files.extend(written)
         return written
 
+    def write_empty(self, run_date: dt.date) -> WrittenFile:
+        """Publish a file with no rows (only the schema) in ``run_date``'s partition.
+
+        For a run that had no rows for this table: readers that glob or list the folder
+        (DuckDB's ``read_parquet('<root>/utterances/**/*.parquet')``, ``pd.read_parquet``) fail
+        on a missing table, but read an empty file as an empty, fully typed table.
+        """
+        path = (
+            f"{self.root}/{self.table}/{PARTITION_COLUMN}={run_date.isoformat()}/"
+            f"part-{self.prefix}-{self._seq:05d}.parquet"
+        )
+        self._seq += 1
+        _atomic_write(self.fs, path, self._file_schema.empty_table(), compression=self.compression)
+        written = WrittenFile(path, 0)
+        self.files.append(written)
+        return written
+
     def _row_group_size(self, table: pa.Table) -> int:
         # Cap by bytes too: 128k rows of transcripts (full texts) would be gigabytes.
         avg = max(1, table.nbytes // max(1, table.num_rows))
@@ -777,8 +805,14 @@ class TableSink:
         self.transcripts.flush()
 
     def close(self) -> dict[str, list[WrittenFile]]:
+        """Flush everything; a table this run wrote no rows to gets one empty file, so all
+        three datasets exist (with their schemas) after any run."""
         self.flush()
-        return {w.table: w.close() for w in (self.words, self.utterances, self.transcripts)}
+        writers = (self.words, self.utterances, self.transcripts)
+        for w in writers:
+            if not w.files and not w._closed:
+                w.write_empty(self.run_date)
+        return {w.table: w.close() for w in writers}
 
     def __enter__(self) -> TableSink:
         return self
@@ -827,3 +861,41 @@ def read_table(
         path, format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
     )
     return dataset.to_table(filter=filter, columns=columns)
+
+
+# Row order of read_current: the key of each table's rows within the current view.
+_CURRENT_ORDER = {
+    "transcripts": "media_id",
+    "words": "media_id, word_index",
+    "utterances": "media_id, utterance_index",
+}
+
+
+def read_current(
+    root: str | os.PathLike[str],
+    table: str = "transcripts",
+    *,
+    filesystem: Any | None = None,
+) -> pa.Table:
+    """The current view of one table (``transcripts_current``, ``words_current`` or
+    ``utterances_current``; see ``voxlake/sql/views.sql``) with its declared schema.
+
+    One row per ``media_id`` in ``transcripts`` (its latest completed row by ``recorded_at``, else
+    its latest row); the words or utterances of those completed rows. Computed by the DuckDB
+    views themselves, so Python and SQL users get exactly the same rows. Sorted by ``media_id``
+    (then ``word_index`` / ``utterance_index``).
+    """
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r}; expected one of {sorted(SCHEMAS)}")
+    from voxlake.views import connect  # views imports this module
+
+    schema = SCHEMAS[table]
+    columns = ", ".join(f'"{name}"' for name in schema.names)
+    with connect(root, filesystem=filesystem) as con:
+        result = con.sql(
+            f"SELECT {columns} FROM {table}_current ORDER BY {_CURRENT_ORDER[table]}"
+        ).to_arrow_table()
+    # DuckDB names the zone Etc/UTC and marks every column nullable: back to the declared types.
+    return pa.Table.from_arrays(
+        [c.cast(f.type) for c, f in zip(result.columns, schema, strict=True)], schema=schema
+    )

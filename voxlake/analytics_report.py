@@ -1,0 +1,403 @@
+"""``voxlake report``: a self-contained static HTML report of one run or a range of run dates.
+
+Everything is aggregated by DuckDB over the views of :mod:`voxlake.views` (histograms are
+binned in SQL), so only small results reach Python: a report over millions of words costs a few
+seconds and little memory (benchmarks/report_scale.py). Charts are matplotlib figures rendered
+with the Agg backend to PNG and inlined as base64 ``data:`` URLs; the page has no script, no
+stylesheet and no font to fetch.
+
+Scope: ``run_id`` (default: the run with the newest ``recorded_at``), or ``since``/``until`` on
+``run_date``. A range counts every run's rows in it (how the runs went), so an item transcribed
+by two runs counts twice; word error rates use each item's latest completed row in scope.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import html
+import io
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from voxlake.tables import _as_arrow_fs, _is_local, _resolve_root
+from voxlake.views import connect
+
+__all__ = ["ReportError", "build_report_html", "normalise", "reference_texts", "write_report"]
+
+_BINS = 20  # confidence histogram bins of 0.05
+_TOP = 20
+_NOT_WORD = re.compile(r"[^a-z0-9' ]+")
+
+
+class ReportError(Exception):
+    """The report cannot be made (unknown run, nothing in scope, unreadable references)."""
+
+
+def normalise(text: str) -> str:
+    """Lower case, no punctuation (apostrophes kept: "it's" is one word), single spaces: how
+    transcripts and references are compared for word error rates."""
+    return " ".join(_NOT_WORD.sub(" ", text.lower().replace("-", " ")).split())
+
+
+def reference_texts(manifest: str | os.PathLike[str]) -> dict[str, str]:
+    """``media_id -> reference text`` from a CSV manifest: its ``reference`` column, or else the
+    ``<clip>.ref.txt`` file beside each ``source`` (as the demo corpus in data/ has)."""
+    path = Path(manifest)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise ReportError(f"references: cannot read {path}: {exc}") from None
+    out: dict[str, str] = {}
+    for i, row in enumerate(rows, start=2):  # row 1 is the header
+        media_id = (row.get("media_id") or "").strip()
+        if not media_id:
+            raise ReportError(f"references: {path} row {i} has no media_id")
+        if (row.get("reference") or "").strip():
+            out[media_id] = row["reference"]
+        elif row.get("source"):
+            source = (path.parent / row["source"]).resolve()
+            ref = source.with_name(source.stem + ".ref.txt")
+            if ref.is_file():
+                out[media_id] = ref.read_text(encoding="utf-8")
+    return out
+
+
+# --- scope ------------------------------------------------------------------------------------
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Scope:
+    title: str
+    where: str  # SQL predicate over a history view
+
+
+def _scope(
+    con: duckdb.DuckDBPyConnection, run_id: str | None, since: str | None, until: str | None
+) -> Scope:
+    if run_id and (since or until):
+        raise ReportError("give --run-id or --since/--until, not both")
+    if since or until:
+        try:
+            first = dt.date.fromisoformat(since) if since else dt.date.min
+            last = dt.date.fromisoformat(until) if until else dt.date.max
+        except ValueError as exc:
+            raise ReportError(f"--since/--until: {exc}") from None
+        title = f"run dates {since or '…'} to {until or '…'}"
+        return Scope(title, f"run_date BETWEEN DATE '{first}' AND DATE '{last}'")
+    if run_id is None:
+        latest = con.sql(
+            "SELECT flow_run_id FROM transcripts ORDER BY recorded_at DESC NULLS LAST LIMIT 1"
+        ).fetchall()
+        if not latest:
+            raise ReportError("no transcripts rows under this output root yet")
+        run_id = str(latest[0][0])
+        title = f"latest run {run_id}"
+    else:
+        title = f"run {run_id}"
+    where = f"flow_run_id = {_literal(run_id)}"
+    if con.sql(f"SELECT count(*) FROM transcripts WHERE {where}").fetchall() == [(0,)]:
+        raise ReportError(f"no transcripts rows for flow run {run_id!r}")
+    return Scope(title, where)
+
+
+# --- charts -----------------------------------------------------------------------------------
+
+
+def _figure(width: float = 7.0, height: float = 3.0) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no GUI toolkit: works on any server
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig: Any, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img class="chart" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _histogram(counts: dict[int, int], title: str, xlabel: str) -> str:
+    fig = _figure()
+    ax = fig.add_subplot()
+    width = 1 / _BINS
+    lefts = [b * width for b in range(_BINS)]
+    ax.bar(lefts, [counts.get(b, 0) for b in range(_BINS)], width=width, align="edge",
+           color="#4c72b0", edgecolor="white")  # fmt: skip
+    ax.set(title=title, xlabel=xlabel, ylabel="count", xlim=(0, 1))
+    return _png(fig, title)
+
+
+def _bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> str:
+    fig = _figure(7.0, max(2.0, 0.35 * len(labels) + 1))
+    ax = fig.add_subplot()
+    ax.barh(list(labels)[::-1], list(values)[::-1], color="#55a868")
+    ax.set(title=title, xlabel=ylabel)
+    return _png(fig, title)
+
+
+def _per_day(rows: list[tuple[Any, ...]]) -> str:
+    days = [r[0].isoformat() for r in rows]
+    fig = _figure(7.0, 4.5)
+    hours_ax, items_ax = fig.subplots(2, 1, sharex=True)
+    hours_ax.bar(days, [r[1] for r in rows], color="#4c72b0")
+    hours_ax.set(title="Audio hours transcribed per day (run_date)", ylabel="hours")
+    completed, failed = [r[2] for r in rows], [r[3] for r in rows]
+    items_ax.bar(days, completed, color="#55a868", label="completed")
+    items_ax.bar(days, failed, bottom=completed, color="#c44e52", label="error")
+    items_ax.set(title="Items per day", ylabel="items")
+    items_ax.legend(loc="upper left")
+    items_ax.tick_params(axis="x", labelrotation=45)
+    return _png(fig, "Audio hours and items per day")
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    if not rows:
+        return "<p class=none>None.</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 960px; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; }
+img.chart { display: block; max-width: 100%; margin: 0.5em 0; }
+.none { color: #777; } .meta { color: #555; font-size: 0.9em; }
+"""
+
+
+def build_report_html(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    word_threshold: float = 0.5,
+    references: dict[str, str] | None = None,
+    root_label: str = "",
+) -> str:
+    """The report page, from a connection with voxlake's views (:func:`voxlake.views.connect`)."""
+    scope = _scope(con, run_id, since, until)
+    where = scope.where
+    con.execute(f"CREATE OR REPLACE TEMP VIEW scope_t AS SELECT * FROM transcripts WHERE {where}")
+    # Words and utterances of the scope's completed rows only (the same run's rows).
+    for name, view in (("scope_w", "words"), ("scope_u", "utterances")):
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT x.* FROM {view} AS x SEMI JOIN "
+            "(SELECT media_id, transcript_id, flow_run_id FROM scope_t "
+            "WHERE status = 'completed') USING (media_id, transcript_id, flow_run_id)"
+        )
+    sections: list[str] = []
+
+    runs = con.sql(
+        "SELECT flow_run_id, any_value(run_date), count(*), count(*) FILTER (status = 'error'), "
+        "min(recorded_at), max(recorded_at) FROM scope_t GROUP BY 1 ORDER BY 6"
+    ).fetchall()
+    sections.append("<h2>Runs</h2>")
+    sections.append(
+        _table(["flow_run_id", "run_date", "items", "failed", "first row", "last row"], runs)
+    )
+
+    status = con.sql("SELECT status, count(*) FROM scope_t GROUP BY 1 ORDER BY 1").fetchall()
+    totals = con.sql(
+        "SELECT count(*), sum(audio_duration_s) / 3600, avg(confidence), sum(word_count) "
+        "FROM scope_t"
+    ).fetchall()[0]
+    sections.append("<h2>Outcomes</h2>")
+    sections.append(
+        _table(
+            ["measure", "value"],
+            [
+                *[(f"items {s}", n) for s, n in status],
+                ("items", totals[0]),
+                ("audio hours (completed)", totals[1] or 0.0),
+                ("mean transcript confidence", totals[2]),
+                ("words", totals[3] or 0),
+            ],
+        )
+    )
+    sections.append(
+        _bars([s for s, _ in status], [n for _, n in status], "Items by status", "items")
+    )
+
+    failures = con.sql(
+        "SELECT media_id, error, transcript_id, flow_run_id FROM scope_t "
+        "WHERE status = 'error' ORDER BY recorded_at, media_id LIMIT 200"
+    ).fetchall()
+    reasons = con.sql(
+        "SELECT error, count(*) AS n FROM scope_t WHERE status = 'error' "
+        f"GROUP BY 1 ORDER BY n DESC, error LIMIT {_TOP}"
+    ).fetchall()
+    sections.append("<h2>Failures</h2>")
+    sections.append("<h3>Reasons</h3>" + _table(["reason", "items"], reasons))
+    sections.append("<h3>Items (first 200)</h3>")
+    sections.append(_table(["media_id", "reason", "transcript_id", "flow_run_id"], failures))
+
+    per_day = con.sql(
+        "SELECT run_date, coalesce(sum(audio_duration_s) / 3600, 0), "
+        "count(*) FILTER (status = 'completed'), count(*) FILTER (status = 'error') "
+        "FROM scope_t GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    sections.append("<h2>Audio hours per day</h2>" + _per_day(per_day))
+
+    sections.append("<h2>Confidence</h2>")
+    for view, label in (
+        ("scope_t WHERE status = 'completed'", "transcripts"),
+        ("scope_w", "words"),
+    ):
+        bins = dict(
+            con.sql(
+                f"SELECT least(floor(confidence * {_BINS}), {_BINS - 1})::INTEGER AS bin, "
+                f"count(*) FROM {view}{' AND' if 'WHERE' in view else ' WHERE'} "
+                "confidence IS NOT NULL GROUP BY 1"
+            ).fetchall()
+        )
+        sections.append(_histogram(bins, f"Confidence of {label}", "confidence"))
+
+    lowest = con.sql(
+        "SELECT media_id, confidence, word_count, audio_duration_s, flow_run_id FROM scope_t "
+        f"WHERE status = 'completed' ORDER BY confidence NULLS FIRST, media_id LIMIT {_TOP}"
+    ).fetchall()
+    sections.append("<h2>Lowest-confidence items</h2>")
+    sections.append(_table(["media_id", "confidence", "words", "audio s", "flow_run_id"], lowest))
+
+    # Words compared without case and punctuation, so "Smoke," and "smoke" are one word.
+    unsure = con.sql(
+        "SELECT word, below, total, below / total AS share FROM ("
+        "  SELECT lower(regexp_replace(text, '[^[:alnum:]'']+', '', 'g')) AS word,"
+        f"        count(*) FILTER (confidence < {float(word_threshold)!r}) AS below,"
+        "        count(*) AS total"
+        "  FROM scope_w GROUP BY 1"
+        f") WHERE below > 0 AND word <> '' ORDER BY below DESC, word LIMIT {_TOP}"
+    ).fetchall()
+    sections.append(f"<h2>Words most often below confidence {word_threshold:g}</h2>")
+    sections.append(_table(["word", "below", "occurrences", "share below"], unsure))
+
+    talk = con.sql(
+        "SELECT coalesce(speaker, '(none)'), sum(end_ms - start_ms) / 1000.0 AS s, "
+        "count(DISTINCT media_id) FROM scope_u GROUP BY 1 ORDER BY s DESC"
+    ).fetchall()
+    sections.append("<h2>Talk time per speaker</h2>")
+    if talk:
+        sections.append(
+            _bars([t[0] for t in talk], [t[1] for t in talk], "Talk time per speaker", "seconds")
+        )
+        sections.append(_table(["speaker", "seconds", "items"], talk))
+    else:
+        sections.append("<p class=none>No utterances in scope (speaker_labels was off).</p>")
+
+    if references is not None:
+        sections.append("<h2>Word error rate</h2>" + _wer_section(con, references))
+
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>voxlake report: {html.escape(scope.title)}</title><style>{_STYLE}</style>"
+        "</head><body>"
+        f"<h1>voxlake report: {html.escape(scope.title)}</h1>"
+        f"<p class=meta>Tables under {html.escape(root_label)}; generated {generated}.</p>"
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )
+
+
+def _wer_section(con: duckdb.DuckDBPyConnection, references: dict[str, str]) -> str:
+    import jiwer
+
+    # Each item's latest completed row in scope; texts only for items with a reference.
+    rows = con.sql(
+        "SELECT media_id, text, confidence FROM scope_t WHERE status = 'completed' "
+        "QUALIFY row_number() OVER (PARTITION BY media_id ORDER BY recorded_at DESC) = 1 "
+        "ORDER BY media_id"
+    ).fetchall()
+    refs, hyps, table = [], [], []
+    for media_id, text, confidence in rows:
+        if media_id not in references:
+            continue
+        ref, hyp = normalise(references[media_id]), normalise(text or "")
+        if not ref:
+            continue
+        refs.append(ref)
+        hyps.append(hyp)
+        table.append((media_id, len(ref.split()), f"{jiwer.wer(ref, hyp):.1%}", confidence))
+    if not refs:
+        return "<p class=none>No completed item in scope has a reference text.</p>"
+    overall = jiwer.wer(refs, hyps)
+    return (
+        f"<p>Overall WER <b>{overall:.1%}</b> over {len(refs)} items (texts compared lower-case, "
+        "without punctuation).</p>"
+        + _table(["media_id", "reference words", "WER", "confidence"], table)
+    )
+
+
+def write_report(
+    root: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    word_threshold: float = 0.5,
+    references: str | os.PathLike[str] | None = None,
+    filesystem: Any | None = None,
+) -> str:
+    """Write the report (default ``<root>/report.html``, local or S3); returns where."""
+    refs = reference_texts(references) if references is not None else None
+    root_text = os.fspath(root)
+    try:
+        con = connect(root, filesystem=filesystem)
+    except (duckdb.Error, OSError) as exc:
+        raise ReportError(f"cannot read the tables under {root_text}: {exc}") from None
+    with con:
+        try:
+            page = build_report_html(
+                con,
+                run_id=run_id,
+                since=since,
+                until=until,
+                word_threshold=word_threshold,
+                references=refs,
+                root_label=root_text,
+            )
+        except duckdb.Error as exc:
+            raise ReportError(str(exc)) from None
+    target = os.fspath(out) if out is not None else f"{root_text.rstrip('/')}/report.html"
+    # An S3 target goes through s3fs like the tables; a local one through pyarrow's local fs.
+    out_fs, out_path = _resolve_root(target, filesystem if out is None else None)
+    fs = _as_arrow_fs(out_fs)
+    if _is_local(fs):
+        out_path = os.path.abspath(out_path)
+        fs.create_dir(os.path.dirname(out_path), recursive=True)
+    with fs.open_output_stream(out_path) as fh:
+        fh.write(page.encode("utf-8"))
+    return target if "://" in target else out_path

@@ -1,0 +1,46 @@
+-- voxlake's DuckDB views over one output root (voxlake.views.connect runs this file).
+--
+-- {transcripts}, {words} and {utterances} are replaced by the relation that reads each table
+-- with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive
+-- partitioning (run_date typed DATE) and union_by_name for a local root, a registered Arrow
+-- dataset for S3 and other filesystems. The rest is plain SQL over those three views.
+
+-- History: every row of every run.
+CREATE OR REPLACE VIEW transcripts AS SELECT * FROM {transcripts};
+CREATE OR REPLACE VIEW words AS SELECT * FROM {words};
+CREATE OR REPLACE VIEW utterances AS SELECT * FROM {utterances};
+
+-- One row per media_id: its latest completed row, or, for an item that never completed, its
+-- latest row. "Latest" is by recorded_at (when voxlake wrote the row): completed_at is null for
+-- items that failed before submission. The tie-breakers only matter for rows written before
+-- recorded_at existed (null) and make the choice deterministic.
+CREATE OR REPLACE VIEW transcripts_current AS
+SELECT *
+FROM transcripts
+QUALIFY row_number() OVER (
+    PARTITION BY media_id
+    ORDER BY (status = 'completed') DESC,
+             recorded_at DESC NULLS LAST,
+             completed_at DESC NULLS LAST,
+             flow_run_id DESC
+) = 1;
+
+-- The words and utterances of the current completed transcripts. Matching on flow_run_id too
+-- keeps one copy of a transcript whose rows two runs wrote (a rerun that adopted the same job).
+CREATE OR REPLACE VIEW words_current AS
+SELECT w.*
+FROM words AS w
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW utterances_current AS
+SELECT u.*
+FROM utterances AS u
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);

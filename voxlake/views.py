@@ -1,0 +1,137 @@
+"""DuckDB views over an output root: the history tables and the current view.
+
+:func:`connect` returns an in-memory DuckDB connection on which ``voxlake/sql/views.sql`` has
+defined, over the Parquet tables under ``root``:
+
+- ``transcripts``, ``words``, ``utterances``: every run's rows (history), with the declared
+  schemas (``voxlake.tables``), ``run_date`` a ``DATE``;
+- ``transcripts_current``: one row per ``media_id``, its latest completed row by
+  ``recorded_at``, or its latest row if it never completed;
+- ``words_current``, ``utterances_current``: the rows of the current completed transcripts, each
+  transcript once even when two runs wrote its rows.
+
+A local root is read by DuckDB's own Parquet reader. An ``s3://`` root (or any explicit
+``filesystem``) is read through pyarrow.dataset and the filesystem voxlake writes with (s3fs,
+the AWS credential chain), registered in DuckDB as Arrow datasets: DuckDB's httpfs extension is
+downloaded on first use, which an offline machine cannot do, and it would need the credentials
+handed over in SQL. DuckDB still pushes projections and filters down into the Arrow scan.
+
+Nothing is written: a table with no files yet reads as empty with its schema.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from voxlake.tables import (
+    PARTITION_COLUMN,
+    SCHEMAS,
+    _as_arrow_fs,
+    _is_local,
+    _resolve_root,
+)
+
+__all__ = ["CURRENT_VIEWS", "HISTORY_VIEWS", "connect", "views_sql"]
+
+HISTORY_VIEWS = ("transcripts", "words", "utterances")
+CURRENT_VIEWS = ("transcripts_current", "words_current", "utterances_current")
+
+
+def views_sql() -> str:
+    """The shipped view definitions, with ``{transcripts}``, ``{words}``, ``{utterances}``
+    placeholders for the relations that read each table."""
+    return resources.files("voxlake").joinpath("sql/views.sql").read_text(encoding="utf-8")
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# DuckDB's names for the Arrow types the schemas use (voxlake.tables).
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _typed_empty(table: str) -> str:
+    """A relation with no rows and exactly the table's declared columns and types."""
+    columns = ", ".join(
+        f'CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in SCHEMAS[table]
+    )
+    return f"(SELECT {columns} LIMIT 0)"
+
+
+def _local_source(root: str, table: str) -> str:
+    # The typed empty relation comes first: the view then has every declared column, in order
+    # and typed as declared, even over files written before a column existed, and over a table
+    # with no files at all (read_parquet fails on an empty glob).
+    typed = _typed_empty(table)
+    folder = Path(root) / table
+    if not folder.is_dir() or next(folder.rglob("*.parquet"), None) is None:
+        return typed
+    glob = _sql_string(f"{folder.as_posix()}/**/*.parquet")
+    return (
+        f"(SELECT * FROM {typed} UNION ALL BY NAME "
+        f"SELECT * FROM read_parquet({glob}, hive_partitioning = true, "
+        f"hive_types = {{'{PARTITION_COLUMN}': DATE}}, union_by_name = true))"
+    )
+
+
+def _arrow_source(
+    con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str, table: str
+) -> str:
+    # Imported here: pyarrow.dataset imports pandas, which a local root never needs.
+    import pyarrow.dataset as ds
+
+    name = f"_voxlake_{table}"
+    schema = SCHEMAS[table]
+    path = f"{root}/{table}"
+    data: Any
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        data = schema.empty_table()
+    else:
+        partitioning = ds.partitioning(pa.schema([schema.field(PARTITION_COLUMN)]), flavor="hive")
+        data = ds.dataset(
+            path, format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
+        )
+    con.register(name, data)
+    return name
+
+
+def connect(
+    root: str | os.PathLike[str], *, filesystem: Any | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with voxlake's views over the tables under ``root``.
+
+    ``root`` is a local folder or ``s3://bucket/prefix`` (read with s3fs and the AWS credential
+    chain); ``filesystem`` (pyarrow or fsspec) overrides how it is reached. Timestamps are shown
+    in UTC, as they are stored.
+    """
+    filesystem, root_text = _resolve_root(root, filesystem)
+    fs = _as_arrow_fs(filesystem)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        sources: dict[str, str] = {}
+        for table in HISTORY_VIEWS:
+            if _is_local(fs):
+                sources[table] = _local_source(os.path.abspath(root_text), table)
+            else:
+                sources[table] = _arrow_source(con, fs, root_text.rstrip("/"), table)
+        con.execute(views_sql().format(**sources))
+    except BaseException:
+        con.close()
+        raise
+    return con
