@@ -33,7 +33,13 @@ from voxlake.client import AssemblyAIClient
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import estimate_run
 from voxlake.manifest import read_manifest
-from voxlake.pipeline import RunSettings, TranscriptionRun, auto_chunk_size, chunked
+from voxlake.pipeline import (
+    RunSettings,
+    TranscriptionRun,
+    auto_chunk_size,
+    chunked,
+    write_run_report,
+)
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
 from voxlake.storage import S3Options
 
@@ -107,6 +113,7 @@ async def transcribe_manifest(
     max_audio_hours: float | None = None,
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
+    report: bool = True,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
@@ -116,7 +123,9 @@ async def transcribe_manifest(
     writes nothing: it reports what would be submitted, its audio hours and estimated cost
     (``price_table`` overrides list prices, USD per hour by speech model). ``max_audio_hours``
     stops submitting at that much audio; the rest is recorded as deferred for the next run.
-    ``lease_group`` lets the shards of one backfill share the output root.
+    ``lease_group`` lets the shards of one backfill share the output root. With ``report`` the
+    run writes its HTML report beside the tables (``<output>/reports/<run id>.html``) and names
+    it in its summary (a markdown artifact cannot hold the report's images).
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
@@ -212,6 +221,9 @@ async def transcribe_manifest(
 
             await asyncio.gather(*(process(chunk) for chunk in chunks))
             summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
+        if report and summary.completed + summary.failed:
+            path = await asyncio.to_thread(write_run_report, output, run_id, s3)
+            summary = dataclasses.replace(summary, report=path)
 
         await acreate_markdown_artifact(
             markdown=summary_markdown(summary),

@@ -21,6 +21,7 @@ from tests.clikit import (
     voxlake_run,
 )
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.tables import read_current
 
 pytestmark = pytest.mark.slow
 
@@ -49,24 +50,15 @@ def make_media(folder: Path, n: int, start: int = 0) -> None:
 
 
 def current(out: Path) -> list[tuple[str, str]]:
-    """(media_id, status) of the current view: the latest completed row of each item, or its
-    latest row."""
-    rows = (
-        duckdb.connect()
-        .execute(
-            f"""
-        select media_id, status from (
-            select media_id, status, row_number() over (
-                partition by media_id
-                order by status = 'completed' desc, completed_at desc nulls last
-            ) as n
-            from read_parquet('{out}/transcripts/**/*.parquet', hive_partitioning = 1)
-        ) where n = 1 order by media_id
-        """
-        )
-        .fetchall()
-    )
-    return [(m, s) for m, s in rows]
+    """(media_id, status) of each row of the current view (voxlake.tables.read_current)."""
+    view = read_current(out).select(["media_id", "status"]).to_pylist()
+    return [(r["media_id"], r["status"]) for r in view]
+
+
+def words_once(out: Path) -> bool:
+    """The current words hold each (transcript, word_index) once, for every current item."""
+    words = read_current(out, "words").select(["transcript_id", "word_index"]).to_pylist()
+    return len({(w["transcript_id"], w["word_index"]) for w in words}) == len(words)
 
 
 CRASH_POINTS = ["upload:3", "after_submit:2", "poll:2", "write:1", "finish:1"]
@@ -91,6 +83,7 @@ def test_kill_9_at_any_point_then_rerun_pays_each_file_once(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert server.submissions() == 12, "a file was paid twice"
     assert current(out) == [(f"clip-{i:03d}.wav", "completed") for i in range(12)]
+    assert words_once(out)
     assert temp_files(out) == []
 
 

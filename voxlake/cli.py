@@ -188,6 +188,9 @@ def run(
         str | None,
         typer.Option(help='JSON file of USD per audio hour by speech model: {"universal-2": 0.15}'),
     ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Write the run's HTML report to OUTPUT/reports/<run id>.html.")
+    ] = True,
 ) -> None:
     """Transcribe every item of MANIFEST into Parquet tables under --output.
 
@@ -258,6 +261,7 @@ def run(
                 dry_run=dry_run,
                 max_audio_hours=max_audio_hours,
                 price_table=prices,
+                report=report,
             )
         except VoxlakeError as exc:
             typer.echo(f"error: {exc}", err=True)

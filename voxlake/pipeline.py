@@ -129,6 +129,7 @@ class RunSummary:
     skipped_failed: int = 0  # their job failed in an earlier run (--retry-failed resubmits)
     deferred: int = 0  # over the run's audio budget: the next run picks them up
     fatal: str | None = None  # why the run stopped early (API key refused, lease lost)
+    report: str | None = None  # the run's HTML report beside the tables, once written
 
     @property
     def message(self) -> str:
@@ -968,6 +969,23 @@ def _listed_at(value: str | None) -> dt.datetime | None:
     if parsed is None:
         return None
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+
+def write_run_report(output: str, run_id: str, s3: S3Options | None = None) -> str | None:
+    """Write the run's HTML report to ``<output>/reports/<run id>.html``; its path, or None.
+
+    A report that cannot be written is logged, never a failure of the run: the tables are what
+    the run owes.
+    """
+    from voxlake.analytics_report import write_report
+
+    filesystem, _ = output_filesystem(output, s3)
+    target = f"{output.rstrip('/')}/reports/{run_id}.html"
+    try:
+        return write_report(output, out=target, run_id=run_id, filesystem=filesystem)
+    except Exception as exc:  # plotting or reading problems must not fail a finished run
+        logger.warning("the run's report could not be written: %s", exc)
+        return None
 
 
 async def _each(media_ids: Sequence[str], fn: Callable[[str], Awaitable[None]]) -> None:

@@ -34,6 +34,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| mean confidence | {_confidence(summary.mean_confidence)} |",
         f"| elapsed | {summary.elapsed_s:.1f} s |",
         f"| tables written to | `{summary.output}` |",
+        f"| report | `{summary.report or 'not written'}` |",
         "",
     ]
     if summary.fatal:
@@ -120,3 +121,5 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
             table.add_row(m, f"{c:.3f}")
         console.print(table)
     console.print(f"Tables written under [bold]{summary.output}[/] ({summary.files})")
+    if summary.report:
+        console.print(f"Report: {summary.report}", highlight=False)

@@ -118,6 +118,7 @@ def run_manifest(
     dry_run: bool = False,
     max_audio_hours: float | None = None,
     price_table: dict[str, float] | None = None,
+    report: bool = True,
 ) -> pipeline.RunSummary | Estimate:
     """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
 
@@ -151,6 +152,7 @@ def run_manifest(
                 dry_run=dry_run,
                 max_audio_hours=max_audio_hours,
                 price_table=price_table,
+                report=report,
                 return_state=True,
             )
         )
