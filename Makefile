@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo bench serve browser report-screenshot
+.PHONY: setup test lint demo bench serve serve-local browser report-screenshot
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -52,5 +52,11 @@ bench: setup
 	$(UV) sync --locked --group bench
 	$(UV) run --locked --group bench python benchmarks/bench.py all
 
+# Prefect server, work pool, blocks, deployments/prefect.yaml and a worker (docs/operations.md).
+# SERVE_ARGS='--host 0.0.0.0' needs PREFECT_SERVER_API_AUTH_STRING.
 serve: setup
+	$(UV) run --locked voxlake serve $(SERVE_ARGS)
+
+# The AssemblyAI-compatible local server (docs/local-server.md).
+serve-local: setup
 	$(UV) run --locked voxlake serve-local --port 8765

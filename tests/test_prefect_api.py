@@ -11,6 +11,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -20,6 +23,9 @@ from tests.flowkit import speech_clips, write_manifest
 from tests.secrets import KEY_A
 from voxlake.emulator import LocalServer
 from voxlake.prefect_api import EXIT_NOT_NEEDED
+
+# Generous: conditions are polled, so a deadline only bounds a failure.
+DEADLINE_S = 60.0
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,3 +98,86 @@ def test_temporary_api_process_exits_when_an_api_is_configured(tmp_path: Path) -
 
     assert done.returncode == EXIT_NOT_NEEDED, done.stderr
     assert not (home / "prefect.db").exists()
+
+
+@contextmanager
+def busy_cores() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One busy-loop process per core (at least two), as a busy machine has."""
+    loops = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(max(2, os.cpu_count() or 2))
+    ]
+    try:
+        yield loops
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def _run_cmd(manifest: Path, output: Path) -> list[str]:
+    return [sys.executable, "-m", "voxlake.cli", "run", str(manifest), "--output", str(output)]
+
+
+def test_run_completes_while_both_cores_are_busy(tmp_path: Path, local_server: LocalServer) -> None:
+    manifest = write_manifest(tmp_path / "manifest.csv", speech_clips(tmp_path / "media", 3))
+    home = tmp_path / "prefect-home"
+    env = _env(home, ASSEMBLYAI_BASE_URL=local_server.base_url, ASSEMBLYAI_API_KEY=KEY_A)
+    cmd = [*_run_cmd(manifest, tmp_path / "out"), "--no-progress"]
+
+    with busy_cores() as loops:
+        done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=280)
+        assert all(loop.poll() is None for loop in loops)  # the cores were busy throughout
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3/3 completed" in done.stdout
+    assert _temporary_api_processes(home) == []
+
+
+def _wait_for(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {DEADLINE_S:g} s: {what}"
+        time.sleep(0.05)  # polling another process's state, bounded by the deadline
+
+
+def _listening(proc: psutil.Process) -> bool:
+    try:
+        return any(c.status == psutil.CONN_LISTEN for c in proc.net_connections())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def test_kill_9_of_the_cli_leaves_no_process(
+    tmp_path: Path, make_server: Callable[..., LocalServer]
+) -> None:
+    # Jobs that outlast the test, so the CLI is surely mid-run when it is killed.
+    slow = make_server(processing_fixed_s=600.0)
+    manifest = write_manifest(tmp_path / "manifest.csv", speech_clips(tmp_path / "media", 2))
+    home = tmp_path / "prefect-home"
+    env = _env(home, ASSEMBLYAI_BASE_URL=slow.base_url, ASSEMBLYAI_API_KEY=KEY_A)
+    cli = subprocess.Popen(
+        [*_run_cmd(manifest, tmp_path / "out"), "--no-progress"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        parent = psutil.Process(cli.pid)
+        _wait_for(
+            lambda: any(_listening(child) for child in parent.children(recursive=True)),
+            "the CLI's temporary Prefect API listening",
+        )
+        children = parent.children(recursive=True)
+        cli.kill()
+        cli.wait()
+        _wait_for(
+            lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
+            f"every child of the killed CLI gone: {children}",
+        )
+        assert _temporary_api_processes(home) == []
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()

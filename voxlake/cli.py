@@ -398,5 +398,33 @@ def report(
     typer.echo(path)
 
 
+@app.command("serve")
+def serve(
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface for the Prefect server it starts; other than loopback needs "
+            "PREFECT_SERVER_API_AUTH_STRING."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the Prefect server it starts.")] = 4200,
+    home: Annotated[
+        Path, typer.Option(help="Folder of the Prefect server's database (kept across runs).")
+    ] = Path(".voxlake/prefect"),
+    pool: Annotated[str, typer.Option(help="Process work pool of the deployments.")] = "voxlake",
+    worker: Annotated[bool, typer.Option(help="Start a worker on the pool.")] = True,
+) -> None:
+    """Prefect server (or the configured PREFECT_API_URL), work pool, shared request limit,
+    blocks, deployments/prefect.yaml and a worker: scheduled runs and backfills on one machine.
+    """
+    from voxlake import serve as serving
+
+    try:
+        serving.serve(host=host, port=port, home=home, pool=pool, worker=worker, say=typer.echo)
+    except serving.ServeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 if __name__ == "__main__":
     app()

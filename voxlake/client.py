@@ -106,6 +106,7 @@ class AssemblyAIClient:
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
         max_connections: int | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         if settings is None:
             overrides: dict[str, Any] = {"api_key": api_key, "base_url": base_url}
@@ -121,11 +122,11 @@ class AssemblyAIClient:
         self.settings = settings
         self.retry = retry if retry is not None else RetryPolicy.none()
         self._auth = _ApiKeyAuth(settings.api_key)
-        self._budget = (
-            RequestBudget(settings.request_budget, settings.request_budget_window_s)
-            if settings.request_budget is not None
-            else None
-        )
+        # An injected budget (e.g. one shared through Prefect, voxlake.shared_budget) replaces
+        # the settings' own.
+        self._budget = budget
+        if budget is None and settings.request_budget is not None:
+            self._budget = RequestBudget(settings.request_budget, settings.request_budget_window_s)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport,

@@ -9,10 +9,20 @@ every run on 2 cores, during which nothing else happens.
 ``SubprocessASGIServer``) at the very start of ``voxlake run``, so it boots on the second core
 while this process imports Prefect, the flow and reads the manifest; the flow then reports to it
 through ``temporary_settings`` and it is stopped when the run ends. With an API configured
-(``PREFECT_API_URL`` in the environment or the active profile), nothing is started, and if the
-early server cannot start, Prefect's own ephemeral mode takes over as before.
+(``PREFECT_API_URL`` in the environment or the active profile), nothing is started.
 
-Run as ``python -m voxlake.prefect_api PORT``, this module is that server process.
+On a busy machine the server may take far longer than Prefect's 20 s ephemeral start-up
+timeout, so the run waits for it as long as its process is alive, up to
+``VOXLAKE_PREFECT_STARTUP_TIMEOUT_S`` (120 s), and then stops with a clear message. If the
+process exits instead, Prefect's own ephemeral mode takes over, with its timeout raised to the
+same figure.
+
+The server never outlives the CLI, even after ``kill -9``: its stdin is a pipe from the CLI, and
+a thread in the server exits the process when that pipe reaches end-of-file, which the kernel
+makes happen when the CLI dies however it dies (portable, unlike Linux's PR_SET_PDEATHSIG).
+
+Run as ``python -m voxlake.prefect_api PORT [--exit-with-stdin]``, this module is that server
+process.
 """
 
 from __future__ import annotations
@@ -23,8 +33,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+
+from voxlake.errors import VoxlakeError
 
 logger = logging.getLogger("voxlake.prefect_api")
 
@@ -38,7 +51,13 @@ SERVER_ENV = {
 # local request.
 POLL_S = 0.05
 STOP_TIMEOUT_S = 5.0
+# Seen: > 20 s at load average 5 on 2 cores. Generous, since a live process is booting, not
+# failing; the run stops with a clear message after it.
+STARTUP_TIMEOUT_ENV = "VOXLAKE_PREFECT_STARTUP_TIMEOUT_S"
+STARTUP_TIMEOUT_S = 120.0
 RECORD_TIMEOUT_S = 10.0
+# Argument that tells the server process its stdin is the CLI's lifeline pipe.
+WATCH_STDIN = "--exit-with-stdin"
 # Exit status of a server process that found an API configured and so has nothing to serve.
 EXIT_NOT_NEEDED = 3
 
@@ -52,6 +71,18 @@ def quiet_prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The machines this runs on often have no internet; telemetry would only log errors.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's own ephemeral server (the fallback) gets as long as ours: its 20 s default ends
+    # runs on a busy machine before any work.
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(int(_startup_timeout_s()))
+    )
+
+
+def _startup_timeout_s() -> float:
+    try:
+        return float(os.environ.get(STARTUP_TIMEOUT_ENV) or STARTUP_TIMEOUT_S)
+    except ValueError:
+        return STARTUP_TIMEOUT_S
 
 
 def _free_port() -> int:
@@ -89,21 +120,26 @@ class TemporaryPrefectAPI:
             return self
         self._port = _free_port()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "voxlake.prefect_api", str(self._port)],
+            [sys.executable, "-m", "voxlake.prefect_api", str(self._port), WATCH_STDIN],
             env={**os.environ, **SERVER_ENV},
+            # The server's lifeline: it exits when this pipe closes (see the module doc).
+            stdin=subprocess.PIPE,
         )
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.terminate()  # a graceful stop first: uvicorn finishes its requests
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
 
     @contextlib.contextmanager
     def connected(self) -> Iterator[str | None]:
@@ -167,7 +203,9 @@ class TemporaryPrefectAPI:
 
         process = self._process
         assert process is not None
-        timeout_s = get_current_settings().server.ephemeral.startup_timeout_seconds
+        timeout_s = max(
+            _startup_timeout_s(), get_current_settings().server.ephemeral.startup_timeout_seconds
+        )
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=1.0) as http:
             while time.monotonic() < deadline:
@@ -178,10 +216,16 @@ class TemporaryPrefectAPI:
                     if http.get(f"{url}/health").status_code == 200:
                         return True
                 time.sleep(POLL_S)
-        logger.warning(
-            "the temporary Prefect API at %s did not start in time; Prefect starts its own", url
+        # Still alive but not answering: Prefect's own server would fare no better.
+        raise PrefectAPIStartError(
+            f"the temporary Prefect API did not answer within {timeout_s:g} s (the machine may "
+            f"be very busy). Start one with 'prefect server start' and set PREFECT_API_URL, or "
+            f"allow longer with {STARTUP_TIMEOUT_ENV}=300."
         )
-        return False
+
+
+class PrefectAPIStartError(VoxlakeError):
+    """The run's temporary Prefect API did not start within the start-up timeout."""
 
 
 def _drain_prefect_workers() -> None:
@@ -196,8 +240,23 @@ def _drain_prefect_workers() -> None:
     EventsWorker.drain_all(timeout=STOP_TIMEOUT_S)
 
 
-def serve(port: int) -> int:
+def _exit_with_parent() -> None:
+    """Exit this process when stdin reaches end-of-file: the CLI that holds its other end died.
+
+    ``os._exit``: no clean-up that could hang; SQLite's journal keeps the database whole.
+    """
+
+    def watch() -> None:
+        sys.stdin.buffer.read()  # returns only at end-of-file; the CLI never writes
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def serve(port: int, *, exit_with_stdin: bool = False) -> int:
     """The server process: Prefect's ephemeral API app under uvicorn, as Prefect runs it."""
+    if exit_with_stdin:  # first, before the slow imports below
+        _exit_with_parent()
     if not _needs_temporary_api():
         return EXIT_NOT_NEEDED
     import uvicorn
@@ -214,4 +273,4 @@ def serve(port: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(int(sys.argv[1])))
+    sys.exit(serve(int(sys.argv[1]), exit_with_stdin=WATCH_STDIN in sys.argv[2:]))

@@ -10,14 +10,37 @@ submitted late still has to be processed, while a finished transcript can be fet
 So the caller may ``reserve`` budget for the uploads and submits still to come, and deferrable
 requests (reads: fetches, status polls) leave that much of the window free. A 10,000-file run
 (30,000 requests) then submits every job in the first window and fetches in the next.
+
+The window is the account's, but a budget counts one process. When several flow runs or
+workers share the account, a budget can also draw on a shared :class:`SlotSource` (a Prefect
+global concurrency limit, :mod:`voxlake.shared_budget`): it takes slots from it in batches and
+spends them locally before asking for more, on top of its own window. If the source cannot be
+reached, the budget falls back to ``fallback_requests`` per window (a share of the account,
+never "unlimited") for the rest of its life.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+log = logging.getLogger("voxlake.ratelimit")
+
+
+class SharedBudgetUnavailable(Exception):
+    """The shared budget cannot be used (API unreachable, limit missing); fall back locally."""
+
+
+class SlotSource(Protocol):
+    """Slots of a budget shared by processes: each slot is one request."""
+
+    async def take(self, n: int) -> None:
+        """Wait until ``n`` slots are this process's; raise SharedBudgetUnavailable if unable."""
+        ...
 
 
 class RequestBudget:
@@ -35,15 +58,25 @@ class RequestBudget:
         margin_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        shared: SlotSource | None = None,
+        batch: int = 50,
+        fallback_requests: int | None = None,
     ) -> None:
         if max_requests < 1 or window_s <= 0:
             raise ValueError("a request budget needs max_requests >= 1 and window_s > 0")
+        if shared is not None and (batch < 1 or not fallback_requests or fallback_requests < 1):
+            raise ValueError("a shared budget needs batch >= 1 and fallback_requests >= 1")
         self.max_requests = max_requests
         self.window_s = window_s + margin_s
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
         self.reserved = 0  # slots kept for non-deferrable requests still to come
+        self._shared = shared
+        self.batch = batch
+        self.fallback_requests = fallback_requests
+        self._granted = 0  # shared slots taken and not yet spent
+        self._refill_lock: asyncio.Lock | None = None
 
     def reserve(self, n: int) -> None:
         """Keep ``n`` more slots for non-deferrable requests (each one sent uses up one)."""
@@ -57,6 +90,8 @@ class RequestBudget:
         """
         if not deferrable:
             self.reserved = max(0, self.reserved - 1)
+        if self._shared is not None:
+            await self._take_shared_slot()
         while True:
             now = self._clock()
             while self._sent and now - self._sent[0] >= self.window_s:
@@ -70,5 +105,34 @@ class RequestBudget:
             leaving = len(self._sent) + keep_free - self.max_requests
             await self._sleep(self._sent[leaving] + self.window_s - now)
 
+    async def _take_shared_slot(self) -> None:
+        # One refill at a time: the requests waiting behind it spend its batch.
+        if self._refill_lock is None:
+            self._refill_lock = asyncio.Lock()
+        async with self._refill_lock:
+            if self._shared is None:
+                return
+            if self._granted == 0:
+                try:
+                    await self._shared.take(self.batch)
+                except SharedBudgetUnavailable as exc:
+                    self._fall_back(exc)
+                    return
+                self._granted = self.batch
+            self._granted -= 1
+
+    def _fall_back(self, reason: BaseException) -> None:
+        assert self.fallback_requests is not None
+        self._shared = None
+        self.max_requests = min(self.max_requests, self.fallback_requests)
+        log.warning(
+            "shared request budget unavailable (%s); this process keeps to its local share of "
+            "%d requests per %g s",
+            reason,
+            self.max_requests,
+            self.window_s,
+        )
+
     def __repr__(self) -> str:
-        return f"RequestBudget({self.max_requests} per {self.window_s:g} s)"
+        shared = f", shared {self._shared!r} in batches of {self.batch}" if self._shared else ""
+        return f"RequestBudget({self.max_requests} per {self.window_s:g} s{shared})"

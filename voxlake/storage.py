@@ -4,24 +4,30 @@ Every place that takes a path (manifest, media sources, output root) also takes 
 URL; this module is the one place that turns such a URL into an s3fs filesystem and an
 fsspec path, and the one place that turns s3fs/botocore exceptions into voxlake errors.
 
-Credentials are never an input here. s3fs/botocore find them through the standard AWS chain
-(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and the
-shared config/credentials files, SSO, container and instance roles), so they never become flow
-parameters, log lines or table cells. :class:`S3Options` holds only what is not secret: where
+Credentials are never a parameter here. By default s3fs/botocore find them through the standard
+AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_PROFILE``
+and the shared config/credentials files, SSO, container and instance roles), so they never become
+flow parameters, log lines or table cells. :class:`S3Options` holds only what is not secret: where
 the store is (``endpoint_url``, ``region``), which profile to use, and how to hand objects to
 the transcription service (``presign``). ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` and
 ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` are honoured by botocore itself when the options leave
-them unset. See docs/s3.md.
+them unset. The one other source is :func:`use_s3_credentials`: explicit credentials (from a
+prefect-aws ``AwsCredentials`` block, :mod:`voxlake.credentials`) held in a context variable for
+the code inside it, so they are never a flow parameter nor written to ``os.environ``. See
+docs/s3.md.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from voxlake.errors import VoxlakeError
 
@@ -29,6 +35,7 @@ __all__ = [
     "S3_SCHEME",
     "S3AccessDeniedError",
     "S3BucketNotFoundError",
+    "S3Credentials",
     "S3NotFoundError",
     "S3Options",
     "S3ThrottledError",
@@ -41,6 +48,7 @@ __all__ = [
     "s3_url",
     "split_s3",
     "storage_error",
+    "use_s3_credentials",
 ]
 
 S3_SCHEME = "s3://"
@@ -97,6 +105,43 @@ class S3Options(BaseModel):
                 "credential chain (environment, profile, role)"
             )
         return value.strip().rstrip("/")
+
+
+class S3Credentials(BaseModel):
+    """Explicit S3 credentials for :func:`use_s3_credentials`; secrets stay ``SecretStr``.
+
+    Never a flow parameter: it is built inside the flow run from a block
+    (:func:`voxlake.credentials.aws_s3_credentials`). Location fields apply only where
+    :class:`S3Options` leaves them unset.
+    """
+
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+
+    key: SecretStr | None = None
+    secret: SecretStr | None = None
+    token: SecretStr | None = None
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+_s3_credentials: ContextVar[S3Credentials | None] = ContextVar(
+    "voxlake_s3_credentials", default=None
+)
+
+
+@contextmanager
+def use_s3_credentials(credentials: S3Credentials | None) -> Iterator[None]:
+    """Build every s3fs filesystem inside the block with ``credentials`` (None: the AWS chain).
+
+    A context variable, so Prefect task runs started inside inherit it (Prefect copies the
+    context into its task threads) while other flow runs in the same process do not.
+    """
+    token = _s3_credentials.set(credentials)
+    try:
+        yield
+    finally:
+        _s3_credentials.reset(token)
 
 
 # --- URLs -------------------------------------------------------------------------------------
@@ -165,7 +210,8 @@ def _quiet_wire_logging() -> None:
 
 
 def s3_filesystem(options: S3Options | None = None) -> Any:
-    """An s3fs filesystem for ``options`` (credentials from the standard AWS chain).
+    """An s3fs filesystem for ``options`` (credentials: :func:`use_s3_credentials`, else the
+    standard AWS chain).
 
     Listing caches are off: a run lists once and must see objects written by other processes.
     Retries: botocore's ``standard`` mode (throttling such as ``SlowDown`` and 503, 5xx and
@@ -183,12 +229,21 @@ def s3_filesystem(options: S3Options | None = None) -> Any:
             "retries": {"max_attempts": options.max_attempts, "mode": "standard"},
         },
     }
-    if options.endpoint_url:
-        kwargs["endpoint_url"] = options.endpoint_url
-    if options.region:
-        kwargs["client_kwargs"] = {"region_name": options.region}
-    if options.profile:
-        kwargs["profile"] = options.profile
+    credentials = _s3_credentials.get() or S3Credentials()
+    endpoint_url = options.endpoint_url or credentials.endpoint_url
+    region = options.region or credentials.region
+    profile = options.profile or credentials.profile
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    if region:
+        kwargs["client_kwargs"] = {"region_name": region}
+    if profile:
+        kwargs["profile"] = profile
+    # Unwrapped only here, straight into botocore's session.
+    for name in ("key", "secret", "token"):
+        secret = getattr(credentials, name)
+        if secret is not None:
+            kwargs[name] = secret.get_secret_value()
     fs = s3fs.S3FileSystem(**kwargs)
     fs.retries = 2  # s3fs's own loop around botocore's (a class attribute, 5 by default)
     return fs

@@ -1,0 +1,261 @@
+"""The backfill parent: split a manifest into K shards and run each as its own flow run.
+
+Each shard is a run of the ``transcribe-manifest/shard`` deployment, so the shards go to
+whichever workers of the pool are free, on this machine or others, and all write to the same
+tables. The parent:
+
+1. reads the manifest (a file, folder, prefix or glob) and keeps the items modified inside
+   ``[modified_since, modified_until)``;
+2. splits them by a hash of ``media_id`` into ``shards`` parts (deterministic: a retried parent
+   makes the same shards) and writes each part as a JSON Lines manifest under
+   ``<output>/_backfill/<parent run id>/``, where every worker can read it;
+3. starts one child run per shard with ``run_deployment(..., idempotency_key=
+   f"{parent}-shard-{k}")``, so a retried parent never starts a shard twice;
+4. waits for all of them and publishes one markdown artifact with the totals, read back from
+   the ``transcripts`` table rows the shards wrote.
+
+No ``from __future__ import annotations`` and no ``Literal`` in the signature: Prefect builds
+the parameter model from these hints in the worker's process, where string annotations have
+failed to resolve.
+"""
+
+import asyncio
+import dataclasses
+import datetime as dt
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.deployments import run_deployment
+from prefect.flow_runs import wait_for_flow_run
+from prefect.runtime import flow_run
+
+from flows.transcribe import transcribe_manifest
+from voxlake.manifest import MediaItem, SourceKind, TranscriptionOptions, read_manifest
+from voxlake.storage import S3Options, is_s3_url, output_filesystem, s3_filesystem
+
+SHARD_DEPLOYMENT = "transcribe-manifest/shard"
+# Parameters the shard flow may not have yet; passed only when its signature has them.
+_SHARD_FLOW_PARAMS = frozenset(inspect.signature(transcribe_manifest.fn).parameters)
+_DEFAULT_OPTIONS = TranscriptionOptions()
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardResult:
+    index: int
+    flow_run_id: str
+    state: str
+    items: int
+    completed: int
+    failed: int
+    audio_hours: float
+
+
+def shard_of(media_id: str, shards: int) -> int:
+    """Stable across processes and runs (unlike ``hash()``, which is salted per process)."""
+    digest = hashlib.sha256(media_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def _modified_at(item: MediaItem, s3: S3Options | None) -> dt.datetime | None:
+    if item.kind is SourceKind.local:
+        return dt.datetime.fromtimestamp(os.stat(item.source).st_mtime, dt.UTC)
+    if is_s3_url(item.source):
+        modified = s3_filesystem(s3).info(item.source).get("LastModified")
+        return modified if isinstance(modified, dt.datetime) else None
+    return None  # an http(s) URL: no modification time to compare
+
+
+def _in_window(
+    when: dt.datetime | None, since: dt.datetime | None, until: dt.datetime | None
+) -> bool:
+    if since is None and until is None:
+        return True
+    if when is None:
+        return False
+    utc = [t if t is None or t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (since, until)]
+    return (utc[0] is None or when >= utc[0]) and (utc[1] is None or when < utc[1])
+
+
+def _manifest_row(item: MediaItem) -> dict[str, Any]:
+    # The item's effective options, so per-row overrides of the original manifest survive.
+    options = item.options.model_dump(mode="json", exclude_none=True)
+    defaults = _DEFAULT_OPTIONS.model_dump(mode="json", exclude_none=True)
+    overrides = {k: v for k, v in options.items() if defaults.get(k) != v}
+    return {"source": item.source, "media_id": item.media_id, **overrides}
+
+
+def _write_shard(output: str, s3: S3Options | None, name: str, items: list[MediaItem]) -> str:
+    text = "".join(json.dumps(_manifest_row(item)) + "\n" for item in items)
+    filesystem, root = output_filesystem(output, s3)
+    if filesystem is None:
+        path = Path(root).resolve() / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return str(path)
+    filesystem.pipe(f"{root}/{name}", text.encode("utf-8"))
+    return f"{output.rstrip('/')}/{name}"
+
+
+def _shard_totals(
+    output: str, s3: S3Options | None, index: int, run: Any, items: int
+) -> ShardResult:
+    import pyarrow.compute as pc
+
+    from voxlake.tables import read_table
+
+    filesystem, root = output_filesystem(output, s3)
+    rows = read_table(
+        root,
+        "transcripts",
+        filesystem=filesystem,
+        filter=pc.field("flow_run_id") == str(run.id),
+        columns=["status", "audio_duration_s"],
+    )
+    statuses = rows.column("status").to_pylist()
+    seconds = pc.sum(rows.column("audio_duration_s")).as_py() or 0.0
+    return ShardResult(
+        index=index,
+        flow_run_id=str(run.id),
+        state=run.state.type.value if run.state else "UNKNOWN",
+        items=items,
+        completed=statuses.count("completed"),
+        failed=statuses.count("error"),
+        audio_hours=seconds / 3600.0,
+    )
+
+
+def summary_markdown(results: list[ShardResult], skipped: int, invalid: int) -> str:
+    lines = [
+        "# Backfill",
+        "",
+        "| shard | flow run | state | items | completed | failed | audio h |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.index} | {r.flow_run_id} | {r.state} | {r.items} | {r.completed} "
+            f"| {r.failed} | {r.audio_hours:.2f} |"
+        )
+    total = (
+        sum(r.items for r in results),
+        sum(r.completed for r in results),
+        sum(r.failed for r in results),
+        sum(r.audio_hours for r in results),
+    )
+    lines.append(f"| **total** | | | {total[0]} | {total[1]} | {total[2]} | {total[3]:.2f} |")
+    lines += ["", f"Outside the modification window: {skipped}. Invalid manifest rows: {invalid}."]
+    return "\n".join(lines)
+
+
+@flow(name="transcribe-manifest", persist_result=False)
+async def backfill(
+    manifest: str,
+    output: str,
+    shards: int = 4,
+    modified_since: dt.datetime | None = None,
+    modified_until: dt.datetime | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    options: dict[str, Any] | None = None,
+    on_invalid: str = "skip",
+    media_extensions: list[str] | None = None,
+    s3: S3Options | None = None,
+    chunk_size: int | None = None,
+    shard_deployment: str = SHARD_DEPLOYMENT,
+    shard_timeout_s: int = 7 * 24 * 3600,
+) -> dict[str, Any]:
+    """Transcribe ``manifest`` in ``shards`` child flow runs; see the module doc.
+
+    The flow is named ``transcribe-manifest`` like the one it fans out to, so that its
+    deployment reads ``transcribe-manifest/backfill`` next to ``…/nightly`` and ``…/shard``.
+    ``force`` and ``retry_failed`` go to every shard.
+    """
+    logger = get_run_logger()
+    if shards < 1:
+        raise ValueError("shards must be at least 1")
+    if on_invalid not in ("fail", "skip"):
+        raise ValueError("on_invalid must be 'fail' or 'skip'")
+    parent_id = str(flow_run.get_id() or "local")
+    read = await asyncio.to_thread(
+        read_manifest,
+        manifest,
+        defaults=options,
+        on_invalid=on_invalid,  # type: ignore[arg-type]
+        media_extensions=media_extensions,
+        s3=s3,
+    )
+    window = [
+        item
+        for item in read.items
+        if _in_window(
+            await asyncio.to_thread(_modified_at, item, s3), modified_since, modified_until
+        )
+    ]
+    parts: list[list[MediaItem]] = [[] for _ in range(shards)]
+    for item in sorted(window, key=lambda i: i.media_id):
+        parts[shard_of(item.media_id, shards)].append(item)
+
+    requested = {"force": force, "retry_failed": retry_failed}
+    missing = [name for name, on in requested.items() if on and name not in _SHARD_FLOW_PARAMS]
+    if missing:
+        raise ValueError(f"the shard flow has no parameter {missing} yet")
+    # lease_group: the ledger's lease on the output root is shared by one backfill's shards.
+    extra = {**requested, "lease_group": parent_id}
+    passed = {k: v for k, v in extra.items() if k in _SHARD_FLOW_PARAMS}
+
+    runs: list[tuple[int, Any, int]] = []
+    for k, part in enumerate(parts):
+        if not part:
+            continue
+        name = f"_backfill/{parent_id}/shard-{k}-of-{shards}.jsonl"
+        shard_manifest = await asyncio.to_thread(_write_shard, output, s3, name, part)
+        parameters: dict[str, Any] = {
+            "manifest": shard_manifest,
+            "output": output,
+            "on_invalid": "skip",
+            "chunk_size": chunk_size,
+            "s3": s3.model_dump() if s3 else None,
+            **passed,
+        }
+        child = await run_deployment(
+            shard_deployment,
+            parameters=parameters,
+            idempotency_key=f"{parent_id}-shard-{k}",
+            flow_run_name=f"backfill-shard-{k}-of-{shards}",
+            timeout=0,
+            as_subflow=True,
+        )
+        runs.append((k, child, len(part)))
+        logger.info("shard %d/%d: %d items -> flow run %s", k, shards, len(part), child.id)
+
+    finished = await asyncio.gather(
+        *(wait_for_flow_run(child.id, timeout=shard_timeout_s) for _, child, _ in runs)
+    )
+    results = [
+        await asyncio.to_thread(_shard_totals, output, s3, k, run, n)
+        for (k, _, n), run in zip(runs, finished, strict=True)
+    ]
+    skipped = len(read.items) - len(window)
+    markdown = summary_markdown(results, skipped, len(read.invalid))
+    await acreate_markdown_artifact(
+        markdown=markdown, key="voxlake-backfill-summary", description="backfill totals"
+    )
+    not_completed = [r for r in results if r.state != "COMPLETED"]
+    if not_completed:
+        raise RuntimeError(
+            f"{len(not_completed)} of {len(results)} shards did not complete: "
+            + ", ".join(f"shard {r.index} {r.state}" for r in not_completed)
+        )
+    return {
+        "shards": [dataclasses.asdict(r) for r in results],
+        "completed": sum(r.completed for r in results),
+        "failed": sum(r.failed for r in results),
+        "outside_window": skipped,
+        "invalid": len(read.invalid),
+    }

@@ -1,0 +1,50 @@
+"""A real ``prefect server start`` for a test: temp PREFECT_HOME, free port, no UI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxlake.serve import start_server, wait_until_healthy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without any Prefect or AssemblyAI setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ASSEMBLYAI_"))}
+    return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+
+
+@dataclass
+class RunningServer:
+    api_url: str
+    env: dict[str, str]  # for clients of this server (PREFECT_API_URL set)
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def prefect_server(tmp: Path, **server_env: str) -> Iterator[RunningServer]:
+    port = free_port()
+    env = clean_env(tmp / "client-home", PREFECT_UI_ENABLED="false", **server_env)
+    process = start_server(tmp / "server-home", "127.0.0.1", port, env)
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_until_healthy(api_url, process)
+        yield RunningServer(api_url, {**env, "PREFECT_API_URL": api_url}, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

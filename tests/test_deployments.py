@@ -1,0 +1,60 @@
+"""deployments/prefect.yaml against a real `prefect server start`: the pool, `prefect deploy
+--all`, and the deployments read back through the API as written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.prefect_server import prefect_server
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def _prefect(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> None:
+    written = {d["name"]: d for d in yaml.safe_load(PREFECT_FILE.read_text())["deployments"]}
+    with prefect_server(tmp_path) as server:
+        _prefect(server.env, "work-pool", "create", "voxlake", "--type", "process")
+        _prefect(server.env, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE))
+        with httpx.Client(base_url=server.api_url, timeout=30) as api:
+            found = api.post("/deployments/filter", json={}).json()
+            flows = {f["id"]: f["name"] for f in api.post("/flows/filter", json={}).json()}
+
+    deployed = {d["name"]: d for d in found}
+    assert set(deployed) == {"nightly", "backfill", "shard"}
+    assert {flows[d["flow_id"]] for d in found} == {"transcribe-manifest"}
+
+    nightly = deployed["nightly"]
+    (schedule,) = nightly["schedules"]
+    assert schedule["schedule"]["cron"] == written["nightly"]["schedules"][0]["cron"]
+    assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+    assert schedule["active"] is True
+    assert nightly["global_concurrency_limit"]["limit"] == 1
+    assert nightly["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert nightly["parameters"]["on_invalid"] == "skip"
+    assert nightly["work_pool_name"] == "voxlake"
+    # Every worker finds its own checkout (voxlake/steps.py), not the deploying machine's path.
+    assert nightly["pull_steps"] == [{"voxlake.steps.set_project_directory": {}}]
+    assert deployed["backfill"]["entrypoint"] == "flows/backfill.py:backfill"
+    assert deployed["backfill"]["parameters"]["shards"] == 4

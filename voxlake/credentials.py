@@ -1,0 +1,112 @@
+"""Credentials as Prefect blocks: the AssemblyAI key, and S3 credentials from prefect-aws.
+
+A Prefect server stores a block's ``SecretStr`` fields encrypted and hands them back to any
+client of its API, so a deployment names a block (a plain string parameter) and the flow run
+loads it: the secret is never a flow parameter, a log line or an artifact, and it is unwrapped
+only where the HTTP client or botocore needs it. With no block named, everything falls back to
+the environment exactly as ``voxlake run`` does (``ASSEMBLYAI_API_KEY``, the AWS chain).
+
+``blocks/`` (top level) re-exports the block types for ``prefect block register -m blocks``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from voxlake.client import AssemblyAIClient
+from voxlake.errors import ConfigurationError
+from voxlake.storage import S3Credentials
+
+
+class AssemblyAICredentials(Block):
+    """An AssemblyAI API key and the endpoint it belongs to (US, EU or any base URL)."""
+
+    _block_type_name = "AssemblyAI Credentials"
+    _block_type_slug = "assemblyai-credentials"
+    # GitHub serves an organisation's avatar (square) at this address.
+    _logo_url = "https://github.com/AssemblyAI.png"  # type: ignore[assignment]
+    _description = (
+        "An AssemblyAI API key (stored encrypted) and the region or base URL it is used with; "
+        "get_client() builds voxlake's async AssemblyAI client from it."
+    )
+    _documentation_url = "https://www.assemblyai.com/docs/api-reference/overview"  # type: ignore[assignment]
+    _code_example = """
+    ```python
+    from voxlake.credentials import AssemblyAICredentials
+
+    credentials = AssemblyAICredentials.load("BLOCK_NAME")
+    async with credentials.get_client() as client:
+        transcript = await client.get_transcript("TRANSCRIPT_ID")
+    ```
+    """
+
+    api_key: SecretStr = Field(
+        description="The AssemblyAI API key (dashboard > API keys); stored encrypted."
+    )
+    region: Literal["us", "eu"] = Field(
+        default="us",
+        description="Data residency region: us (api.assemblyai.com) or eu (api.eu.assemblyai.com).",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Another base URL (e.g. a voxlake serve-local instance); overrides region.",
+    )
+
+    def get_client(self, **kwargs: Any) -> AssemblyAIClient:
+        """An :class:`AssemblyAIClient` for this key; ``kwargs`` go to the client (retry, ...).
+
+        The block's fields decide the endpoint, never ``ASSEMBLYAI_*`` environment variables.
+        """
+        if self.base_url:
+            return AssemblyAIClient(api_key=self.api_key, base_url=self.base_url, **kwargs)
+        return AssemblyAIClient(api_key=self.api_key, region=self.region, **kwargs)
+
+
+async def assemblyai_client(block_name: str | None = None, **kwargs: Any) -> AssemblyAIClient:
+    """The flow's client: from the named block, else from the environment as today."""
+    if block_name is None:
+        return AssemblyAIClient(**kwargs)
+    credentials = await AssemblyAICredentials.aload(block_name)
+    return credentials.get_client(**kwargs)
+
+
+def s3_credentials_from_aws(block: Any) -> S3Credentials:
+    """Map a prefect-aws ``AwsCredentials`` block onto s3fs's options.
+
+    Key, secret and session token stay ``SecretStr``; profile, region and the endpoint from
+    ``aws_client_parameters`` come along. Role assumption is prefect-aws's own boto3 session
+    logic, which s3fs cannot reuse, so it is refused rather than silently ignored.
+    """
+    if getattr(block, "assume_role_arn", None):
+        raise ConfigurationError(
+            "AwsCredentials with assume_role_arn is not supported for S3 media: give the block "
+            "the assumed role's keys, or a profile that assumes the role (role_arn in "
+            "~/.aws/config)"
+        )
+    key_id = block.aws_access_key_id
+    params = block.aws_client_parameters
+    return S3Credentials(
+        key=SecretStr(key_id) if key_id else None,
+        secret=block.aws_secret_access_key,
+        token=SecretStr(block.aws_session_token) if block.aws_session_token else None,
+        profile=block.profile_name,
+        region=block.region_name,
+        endpoint_url=params.endpoint_url if params is not None else None,
+    )
+
+
+async def aws_s3_credentials(block_name: str | None) -> S3Credentials | None:
+    """Load the named ``AwsCredentials`` block (prefect-aws, extra ``aws``); None: AWS chain."""
+    if block_name is None:
+        return None
+    try:
+        from prefect_aws import AwsCredentials
+    except ImportError:
+        raise ConfigurationError(
+            f"S3 credentials block {block_name!r} needs prefect-aws: "
+            "pip install 'voxlake[aws]' (or uv sync --extra aws)"
+        ) from None
+    return s3_credentials_from_aws(await AwsCredentials.aload(block_name))
