@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 import inspect
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,9 @@ from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
 
 from flows.transcribe import transcribe_manifest
-from voxlake.manifest import MediaItem, SourceKind, TranscriptionOptions, read_manifest
-from voxlake.storage import S3Options, is_s3_url, output_filesystem, s3_filesystem
+from voxlake.ledger import Ledger
+from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
+from voxlake.storage import S3Options, output_filesystem
 
 SHARD_DEPLOYMENT = "transcribe-manifest/shard"
 # Parameters the shard flow may not have yet; passed only when its signature has them.
@@ -60,15 +60,6 @@ def shard_of(media_id: str, shards: int) -> int:
     """Stable across processes and runs (unlike ``hash()``, which is salted per process)."""
     digest = hashlib.sha256(media_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % shards
-
-
-def _modified_at(item: MediaItem, s3: S3Options | None) -> dt.datetime | None:
-    if item.kind is SourceKind.local:
-        return dt.datetime.fromtimestamp(os.stat(item.source).st_mtime, dt.UTC)
-    if is_s3_url(item.source):
-        modified = s3_filesystem(s3).info(item.source).get("LastModified")
-        return modified if isinstance(modified, dt.datetime) else None
-    return None  # an http(s) URL: no modification time to compare
 
 
 def _in_window(
@@ -169,12 +160,18 @@ async def backfill(
     chunk_size: int | None = None,
     shard_deployment: str = SHARD_DEPLOYMENT,
     shard_timeout_s: int = 7 * 24 * 3600,
+    credentials_block: str | None = None,
+    aws_credentials_block: str | None = None,
+    shared_budget: str | None = None,
 ) -> dict[str, Any]:
     """Transcribe ``manifest`` in ``shards`` child flow runs; see the module doc.
 
     The flow is named ``transcribe-manifest`` like the one it fans out to, so that its
     deployment reads ``transcribe-manifest/backfill`` next to ``…/nightly`` and ``…/shard``.
-    ``force`` and ``retry_failed`` go to every shard.
+    ``force``, ``retry_failed``, the credentials block names and ``shared_budget`` go to every
+    shard. The parent holds the output root's lease for the whole backfill, with the shards in
+    its lease group: a nightly run that starts meanwhile is refused, and no shard releases the
+    root while its siblings still work (docs/ledger.md).
     """
     logger = get_run_logger()
     if shards < 1:
@@ -190,12 +187,11 @@ async def backfill(
         media_extensions=media_extensions,
         s3=s3,
     )
+    # Resolving the manifest recorded each source's modification time: no second stat/HEAD.
     window = [
         item
         for item in read.items
-        if _in_window(
-            await asyncio.to_thread(_modified_at, item, s3), modified_since, modified_until
-        )
+        if _in_window(item.info.modified_at if item.info else None, modified_since, modified_until)
     ]
     parts: list[list[MediaItem]] = [[] for _ in range(shards)]
     for item in sorted(window, key=lambda i: i.media_id):
@@ -206,9 +202,42 @@ async def backfill(
     if missing:
         raise ValueError(f"the shard flow has no parameter {missing} yet")
     # lease_group: the ledger's lease on the output root is shared by one backfill's shards.
-    extra = {**requested, "lease_group": parent_id}
+    extra = {
+        **requested,
+        "lease_group": parent_id,
+        "credentials_block": credentials_block,
+        "aws_credentials_block": aws_credentials_block,
+        "shared_budget": shared_budget,
+    }
     passed = {k: v for k, v in extra.items() if k in _SHARD_FLOW_PARAMS}
 
+    lease = await asyncio.to_thread(
+        Ledger.open, output, run_id=parent_id, s3=s3, lease_group=parent_id
+    )
+    try:
+        return await _run_shards(
+            logger, parent_id, parts, shards, output, s3, chunk_size, passed, shard_deployment,
+            shard_timeout_s, skipped=len(read.items) - len(window), invalid=len(read.invalid),
+        )  # fmt: skip
+    finally:
+        await asyncio.to_thread(lease.close)
+
+
+async def _run_shards(
+    logger: Any,
+    parent_id: str,
+    parts: list[list[MediaItem]],
+    shards: int,
+    output: str,
+    s3: S3Options | None,
+    chunk_size: int | None,
+    passed: dict[str, Any],
+    shard_deployment: str,
+    shard_timeout_s: int,
+    *,
+    skipped: int,
+    invalid: int,
+) -> dict[str, Any]:
     runs: list[tuple[int, Any, int]] = []
     for k, part in enumerate(parts):
         if not part:
@@ -241,8 +270,7 @@ async def backfill(
         await asyncio.to_thread(_shard_totals, output, s3, k, run, n)
         for (k, _, n), run in zip(runs, finished, strict=True)
     ]
-    skipped = len(read.items) - len(window)
-    markdown = summary_markdown(results, skipped, len(read.invalid))
+    markdown = summary_markdown(results, skipped, invalid)
     await acreate_markdown_artifact(
         markdown=markdown, key="voxlake-backfill-summary", description="backfill totals"
     )
@@ -257,5 +285,5 @@ async def backfill(
         "completed": sum(r.completed for r in results),
         "failed": sum(r.failed for r in results),
         "outside_window": skipped,
-        "invalid": len(read.invalid),
+        "invalid": invalid,
     }

@@ -29,7 +29,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from voxlake.client import AssemblyAIClient
+from voxlake.credentials import assemblyai_client, aws_s3_credentials
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import estimate_run
 from voxlake.manifest import read_manifest
@@ -41,7 +41,8 @@ from voxlake.pipeline import (
     write_run_report,
 )
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
-from voxlake.storage import S3Options
+from voxlake.shared_budget import shared_request_budget
+from voxlake.storage import S3Options, use_s3_credentials
 
 TASK_RETRIES = 2
 
@@ -114,6 +115,9 @@ async def transcribe_manifest(
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
+    credentials_block: str | None = None,
+    aws_credentials_block: str | None = None,
+    shared_budget: str | None = None,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
@@ -127,6 +131,12 @@ async def transcribe_manifest(
     run writes its HTML report beside the tables (``<output>/reports/<run id>.html``) and names
     it in its summary (a markdown artifact cannot hold the report's images).
 
+    Credentials are never parameters: ``credentials_block`` names an ``AssemblyAICredentials``
+    block (else ``ASSEMBLYAI_*`` from the environment), ``aws_credentials_block`` a prefect-aws
+    ``AwsCredentials`` block (else the AWS credential chain). ``shared_budget`` names the Prefect
+    global concurrency limit that concurrent runs share AssemblyAI's request budget through
+    (docs/operations.md); without it the run keeps its own budget.
+
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
     The API key and base URL come from ``ASSEMBLYAI_API_KEY`` / ``ASSEMBLYAI_BASE_URL`` (or
@@ -135,110 +145,120 @@ async def transcribe_manifest(
     """
     logger = get_run_logger()
     try:
-        items = read_manifest(
-            manifest,
-            defaults=options,
-            on_invalid=on_invalid,
-            media_extensions=media_extensions,
-            s3=s3,
-            content_hash=content_hash,
-        )
-        run_id = str(flow_run.get_id() or "local")
-        if dry_run:
-            estimate = await asyncio.to_thread(
-                estimate_run,
-                items.items,
-                output,
-                run_id=run_id,
-                invalid=len(items.invalid),
+        # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
+        s3_credentials = await aws_s3_credentials(aws_credentials_block)
+        with use_s3_credentials(s3_credentials):
+            items = read_manifest(
+                manifest,
+                defaults=options,
+                on_invalid=on_invalid,
+                media_extensions=media_extensions,
                 s3=s3,
-                force=force,
-                retry_failed=retry_failed,
-                max_audio_hours=max_audio_hours,
-                prices=price_table,
+                content_hash=content_hash,
             )
+            run_id = str(flow_run.get_id() or "local")
+            if dry_run:
+                estimate = await asyncio.to_thread(
+                    estimate_run,
+                    items.items,
+                    output,
+                    run_id=run_id,
+                    invalid=len(items.invalid),
+                    s3=s3,
+                    force=force,
+                    retry_failed=retry_failed,
+                    max_audio_hours=max_audio_hours,
+                    prices=price_table,
+                )
+                await acreate_markdown_artifact(
+                    markdown=dry_run_markdown(estimate),
+                    key="voxlake-dry-run",
+                    description="dry run",
+                )
+                for line in estimate.lines():
+                    logger.info(line)
+                return Completed(message=estimate.lines()[0], data=estimate)
+            settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+            async with (
+                await assemblyai_client(
+                    credentials_block,
+                    budget=shared_request_budget(shared_budget) if shared_budget else None,
+                ) as client,
+                TranscriptionRun(
+                    items,
+                    output,
+                    client=client,
+                    flow_run_id=run_id,
+                    settings=settings,
+                    s3=s3,
+                    force=force,
+                    retry_failed=retry_failed,
+                    max_audio_hours=max_audio_hours,
+                    lease_group=lease_group,
+                ) as run,
+            ):
+                await run.start()
+                size = chunk_size or auto_chunk_size(len(run.records))
+                # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
+                # ends on short jobs, so the last slots free up together (LPT scheduling).
+                chunks = chunked(run.media_ids_longest_first(), size)
+                logger.info(
+                    "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; "
+                    "writing to %s",
+                    len(run.records),
+                    ", ".join(f"{n} {what}" for what, n in run.counts.items()),
+                    len(run.invalid),
+                    len(chunks),
+                    size,
+                    output,
+                )
+                # Admit chunks to the upload stage a few at a time so early chunks finish
+                # uploading (and start processing server-side) first, instead of every chunk
+                # advancing in lockstep.
+                upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
+
+                task_runs = 0
+
+                async def run_stage(stage_task: Any, ids: list[str]) -> Any:
+                    nonlocal task_runs
+                    task_runs += 1
+                    return await stage_task(run, ids)
+
+                async def process(chunk: list[str]) -> None:
+                    stage = "upload"
+                    try:
+                        async with upload_gate:
+                            ids = await run_stage(upload_media, chunk)
+                        stage = "submit"
+                        ids = await run_stage(submit_transcripts, ids) if ids else ids
+                        stage = "poll"
+                        ids = await run_stage(poll_transcripts, ids) if ids else ids
+                        stage = "write"
+                        if ids:
+                            await run_stage(collect_transcripts, ids)
+                    except Exception as exc:  # a task that failed after its retries
+                        run.fail_pending(chunk, stage, exc)
+
+                await asyncio.gather(*(process(chunk) for chunk in chunks))
+                summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
+            if report and summary.completed + summary.failed:
+                path = await asyncio.to_thread(write_run_report, output, run_id, s3)
+                summary = dataclasses.replace(summary, report=path)
+
             await acreate_markdown_artifact(
-                markdown=dry_run_markdown(estimate), key="voxlake-dry-run", description="dry run"
+                markdown=summary_markdown(summary),
+                key="voxlake-run-summary",
+                description=summary.message,
             )
-            for line in estimate.lines():
-                logger.info(line)
-            return Completed(message=estimate.lines()[0], data=estimate)
-        settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
-        async with (
-            AssemblyAIClient() as client,
-            TranscriptionRun(
-                items,
-                output,
-                client=client,
-                flow_run_id=run_id,
-                settings=settings,
-                s3=s3,
-                force=force,
-                retry_failed=retry_failed,
-                max_audio_hours=max_audio_hours,
-                lease_group=lease_group,
-            ) as run,
-        ):
-            await run.start()
-            size = chunk_size or auto_chunk_size(len(run.records))
-            # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
-            # ends on short jobs, so the last slots free up together (LPT scheduling).
-            chunks = chunked(run.media_ids_longest_first(), size)
-            logger.info(
-                "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; writing to %s",
-                len(run.records),
-                ", ".join(f"{n} {what}" for what, n in run.counts.items()),
-                len(run.invalid),
-                len(chunks),
-                size,
-                output,
+            await acreate_table_artifact(
+                table=summary_table(summary),
+                key="voxlake-run-items",
+                description="failures and lowest-confidence items",
             )
-            # Admit chunks to the upload stage a few at a time so early chunks finish uploading (and
-            # start processing server-side) first, instead of every chunk advancing in lockstep.
-            upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
-
-            task_runs = 0
-
-            async def run_stage(stage_task: Any, ids: list[str]) -> Any:
-                nonlocal task_runs
-                task_runs += 1
-                return await stage_task(run, ids)
-
-            async def process(chunk: list[str]) -> None:
-                stage = "upload"
-                try:
-                    async with upload_gate:
-                        ids = await run_stage(upload_media, chunk)
-                    stage = "submit"
-                    ids = await run_stage(submit_transcripts, ids) if ids else ids
-                    stage = "poll"
-                    ids = await run_stage(poll_transcripts, ids) if ids else ids
-                    stage = "write"
-                    if ids:
-                        await run_stage(collect_transcripts, ids)
-                except Exception as exc:  # a task that failed after its retries
-                    run.fail_pending(chunk, stage, exc)
-
-            await asyncio.gather(*(process(chunk) for chunk in chunks))
-            summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
-        if report and summary.completed + summary.failed:
-            path = await asyncio.to_thread(write_run_report, output, run_id, s3)
-            summary = dataclasses.replace(summary, report=path)
-
-        await acreate_markdown_artifact(
-            markdown=summary_markdown(summary),
-            key="voxlake-run-summary",
-            description=summary.message,
-        )
-        await acreate_table_artifact(
-            table=summary_table(summary),
-            key="voxlake-run-items",
-            description="failures and lowest-confidence items",
-        )
-        logger.info(summary.message)
-        if summary.fatal or (summary.failed and fail_on_error):
-            return Failed(message=summary.message, data=summary)
-        return Completed(message=summary.message, data=summary)
+            logger.info(summary.message)
+            if summary.fatal or (summary.failed and fail_on_error):
+                return Failed(message=summary.message, data=summary)
+            return Completed(message=summary.message, data=summary)
     except VoxlakeError as exc:
         # Failed before any work (bad manifest, unusable output, refused key, lease held):
         # one clear message, and the flow run is Failed; no traceback for an expected error.
