@@ -95,6 +95,53 @@ async def collect_transcripts(run: TranscriptionRun, media_ids: list[str]) -> in
     return await run.collect(media_ids)
 
 
+async def _run_chunks(
+    run: TranscriptionRun, chunk_size: int | None, max_uploads: int, output: str
+) -> int:
+    """Move the run's items through the four stages, chunk by chunk; the task runs it took."""
+    logger = get_run_logger()
+    size = chunk_size or auto_chunk_size(len(run.records))
+    # Longest jobs first (size ~ duration for local media): the server's FIFO queue then ends on
+    # short jobs, so the last slots free up together (LPT scheduling).
+    chunks = chunked(run.media_ids_longest_first(), size)
+    logger.info(
+        "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; writing to %s",
+        len(run.records),
+        ", ".join(f"{n} {what}" for what, n in run.counts.items()),
+        len(run.invalid),
+        len(chunks),
+        size,
+        output,
+    )
+    # Admit chunks to the upload stage a few at a time so early chunks finish uploading (and
+    # start processing server-side) first, instead of every chunk advancing in lockstep.
+    upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
+    task_runs = 0
+
+    async def run_stage(stage_task: Any, ids: list[str]) -> Any:
+        nonlocal task_runs
+        task_runs += 1
+        return await stage_task(run, ids)
+
+    async def process(chunk: list[str]) -> None:
+        stage = "upload"
+        try:
+            async with upload_gate:
+                ids = await run_stage(upload_media, chunk)
+            stage = "submit"
+            ids = await run_stage(submit_transcripts, ids) if ids else ids
+            stage = "poll"
+            ids = await run_stage(poll_transcripts, ids) if ids else ids
+            stage = "write"
+            if ids:
+                await run_stage(collect_transcripts, ids)
+        except Exception as exc:  # a task that failed after its retries
+            run.fail_pending(chunk, stage, exc)
+
+    await asyncio.gather(*(process(chunk) for chunk in chunks))
+    return task_runs
+
+
 @flow(name="transcribe-manifest", persist_result=False)
 async def transcribe_manifest(
     manifest: str,
@@ -198,48 +245,7 @@ async def transcribe_manifest(
                 ) as run,
             ):
                 await run.start()
-                size = chunk_size or auto_chunk_size(len(run.records))
-                # Longest jobs first (size ~ duration for local media): the server's FIFO queue then
-                # ends on short jobs, so the last slots free up together (LPT scheduling).
-                chunks = chunked(run.media_ids_longest_first(), size)
-                logger.info(
-                    "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; "
-                    "writing to %s",
-                    len(run.records),
-                    ", ".join(f"{n} {what}" for what, n in run.counts.items()),
-                    len(run.invalid),
-                    len(chunks),
-                    size,
-                    output,
-                )
-                # Admit chunks to the upload stage a few at a time so early chunks finish
-                # uploading (and start processing server-side) first, instead of every chunk
-                # advancing in lockstep.
-                upload_gate = asyncio.Semaphore(math.ceil(max_uploads / size) + 1)
-
-                task_runs = 0
-
-                async def run_stage(stage_task: Any, ids: list[str]) -> Any:
-                    nonlocal task_runs
-                    task_runs += 1
-                    return await stage_task(run, ids)
-
-                async def process(chunk: list[str]) -> None:
-                    stage = "upload"
-                    try:
-                        async with upload_gate:
-                            ids = await run_stage(upload_media, chunk)
-                        stage = "submit"
-                        ids = await run_stage(submit_transcripts, ids) if ids else ids
-                        stage = "poll"
-                        ids = await run_stage(poll_transcripts, ids) if ids else ids
-                        stage = "write"
-                        if ids:
-                            await run_stage(collect_transcripts, ids)
-                    except Exception as exc:  # a task that failed after its retries
-                        run.fail_pending(chunk, stage, exc)
-
-                await asyncio.gather(*(process(chunk) for chunk in chunks))
+                task_runs = await _run_chunks(run, chunk_size, max_uploads, output)
                 summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
             if report and summary.completed + summary.failed:
                 path = await asyncio.to_thread(write_run_report, output, run_id, s3)
