@@ -469,10 +469,11 @@ class TranscriptionRun:
                 rec.transcript_id = tid
                 events.append(Event(rec.item, Status.submitted, transcript_id=tid))
                 logger.info("%s: adopted job %s from an interrupted run", rec.item.media_id, tid)
+                # Planned as an upload and a submit that will now never be sent.
+                self.client.reserve_requests(-(1 if rec.item.kind is SourceKind.http else 2))
             else:
                 # Never created: an upload URL may have expired since, so upload again.
                 rec.audio_url = rec.item.source if rec.item.kind is SourceKind.http else None
-                self.client.reserve_requests(1)
         await asyncio.to_thread(self._ledger().append, events)
 
     async def _find_jobs(self, records: Sequence[ItemRecord]) -> dict[str, str]:
