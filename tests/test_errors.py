@@ -300,7 +300,7 @@ def test_outcome_errors_carry_id_and_advice() -> None:
     assert TID in str(failed) and "too short" in str(failed) and not failed.transient
     timeout = PollTimeoutError(TID, 600, "processing")
     assert TID in str(timeout) and "poll transcript" in str(timeout)
-    assert "manifest" in str(timeout) and timeout.transient
+    assert "Rerun the same command" in str(timeout) and timeout.transient
     assert isinstance(timeout, TimeoutError)
     for err in (failed, timeout):
         assert isinstance(err, VoxlakeError)
