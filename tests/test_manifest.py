@@ -358,3 +358,87 @@ def test_options_reject_unknown_names_and_wrong_types() -> None:
     with pytest.raises(ValueError, match="http"):
         TranscriptionOptions(webhook_url="ftp://x")
     assert json.loads(TranscriptionOptions().model_dump_json())["speech_models"] == ["universal-2"]
+
+
+# --- pinned keys: the ledger at the output root keys items by these ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, "65df45e5fb1a4638"),
+        ({"speaker_labels": True}, "6cd5c7b639e80ef5"),
+        (
+            {
+                "speech_models": ["universal-3-pro", "universal-2"],
+                "language_code": "fr",
+                "keyterms_prompt": ["Prefect", "Parquet"],
+            },
+            "9b9a2065c62a6358",
+        ),
+        (
+            {
+                "punctuate": False,
+                "audio_start_from": 1500,
+                "audio_end_at": 9000,
+                "language_confidence_threshold": 0.4,
+            },
+            "ae1b812207b41add",
+        ),
+        (
+            {
+                "prompt": "Grüße, café",
+                "webhook_url": "https://h.example/cb",
+                "speakers_expected": 2,
+                "speech_threshold": 0.5,
+            },
+            "12d825b630e1bda9",
+        ),
+        (
+            {
+                "language_detection": True,
+                "multichannel": True,
+                "format_text": False,
+                "disfluencies": True,
+                "filter_profanity": True,
+            },
+            "29c760f4b2b82697",
+        ),
+    ],
+)
+def test_options_hashes_are_pinned(options: dict[str, object], expected: str) -> None:
+    # Golden values computed before the options model moved into voxlake/manifest/options.py:
+    # a change here re-keys every ledger entry, and the next run bills every item again.
+    assert options_hash(TranscriptionOptions.model_validate(options)) == expected
+
+
+def test_options_hashes_from_csv_cells_are_pinned(tmp_path: Path) -> None:
+    media(tmp_path, "a.wav", "b.wav")
+    manifest = write_csv(
+        tmp_path / "list.csv",
+        "source,speaker_labels,speech_models,keyterms_prompt,language_code,punctuate\n"
+        'a.wav,yes,"universal-3-pro, universal-2","[""Prefect"", ""Parquet""]",fr,\n'
+        "b.wav,,,,,true\n",
+    )
+    a, b = read_manifest(manifest).items
+    assert a.options_hash == "f8537236d11640ed"
+    assert b.options_hash == "65df45e5fb1a4638"  # punctuate=true is the API default
+
+
+def test_local_fingerprints_are_pinned(tmp_path: Path) -> None:
+    import datetime as dt
+    import os
+
+    (path,) = media(tmp_path, "a.wav")
+    os.utime(path, ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+    (plain,) = read_manifest(tmp_path).items
+    assert plain.info is not None
+    assert plain.info.size == 16
+    assert plain.info.fingerprint == "16:1700000000123456789"
+    assert plain.info.modified_at == dt.datetime(2023, 11, 14, 22, 13, 20, 123457, tzinfo=dt.UTC)
+    assert plain.info.etag is None
+    (hashed,) = read_manifest(tmp_path, content_hash=True).items
+    assert hashed.fingerprint == (
+        "16:1700000000123456789"
+        ":sha256=aeb852048e35be4391685af966e670f32bb52a5064ce93030911a087d7f115f7"
+    )

@@ -387,3 +387,20 @@ def test_content_hash_joins_the_local_fingerprint(tmp_path: Any) -> None:
     assert hashed.fingerprint == (
         f"{plain.fingerprint}:sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
     )
+
+
+def test_s3_fingerprints_are_pinned(s3fs_fs: Any, make_bucket: Callable[[str], str]) -> None:
+    # The ledger keys items by this fingerprint: its form must not change.
+    bucket = make_bucket("pin")
+    s3fs_fs.pipe(f"{bucket}/calls/a.wav", b"RIFF....WAVEfmt ")
+    raw = s3fs_fs.info(f"{bucket}/calls/a.wav")
+    modified = raw["LastModified"].astimezone(dt.UTC)
+    expected = f"s3:16:c1dde3a20fa9ee08f3b0153b83a08134:{modified:%Y-%m-%dT%H:%M:%SZ}"
+    s3fs_fs.pipe(f"{bucket}/calls/list.csv", b"source\na.wav\n")
+    # Listed (a prefix manifest) and checked (a manifest file's rows) give the same info.
+    for manifest in (f"s3://{bucket}/calls/", f"s3://{bucket}/calls/list.csv"):
+        (item,) = read_manifest(manifest).items
+        assert item.info is not None
+        assert item.info.fingerprint == expected
+        assert (item.info.size, item.info.etag) == (16, "c1dde3a20fa9ee08f3b0153b83a08134")
+        assert item.info.modified_at == modified
