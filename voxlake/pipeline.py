@@ -18,7 +18,6 @@ that reaches a record has already had its retries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -47,7 +46,7 @@ from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
-from voxlake.polling import BatchPoller, PollResult
+from voxlake.polling import SharedPoller
 from voxlake.sources import ObjectInfo, redact_text, stage_s3
 from voxlake.storage import S3Options, output_filesystem
 from voxlake.tables import SinkEntry, TableSink, WrittenFile
@@ -181,88 +180,6 @@ class RunSettings:
     submit_rounds: int = 4
 
 
-class SharedPoller:
-    """One status-polling loop for the whole run, however many chunks wait on it.
-
-    Chunks register their transcript ids and await them; a single background loop asks the list
-    endpoint for every pending id at once (``ceil(pending / 200)`` requests a round), so the
-    request count does not grow with the number of chunks. The interval backs off while nothing
-    finishes and snaps back when something does.
-    """
-
-    def __init__(self, client: AssemblyAIClient, settings: RunSettings) -> None:
-        self._poller = BatchPoller(client)
-        self._settings = settings
-        self._waiters: dict[str, asyncio.Future[PollResult]] = {}
-        self._loop_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-
-    async def wait(self, transcript_ids: Sequence[str]) -> list[PollResult]:
-        loop = asyncio.get_running_loop()
-        futures = []
-        for tid in transcript_ids:
-            fut = self._waiters.get(tid)
-            if fut is None:
-                fut = self._waiters[tid] = loop.create_future()
-                self._poller.add(tid)
-            futures.append(fut)
-        self._wake.set()
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._run(), name="voxlake-poller")
-        return list(await asyncio.gather(*futures))
-
-    async def _run(self) -> None:
-        interval = self._settings.poll_min_interval_s
-        while self._poller.pending:
-            self._wake.clear()
-            try:
-                results = await self._poller.poll_once()
-            except VoxlakeError as exc:
-                # The client already retried; a whole round failing is reported to every waiter
-                # rather than silently spinning.
-                logger.warning("status poll round failed: %s", exc)
-                results = []
-                if not exc.transient:
-                    for tid in list(self._poller.pending):
-                        self._resolve(PollResult(tid, None, error=exc))
-                        self._poller.discard(tid)
-                    return
-            crashpoint("poll")
-            for result in results:
-                self._resolve(result)
-            if results:
-                interval = self._settings.poll_min_interval_s
-            else:
-                interval = min(interval * 1.5, self._settings.poll_max_interval_s)
-            if 0 < len(self._poller.pending) <= self._poller.page_limit:
-                # The tail: one list page a round, so polling faster costs little and the run
-                # ends closer to the last job's completion.
-                interval = min(interval, self._settings.poll_tail_interval_s)
-            if self._poller.pending:
-                # Newly registered ids do not need to wait out a backed-off interval.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
-
-    def _resolve(self, result: PollResult) -> None:
-        fut = self._waiters.pop(result.transcript_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
-
-    def abandon(self, transcript_ids: Iterable[str]) -> None:
-        """Stop tracking ids whose waiters gave up (poll timeout)."""
-        for tid in transcript_ids:
-            self._poller.discard(tid)
-            fut = self._waiters.pop(tid, None)
-            if fut is not None and not fut.done():
-                fut.cancel()
-
-    async def aclose(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-
-
 class SubmitOutcomeUnknownError(VoxlakeError):
     """A create failed in a way that may have created the job, and the job was not found.
 
@@ -323,7 +240,12 @@ class TranscriptionRun:
         self._last_commit = time.monotonic()
         self._uploads = asyncio.Semaphore(self.settings.max_uploads)
         self._requests = asyncio.Semaphore(self.settings.max_requests)
-        self._poller = SharedPoller(client, self.settings)
+        self._poller = SharedPoller(
+            client,
+            min_interval_s=self.settings.poll_min_interval_s,
+            max_interval_s=self.settings.poll_max_interval_s,
+            tail_interval_s=self.settings.poll_tail_interval_s,
+        )
         self._started = time.monotonic()
         self._files: dict[str, list[WrittenFile]] = {}
 
