@@ -17,11 +17,10 @@ import pytest
 from tests.s3_fixtures import FaultRule, S3FaultProxy
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.manifest import ManifestError, SourceKind, read_manifest
+from voxlake.redact import redact_text, redact_url
 from voxlake.sources import (
     ObjectInfo,
     list_s3_media,
-    redact_text,
-    redact_url,
     stage_s3,
     stat_s3_objects,
 )

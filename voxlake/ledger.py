@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.manifest import MediaItem
-from voxlake.sources import redact_url
+from voxlake.redact import redact_url
 from voxlake.storage import output_filesystem, storage_error
 from voxlake.tables import _as_arrow_fs, _atomic_write
 

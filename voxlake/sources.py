@@ -1,8 +1,5 @@
 """Media sources: listing, checking, fingerprinting, streaming and presigning S3 objects.
 
-Also the redaction of signed URLs, so that a presigned URL's signature never reaches a log line,
-a table cell or a Prefect artifact.
-
 S3 objects reach the transcription service one of two ways (docs/s3.md):
 
 - **upload** (default): the object is streamed from s3fs into ``POST /v2/upload`` in 1 MiB
@@ -22,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from voxlake.errors import MediaReadError
 from voxlake.storage import (
@@ -42,8 +38,6 @@ __all__ = [
     "S3Reader",
     "list_s3_media",
     "normalize_extensions",
-    "redact_text",
-    "redact_url",
     "stage_s3",
     "stat_s3_objects",
 ]
@@ -281,51 +275,3 @@ async def stage_s3(client: Any, info: ObjectInfo, options: S3Options | None) -> 
     finally:
         await asyncio.to_thread(reader.close)
     return str(uploaded.upload_url)
-
-
-# --- redaction --------------------------------------------------------------------------------
-
-# Query parameters that make a URL a credential: AWS SigV4/V2, GCS, Azure SAS, generic tokens.
-_SECRET_PARAMS = frozenset(
-    {
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "signature",
-        "awsaccesskeyid",
-        "x-goog-signature",
-        "x-goog-credential",
-        "sig",
-        "token",
-        "access_token",
-        "key",
-        "api_key",
-    }
-)
-_URL_RE = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query string and fragment if it carries a signature or token, and
-    without any ``user:password@``. Other URLs are returned unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.scheme.lower() not in ("http", "https"):
-        return url
-    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    query, fragment = parts.query, parts.fragment
-    names = {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
-    if names & _SECRET_PARAMS or "signature=" in query.lower():
-        query, fragment = "", ""
-    if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
-
-
-def redact_text(text: str | None) -> str | None:
-    """Every http(s) URL in ``text`` passed through :func:`redact_url`."""
-    if not text or "://" not in text:
-        return text
-    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from voxlake.sources import redact_text
+from voxlake.redact import redact_text
 from voxlake.storage import is_s3_url, s3_filesystem, s3_path
 
 __all__ = [
