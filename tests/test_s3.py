@@ -16,14 +16,10 @@ import pytest
 
 from tests.s3_fixtures import FaultRule, S3FaultProxy
 from voxlake.emulator.synth import write_synth_wav
-from voxlake.manifest import ManifestError, SourceKind, read_manifest
+from voxlake.manifest import ManifestError, SourceInfo, SourceKind, read_manifest
+from voxlake.manifest.resolve import list_media, stat_many
 from voxlake.redact import redact_text, redact_url
-from voxlake.sources import (
-    ObjectInfo,
-    list_s3_media,
-    stage_s3,
-    stat_s3_objects,
-)
+from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import (
     S3AccessDeniedError,
     S3BucketNotFoundError,
@@ -199,7 +195,7 @@ def test_prefix_with_2000_objects_is_listed_completely(
     keys = [f"day/{i % 7}/call {i:05d}.wav" for i in range(2000)]
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(lambda k: s3fs_fs.pipe(f"{bucket}/{k}", b"RIFF" + k.encode()), keys))
-    base, objects = list_s3_media(s3fs_fs, f"s3://{bucket}/day/", frozenset({"wav"}))
+    base, objects = list_media(s3fs_fs, f"s3://{bucket}/day/", frozenset({"wav"}))
     assert base == f"s3://{bucket}/day/"
     assert len(objects) == 2000  # two ListObjectsV2 pages of 1,000
     manifest = read_manifest(f"s3://{bucket}/day/")
@@ -269,12 +265,12 @@ def test_access_denied_and_throttling_over_http(
     )
 
     # Resolving a manifest checks every object once; what it finds decides the row.
-    found = stat_s3_objects(s3_filesystem(options), [denied, slow_url, always])
+    found = stat_many(s3_filesystem(options), [denied, slow_url, always])
 
     assert isinstance(found[denied], S3AccessDeniedError)
     assert not found[denied].transient and denied in str(found[denied])
     slow_info = found[slow_url]
-    assert isinstance(slow_info, ObjectInfo) and slow_info.size == 2052 and slow.hits == 2
+    assert isinstance(slow_info, SourceInfo) and slow_info.size == 2052 and slow.hits == 2
     assert isinstance(found[always], StorageError) and found[always].transient
 
 
@@ -403,3 +399,4 @@ def test_s3_fingerprints_are_pinned(s3fs_fs: Any, make_bucket: Callable[[str], s
         assert item.info.fingerprint == expected
         assert (item.info.size, item.info.etag) == (16, "c1dde3a20fa9ee08f3b0153b83a08134")
         assert item.info.modified_at == modified
+
