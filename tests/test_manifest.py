@@ -442,3 +442,22 @@ def test_local_fingerprints_are_pinned(tmp_path: Path) -> None:
         "16:1700000000123456789"
         ":sha256=aeb852048e35be4391685af966e670f32bb52a5064ce93030911a087d7f115f7"
     )
+
+
+def test_options_build_the_request_directly() -> None:
+    from voxlake.models import TranscriptParams
+
+    options = TranscriptionOptions(
+        speech_models=["universal-3-pro"], speaker_labels=True, keyterms_prompt=["Prefect"]
+    )
+    params = options.request("https://cdn.example.com/a.mp3")
+    assert isinstance(params, TranscriptParams)
+    assert params.to_request() == {
+        "audio_url": "https://cdn.example.com/a.mp3",
+        "speech_models": ["universal-3-pro"],
+        "speaker_labels": True,
+        "keyterms_prompt": ["Prefect"],
+    }
+    # Every option a manifest can set is a field of the request's wire model.
+    assert set(TranscriptionOptions.model_fields) <= set(TranscriptParams.model_fields)
+

@@ -610,9 +610,9 @@ class TranscriptionRun:
 
     async def _submit_one(self, media_id: str) -> None:
         rec = self.records[media_id]
-        params = TranscriptParams.model_validate(
-            {"audio_url": rec.audio_url, **rec.item.options.to_request_params()}
-        )
+        # submit() only passes items that have one: uploaded, or an http(s) source.
+        assert rec.audio_url is not None
+        params = rec.item.options.request(rec.audio_url)
         try:
             async with self._requests:
                 if self._stopped():
