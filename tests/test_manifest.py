@@ -461,3 +461,28 @@ def test_options_build_the_request_directly() -> None:
     # Every option a manifest can set is a field of the request's wire model.
     assert set(TranscriptionOptions.model_fields) <= set(TranscriptParams.model_fields)
 
+
+def test_latin1_manifest_names_the_file_the_byte_offset_and_the_fix(tmp_path: Path) -> None:
+    media(tmp_path, "a.wav", "café.wav")
+    # The bad byte lies beyond the text reader's first buffer (8 KiB) and the read chunk of
+    # the offset scan is larger still: the offset is the file's, counted from its first byte.
+    head = "source\n" + "a.wav\n" * 2000
+    fix = "save it as UTF-8 (a spreadsheet's 'CSV UTF-8'), or: iconv -f latin1 -t utf-8"
+    for name, text in [
+        ("list.csv", head + "café.wav\n"),
+        ("list.jsonl", '{"source": "a.wav"}\n{"source": "café.wav"}\n'),
+    ]:
+        manifest = tmp_path / name
+        manifest.write_bytes(text.encode("latin-1"))
+        with pytest.raises(ManifestError) as exc:
+            read_manifest(manifest)
+        at = text.index("é")
+        line = text.count("\n", 0, at) + 1
+        assert str(exc.value).splitlines()[0] == f"manifest {manifest} has 1 problem:"
+        problem = f"not UTF-8 (byte 0xe9 at offset {at}, line {line})"
+        assert error_lines(exc) == [f"manifest: {problem} — {fix}"]
+    # A BOM is not a problem, and counts in the offset like any other bytes.
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfsource\na.wav\nca\xe9.wav\n")
+    with pytest.raises(ManifestError, match=r"byte 0xe9 at offset 18, line 3\)"):
+        read_manifest(bom)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -400,3 +402,52 @@ def test_s3_fingerprints_are_pinned(s3fs_fs: Any, make_bucket: Callable[[str], s
         assert (item.info.size, item.info.etag) == (16, "c1dde3a20fa9ee08f3b0153b83a08134")
         assert item.info.modified_at == modified
 
+
+def test_the_same_manifest_read_locally_and_from_s3_gives_the_same_items(
+    s3fs_fs: Any, make_bucket: Callable[[str], str], tmp_path: Any
+) -> None:
+    """One reader for both: only where the sources live (and so their fingerprints) differs."""
+    bucket = make_bucket("twin")
+    local = tmp_path / "twin"
+    files = {"calls/a.wav": b"RIFF-a", "calls/deep/b.mp3": b"ID3-bb", "calls/c.flac": b"fLaC-c"}
+    for key, data in files.items():
+        s3fs_fs.pipe(f"{bucket}/{key}", data)
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        (local / key).write_bytes(data)
+    csv_text = (
+        "source,media_id,speaker_labels,keyterms_prompt\n"
+        "a.wav,,yes,\n"
+        'deep/b.mp3,bee,,"Prefect, Parquet"\n'
+        "https://cdn.example.com/x.mp3?sig=1,,,\n"
+        "c.flac,,false,\n"
+        "missing.wav,,,\n"  # skipped on both, as row 6
+    )
+    jsonl_text = "".join(
+        json.dumps(row) + "\n"
+        for row in ({"source": "a.wav", "speaker_labels": True}, {"source": "deep/b.mp3"})
+    )
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"source": ["c.flac", "a.wav"], "punctuate": [False, None]}), buffer)
+    for name, data in [
+        ("list.csv", csv_text.encode()),
+        ("list.jsonl", jsonl_text.encode()),
+        ("list.parquet", buffer.getvalue()),
+    ]:
+        s3fs_fs.pipe(f"{bucket}/calls/{name}", data)
+        (local / "calls" / name).write_bytes(data)
+
+    def comparable(manifest: Any, root: str) -> tuple[list[Any], list[Any]]:
+        items = [(i.media_id, i.source.removeprefix(root), i.options, i.row) for i in manifest]
+        invalid = [(bad.row, bad.media_id, bad.source) for bad in manifest.invalid]
+        return items, invalid
+
+    s3_root, local_root = f"s3://{bucket}/calls/", f"{local}/calls/"
+    expected = {"list.csv": 4, "list.jsonl": 2, "list.parquet": 2, "": 3, "**/*.wav": 1}
+    for target, count in expected.items():
+        from_s3 = read_manifest(s3_root + target, on_invalid="skip")
+        from_disk = read_manifest(local_root + target, on_invalid="skip")
+        assert comparable(from_s3, s3_root) == comparable(from_disk, local_root), target
+        assert len(from_s3) == count, target
+        assert [i.size for i in from_s3] == [i.size for i in from_disk]
+        assert {i.kind for i in from_s3} - {SourceKind.http} <= {SourceKind.s3}
+        assert {i.kind for i in from_disk} - {SourceKind.http} <= {SourceKind.local}
