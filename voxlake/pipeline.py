@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
@@ -105,6 +105,28 @@ class Failure:
     stage: Stage
     error: str
     transcript_id: str | None
+
+
+class PlanCounts(TypedDict, total=False):
+    """How the ledger planned the run's items (the RunSummary fields of the same names)."""
+
+    new: int
+    retried: int
+    resumed: int
+    skipped: int
+    skipped_failed: int
+    deferred: int
+
+
+class _RowFields(TypedDict):
+    """An item's transcripts-row fields that the run knows (see tables.transcript_row)."""
+
+    source: str
+    options_hash: str
+    source_size: int | None
+    source_fingerprint: str | None
+    submitted_at: dt.datetime | None
+    completed_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +253,7 @@ class TranscriptionRun:
         self._lease_group = lease_group
         self._run_date = run_date or dt.datetime.now(dt.UTC).date()
         self.records: dict[str, ItemRecord] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: PlanCounts = {}
         self.fatal: VoxlakeError | None = None
         self.ledger: Ledger | None = None
         # The sink is not thread-safe and its writes run in worker threads (they are CPU and
@@ -726,7 +748,7 @@ class TranscriptionRun:
             with self._sink_lock:
                 self._uncommitted.append(event)
 
-    def _row_fields(self, rec: ItemRecord) -> dict[str, object]:
+    def _row_fields(self, rec: ItemRecord) -> _RowFields:
         return {
             "source": rec.item.source,
             "options_hash": rec.item.options_hash,
