@@ -30,7 +30,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.deployments import run_deployment
+from prefect.deployments.flow_runs import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
 
@@ -252,7 +252,7 @@ async def _run_shards(
             "s3": s3.model_dump() if s3 else None,
             **passed,
         }
-        child = await run_deployment(
+        child = await arun_deployment(
             shard_deployment,
             parameters=parameters,
             idempotency_key=f"{parent_id}-shard-{k}",

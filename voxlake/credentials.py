@@ -69,7 +69,7 @@ async def assemblyai_client(block_name: str | None = None, **kwargs: Any) -> Ass
     """The flow's client: from the named block, else from the environment as today."""
     if block_name is None:
         return AssemblyAIClient(**kwargs)
-    credentials = await AssemblyAICredentials.aload(block_name)
+    credentials: AssemblyAICredentials = await AssemblyAICredentials.aload(block_name)
     return credentials.get_client(**kwargs)
 
 
