@@ -119,11 +119,9 @@ def _url(fs: Any, name: str) -> str:
     return name if is_local(fs) else f"s3://{name}"
 
 
-def fs_error(fs: Any, exc: BaseException, url: str, action: str) -> Exception:
+def fs_error(fs: Any, exc: Exception, url: str, action: str) -> Exception:
     """``exc`` in the filesystem's terms: S3 errors become StorageErrors (terminal or not)."""
-    if is_local(fs):
-        return exc if isinstance(exc, Exception) else OSError(str(exc))
-    return storage_error(exc, url, action)
+    return exc if is_local(fs) else storage_error(exc, url, action)
 
 
 def _describe(fs: Any, url: str, raw: Mapping[str, Any] | None) -> Stat:
