@@ -127,7 +127,8 @@ def fs_error(fs: Any, exc: Exception, url: str, action: str) -> Exception:
 def _describe(fs: Any, url: str, raw: Mapping[str, Any] | None) -> Stat:
     """A :class:`SourceInfo` from what the filesystem said of ``url`` (``raw``: fsspec info)."""
     if is_local(fs):
-        # fsspec's local info() holds the mtime as a float; the fingerprint keeps nanoseconds.
+        # fsspec's local info() holds the mtime as a float, and the fingerprint (a ledger key)
+        # keeps nanoseconds: a local file is stat'ed here, whatever a listing said of it.
         try:
             st = os.stat(url)
         except OSError as exc:
