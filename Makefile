@@ -13,6 +13,7 @@ setup:
 lint: setup
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
 
 test: lint browser
 	$(UV) run --locked pytest $(PYTEST_ARGS)

@@ -26,11 +26,11 @@ import hashlib
 import inspect
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.deployments import run_deployment
+from prefect.deployments.flow_runs import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
 
@@ -154,7 +154,7 @@ async def backfill(
     force: bool = False,
     retry_failed: bool = False,
     options: dict[str, Any] | None = None,
-    on_invalid: str = "skip",
+    on_invalid: Literal["fail", "skip"] = "skip",
     media_extensions: list[str] | None = None,
     s3: S3Options | None = None,
     chunk_size: int | None = None,
@@ -183,7 +183,7 @@ async def backfill(
         read_manifest,
         manifest,
         defaults=options,
-        on_invalid=on_invalid,  # type: ignore[arg-type]
+        on_invalid=on_invalid,
         media_extensions=media_extensions,
         s3=s3,
     )
@@ -252,7 +252,7 @@ async def _run_shards(
             "s3": s3.model_dump() if s3 else None,
             **passed,
         }
-        child = await run_deployment(
+        child = await arun_deployment(
             shard_deployment,
             parameters=parameters,
             idempotency_key=f"{parent_id}-shard-{k}",

@@ -22,12 +22,12 @@ import dataclasses
 import math
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 
 from voxlake.credentials import assemblyai_client, aws_s3_credentials
 from voxlake.errors import VoxlakeError
@@ -35,6 +35,7 @@ from voxlake.estimate import estimate_run
 from voxlake.manifest import read_manifest
 from voxlake.pipeline import (
     RunSettings,
+    Stage,
     TranscriptionRun,
     auto_chunk_size,
     chunked,
@@ -124,7 +125,7 @@ async def _run_chunks(
         return await stage_task(run, ids)
 
     async def process(chunk: list[str]) -> None:
-        stage = "upload"
+        stage: Stage = "upload"
         try:
             async with upload_gate:
                 ids = await run_stage(upload_media, chunk)

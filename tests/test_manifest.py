@@ -358,3 +358,131 @@ def test_options_reject_unknown_names_and_wrong_types() -> None:
     with pytest.raises(ValueError, match="http"):
         TranscriptionOptions(webhook_url="ftp://x")
     assert json.loads(TranscriptionOptions().model_dump_json())["speech_models"] == ["universal-2"]
+
+
+# --- pinned keys: the ledger at the output root keys items by these ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, "65df45e5fb1a4638"),
+        ({"speaker_labels": True}, "6cd5c7b639e80ef5"),
+        (
+            {
+                "speech_models": ["universal-3-pro", "universal-2"],
+                "language_code": "fr",
+                "keyterms_prompt": ["Prefect", "Parquet"],
+            },
+            "9b9a2065c62a6358",
+        ),
+        (
+            {
+                "punctuate": False,
+                "audio_start_from": 1500,
+                "audio_end_at": 9000,
+                "language_confidence_threshold": 0.4,
+            },
+            "ae1b812207b41add",
+        ),
+        (
+            {
+                "prompt": "Grüße, café",
+                "webhook_url": "https://h.example/cb",
+                "speakers_expected": 2,
+                "speech_threshold": 0.5,
+            },
+            "12d825b630e1bda9",
+        ),
+        (
+            {
+                "language_detection": True,
+                "multichannel": True,
+                "format_text": False,
+                "disfluencies": True,
+                "filter_profanity": True,
+            },
+            "29c760f4b2b82697",
+        ),
+    ],
+)
+def test_options_hashes_are_pinned(options: dict[str, object], expected: str) -> None:
+    # Golden values computed before the options model moved into voxlake/manifest/options.py:
+    # a change here re-keys every ledger entry, and the next run bills every item again.
+    assert options_hash(TranscriptionOptions.model_validate(options)) == expected
+
+
+def test_options_hashes_from_csv_cells_are_pinned(tmp_path: Path) -> None:
+    media(tmp_path, "a.wav", "b.wav")
+    manifest = write_csv(
+        tmp_path / "list.csv",
+        "source,speaker_labels,speech_models,keyterms_prompt,language_code,punctuate\n"
+        'a.wav,yes,"universal-3-pro, universal-2","[""Prefect"", ""Parquet""]",fr,\n'
+        "b.wav,,,,,true\n",
+    )
+    a, b = read_manifest(manifest).items
+    assert a.options_hash == "f8537236d11640ed"
+    assert b.options_hash == "65df45e5fb1a4638"  # punctuate=true is the API default
+
+
+def test_local_fingerprints_are_pinned(tmp_path: Path) -> None:
+    import datetime as dt
+    import os
+
+    (path,) = media(tmp_path, "a.wav")
+    os.utime(path, ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+    (plain,) = read_manifest(tmp_path).items
+    assert plain.info is not None
+    assert plain.info.size == 16
+    assert plain.info.fingerprint == "16:1700000000123456789"
+    assert plain.info.modified_at == dt.datetime(2023, 11, 14, 22, 13, 20, 123457, tzinfo=dt.UTC)
+    assert plain.info.etag is None
+    (hashed,) = read_manifest(tmp_path, content_hash=True).items
+    assert hashed.fingerprint == (
+        "16:1700000000123456789"
+        ":sha256=aeb852048e35be4391685af966e670f32bb52a5064ce93030911a087d7f115f7"
+    )
+
+
+def test_options_build_the_request_directly() -> None:
+    from voxlake.models import TranscriptParams
+
+    options = TranscriptionOptions(
+        speech_models=["universal-3-pro"], speaker_labels=True, keyterms_prompt=["Prefect"]
+    )
+    params = options.request("https://cdn.example.com/a.mp3")
+    assert isinstance(params, TranscriptParams)
+    assert params.to_request() == {
+        "audio_url": "https://cdn.example.com/a.mp3",
+        "speech_models": ["universal-3-pro"],
+        "speaker_labels": True,
+        "keyterms_prompt": ["Prefect"],
+    }
+    # Every option a manifest can set is a field of the request's wire model.
+    assert set(TranscriptionOptions.model_fields) <= set(TranscriptParams.model_fields)
+
+
+def test_latin1_manifest_names_the_file_the_byte_offset_and_the_fix(tmp_path: Path) -> None:
+    media(tmp_path, "a.wav", "café.wav")
+    # The bad byte lies beyond the text reader's first buffer (8 KiB) and the read chunk of
+    # the offset scan is larger still: the offset is the file's, counted from its first byte.
+    head = "source\n" + "a.wav\n" * 2000
+    fix = "save it as UTF-8 (a spreadsheet's 'CSV UTF-8'), or: iconv -f latin1 -t utf-8"
+    for name, text in [
+        ("list.csv", head + "café.wav\n"),
+        ("list.jsonl", '{"source": "a.wav"}\n{"source": "café.wav"}\n'),
+    ]:
+        manifest = tmp_path / name
+        manifest.write_bytes(text.encode("latin-1"))
+        with pytest.raises(ManifestError) as exc:
+            read_manifest(manifest)
+        at = text.index("é")
+        line = text.count("\n", 0, at) + 1
+        assert str(exc.value).splitlines()[0] == f"manifest {manifest} has 1 problem:"
+        problem = f"not UTF-8 (byte 0xe9 at offset {at}, line {line})"
+        assert error_lines(exc) == [f"manifest: {problem} — {fix}"]
+    # A BOM is not a problem, and counts in the offset like any other bytes.
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfsource\na.wav\nca\xe9.wav\n")
+    with pytest.raises(ManifestError, match=r"byte 0xe9 at offset 18, line 3\)"):
+        read_manifest(bom)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,15 +18,10 @@ import pytest
 
 from tests.s3_fixtures import FaultRule, S3FaultProxy
 from voxlake.emulator.synth import write_synth_wav
-from voxlake.manifest import ManifestError, SourceKind, read_manifest
-from voxlake.sources import (
-    ObjectInfo,
-    list_s3_media,
-    redact_text,
-    redact_url,
-    stage_s3,
-    stat_s3_objects,
-)
+from voxlake.manifest import ManifestError, SourceInfo, SourceKind, read_manifest
+from voxlake.manifest.resolve import list_media, stat_many
+from voxlake.redact import redact_text, redact_url
+from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import (
     S3AccessDeniedError,
     S3BucketNotFoundError,
@@ -200,7 +197,7 @@ def test_prefix_with_2000_objects_is_listed_completely(
     keys = [f"day/{i % 7}/call {i:05d}.wav" for i in range(2000)]
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(lambda k: s3fs_fs.pipe(f"{bucket}/{k}", b"RIFF" + k.encode()), keys))
-    base, objects = list_s3_media(s3fs_fs, f"s3://{bucket}/day/", frozenset({"wav"}))
+    base, objects = list_media(s3fs_fs, f"s3://{bucket}/day/", frozenset({"wav"}))
     assert base == f"s3://{bucket}/day/"
     assert len(objects) == 2000  # two ListObjectsV2 pages of 1,000
     manifest = read_manifest(f"s3://{bucket}/day/")
@@ -270,12 +267,12 @@ def test_access_denied_and_throttling_over_http(
     )
 
     # Resolving a manifest checks every object once; what it finds decides the row.
-    found = stat_s3_objects(s3_filesystem(options), [denied, slow_url, always])
+    found = stat_many(s3_filesystem(options), [denied, slow_url, always])
 
     assert isinstance(found[denied], S3AccessDeniedError)
     assert not found[denied].transient and denied in str(found[denied])
     slow_info = found[slow_url]
-    assert isinstance(slow_info, ObjectInfo) and slow_info.size == 2052 and slow.hits == 2
+    assert isinstance(slow_info, SourceInfo) and slow_info.size == 2052 and slow.hits == 2
     assert isinstance(found[always], StorageError) and found[always].transient
 
 
@@ -387,3 +384,70 @@ def test_content_hash_joins_the_local_fingerprint(tmp_path: Any) -> None:
     assert hashed.fingerprint == (
         f"{plain.fingerprint}:sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
     )
+
+
+def test_s3_fingerprints_are_pinned(s3fs_fs: Any, make_bucket: Callable[[str], str]) -> None:
+    # The ledger keys items by this fingerprint: its form must not change.
+    bucket = make_bucket("pin")
+    s3fs_fs.pipe(f"{bucket}/calls/a.wav", b"RIFF....WAVEfmt ")
+    raw = s3fs_fs.info(f"{bucket}/calls/a.wav")
+    modified = raw["LastModified"].astimezone(dt.UTC)
+    expected = f"s3:16:c1dde3a20fa9ee08f3b0153b83a08134:{modified:%Y-%m-%dT%H:%M:%SZ}"
+    s3fs_fs.pipe(f"{bucket}/calls/list.csv", b"source\na.wav\n")
+    # Listed (a prefix manifest) and checked (a manifest file's rows) give the same info.
+    for manifest in (f"s3://{bucket}/calls/", f"s3://{bucket}/calls/list.csv"):
+        (item,) = read_manifest(manifest).items
+        assert item.info is not None
+        assert item.info.fingerprint == expected
+        assert (item.info.size, item.info.etag) == (16, "c1dde3a20fa9ee08f3b0153b83a08134")
+        assert item.info.modified_at == modified
+
+
+def test_the_same_manifest_read_locally_and_from_s3_gives_the_same_items(
+    s3fs_fs: Any, make_bucket: Callable[[str], str], tmp_path: Any
+) -> None:
+    """One reader for both: only where the sources live (and so their fingerprints) differs."""
+    bucket = make_bucket("twin")
+    local = tmp_path / "twin"
+    files = {"calls/a.wav": b"RIFF-a", "calls/deep/b.mp3": b"ID3-bb", "calls/c.flac": b"fLaC-c"}
+    for key, data in files.items():
+        s3fs_fs.pipe(f"{bucket}/{key}", data)
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        (local / key).write_bytes(data)
+    csv_text = (
+        "source,media_id,speaker_labels,keyterms_prompt\n"
+        "a.wav,,yes,\n"
+        'deep/b.mp3,bee,,"Prefect, Parquet"\n'
+        "https://cdn.example.com/x.mp3?sig=1,,,\n"
+        "c.flac,,false,\n"
+        "missing.wav,,,\n"  # skipped on both, as row 6
+    )
+    jsonl_text = "".join(
+        json.dumps(row) + "\n"
+        for row in ({"source": "a.wav", "speaker_labels": True}, {"source": "deep/b.mp3"})
+    )
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"source": ["c.flac", "a.wav"], "punctuate": [False, None]}), buffer)
+    for name, data in [
+        ("list.csv", csv_text.encode()),
+        ("list.jsonl", jsonl_text.encode()),
+        ("list.parquet", buffer.getvalue()),
+    ]:
+        s3fs_fs.pipe(f"{bucket}/calls/{name}", data)
+        (local / "calls" / name).write_bytes(data)
+
+    def comparable(manifest: Any, root: str) -> tuple[list[Any], list[Any]]:
+        items = [(i.media_id, i.source.removeprefix(root), i.options, i.row) for i in manifest]
+        invalid = [(bad.row, bad.media_id, bad.source) for bad in manifest.invalid]
+        return items, invalid
+
+    s3_root, local_root = f"s3://{bucket}/calls/", f"{local}/calls/"
+    expected = {"list.csv": 4, "list.jsonl": 2, "list.parquet": 2, "": 3, "**/*.wav": 1}
+    for target, count in expected.items():
+        from_s3 = read_manifest(s3_root + target, on_invalid="skip")
+        from_disk = read_manifest(local_root + target, on_invalid="skip")
+        assert comparable(from_s3, s3_root) == comparable(from_disk, local_root), target
+        assert len(from_s3) == count, target
+        assert [i.size for i in from_s3] == [i.size for i in from_disk]
+        assert {i.kind for i in from_s3} - {SourceKind.http} <= {SourceKind.s3}
+        assert {i.kind for i in from_disk} - {SourceKind.http} <= {SourceKind.local}

@@ -249,7 +249,7 @@ def run(
                 prefect_api=prefect_api,
                 options=options or None,
                 chunk_size=chunk_size,
-                on_invalid=on_invalid,
+                on_invalid="skip" if on_invalid == "skip" else "fail",  # checked above
                 fail_on_error=fail_on_error,
                 max_uploads=max_uploads,
                 progress=progress,

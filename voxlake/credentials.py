@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from voxlake.client import AssemblyAIClient
 from voxlake.errors import ConfigurationError
@@ -27,12 +27,12 @@ class AssemblyAICredentials(Block):
     _block_type_name = "AssemblyAI Credentials"
     _block_type_slug = "assemblyai-credentials"
     # GitHub serves an organisation's avatar (square) at this address.
-    _logo_url = "https://github.com/AssemblyAI.png"  # type: ignore[assignment]
+    _logo_url = HttpUrl("https://github.com/AssemblyAI.png")
     _description = (
         "An AssemblyAI API key (stored encrypted) and the region or base URL it is used with; "
         "get_client() builds voxlake's async AssemblyAI client from it."
     )
-    _documentation_url = "https://www.assemblyai.com/docs/api-reference/overview"  # type: ignore[assignment]
+    _documentation_url = HttpUrl("https://www.assemblyai.com/docs/api-reference/overview")
     _code_example = """
     ```python
     from voxlake.credentials import AssemblyAICredentials
@@ -69,7 +69,7 @@ async def assemblyai_client(block_name: str | None = None, **kwargs: Any) -> Ass
     """The flow's client: from the named block, else from the environment as today."""
     if block_name is None:
         return AssemblyAIClient(**kwargs)
-    credentials = await AssemblyAICredentials.aload(block_name)
+    credentials: AssemblyAICredentials = await AssemblyAICredentials.aload(block_name)
     return credentials.get_client(**kwargs)
 
 

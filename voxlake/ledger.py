@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.manifest import MediaItem
-from voxlake.sources import redact_url
+from voxlake.redact import redact_url
 from voxlake.storage import output_filesystem, storage_error
 from voxlake.tables import _as_arrow_fs, _atomic_write
 
@@ -275,9 +275,10 @@ class _Store:
             return await response["Body"].read(), response["ETag"]
 
         try:
-            return sync(self.fs.loop, get)
+            body_and_tag: tuple[bytes, str] = sync(self.fs.loop, get)
         except FileNotFoundError:
             return None
+        return body_and_tag
 
     def create(self, relative: str, data: bytes) -> bool:
         """Write only if absent; False if it exists (atomic: O_EXCL link / If-None-Match)."""
@@ -411,7 +412,10 @@ class Lease:
             )
         else:
             raise LeaseHeldError(f"could not take the lease of {self._store.root}: contended")
-        self._tag = self._store.read_versioned(LEASE_FILE)[1]  # type: ignore[index]
+        current = self._store.read_versioned(LEASE_FILE)
+        if current is None:  # written a moment ago: only another machine can have removed it
+            raise LeaseLostError(f"the lease of {self._store.root} vanished as it was taken")
+        self._tag = current[1]
         self._heartbeat = threading.Thread(target=self._beat, name="voxlake-lease", daemon=True)
         self._heartbeat.start()
 

@@ -58,7 +58,12 @@ class Utterance(_Wire):
 
 
 class TranscriptOptions(_Wire):
-    """The transcription options a request sends and a transcript echoes back (one definition)."""
+    """The transcription options on the wire: what a request may send and a transcript echoes.
+
+    The wire shape only (lenient, extra fields kept), shared by :class:`Transcript` and
+    :class:`TranscriptParams`. What a run or a manifest sets, validated, is
+    :class:`voxlake.manifest.options.TranscriptionOptions`, which builds the request.
+    """
 
     language_code: str | None = None
     language_codes: list[str] | None = None

@@ -18,7 +18,6 @@ that reaches a record has already had its retries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -28,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
@@ -47,8 +46,9 @@ from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
-from voxlake.polling import BatchPoller, PollResult
-from voxlake.sources import ObjectInfo, redact_text, stage_s3
+from voxlake.polling import SharedPoller
+from voxlake.redact import redact_text
+from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import S3Options, output_filesystem
 from voxlake.tables import SinkEntry, TableSink, WrittenFile
 
@@ -105,6 +105,28 @@ class Failure:
     stage: Stage
     error: str
     transcript_id: str | None
+
+
+class PlanCounts(TypedDict, total=False):
+    """How the ledger planned the run's items (the RunSummary fields of the same names)."""
+
+    new: int
+    retried: int
+    resumed: int
+    skipped: int
+    skipped_failed: int
+    deferred: int
+
+
+class _RowFields(TypedDict):
+    """An item's transcripts-row fields that the run knows (see tables.transcript_row)."""
+
+    source: str
+    options_hash: str
+    source_size: int | None
+    source_fingerprint: str | None
+    submitted_at: dt.datetime | None
+    completed_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,88 +203,6 @@ class RunSettings:
     submit_rounds: int = 4
 
 
-class SharedPoller:
-    """One status-polling loop for the whole run, however many chunks wait on it.
-
-    Chunks register their transcript ids and await them; a single background loop asks the list
-    endpoint for every pending id at once (``ceil(pending / 200)`` requests a round), so the
-    request count does not grow with the number of chunks. The interval backs off while nothing
-    finishes and snaps back when something does.
-    """
-
-    def __init__(self, client: AssemblyAIClient, settings: RunSettings) -> None:
-        self._poller = BatchPoller(client)
-        self._settings = settings
-        self._waiters: dict[str, asyncio.Future[PollResult]] = {}
-        self._loop_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-
-    async def wait(self, transcript_ids: Sequence[str]) -> list[PollResult]:
-        loop = asyncio.get_running_loop()
-        futures = []
-        for tid in transcript_ids:
-            fut = self._waiters.get(tid)
-            if fut is None:
-                fut = self._waiters[tid] = loop.create_future()
-                self._poller.add(tid)
-            futures.append(fut)
-        self._wake.set()
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._run(), name="voxlake-poller")
-        return list(await asyncio.gather(*futures))
-
-    async def _run(self) -> None:
-        interval = self._settings.poll_min_interval_s
-        while self._poller.pending:
-            self._wake.clear()
-            try:
-                results = await self._poller.poll_once()
-            except VoxlakeError as exc:
-                # The client already retried; a whole round failing is reported to every waiter
-                # rather than silently spinning.
-                logger.warning("status poll round failed: %s", exc)
-                results = []
-                if not exc.transient:
-                    for tid in list(self._poller.pending):
-                        self._resolve(PollResult(tid, None, error=exc))
-                        self._poller.discard(tid)
-                    return
-            crashpoint("poll")
-            for result in results:
-                self._resolve(result)
-            if results:
-                interval = self._settings.poll_min_interval_s
-            else:
-                interval = min(interval * 1.5, self._settings.poll_max_interval_s)
-            if 0 < len(self._poller.pending) <= self._poller.page_limit:
-                # The tail: one list page a round, so polling faster costs little and the run
-                # ends closer to the last job's completion.
-                interval = min(interval, self._settings.poll_tail_interval_s)
-            if self._poller.pending:
-                # Newly registered ids do not need to wait out a backed-off interval.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
-
-    def _resolve(self, result: PollResult) -> None:
-        fut = self._waiters.pop(result.transcript_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
-
-    def abandon(self, transcript_ids: Iterable[str]) -> None:
-        """Stop tracking ids whose waiters gave up (poll timeout)."""
-        for tid in transcript_ids:
-            self._poller.discard(tid)
-            fut = self._waiters.pop(tid, None)
-            if fut is not None and not fut.done():
-                fut.cancel()
-
-    async def aclose(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-
-
 class SubmitOutcomeUnknownError(VoxlakeError):
     """A create failed in a way that may have created the job, and the job was not found.
 
@@ -313,7 +253,7 @@ class TranscriptionRun:
         self._lease_group = lease_group
         self._run_date = run_date or dt.datetime.now(dt.UTC).date()
         self.records: dict[str, ItemRecord] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: PlanCounts = {}
         self.fatal: VoxlakeError | None = None
         self.ledger: Ledger | None = None
         # The sink is not thread-safe and its writes run in worker threads (they are CPU and
@@ -323,7 +263,12 @@ class TranscriptionRun:
         self._last_commit = time.monotonic()
         self._uploads = asyncio.Semaphore(self.settings.max_uploads)
         self._requests = asyncio.Semaphore(self.settings.max_requests)
-        self._poller = SharedPoller(client, self.settings)
+        self._poller = SharedPoller(
+            client,
+            min_interval_s=self.settings.poll_min_interval_s,
+            max_interval_s=self.settings.poll_max_interval_s,
+            tail_interval_s=self.settings.poll_tail_interval_s,
+        )
         self._started = time.monotonic()
         self._files: dict[str, list[WrittenFile]] = {}
 
@@ -687,9 +632,9 @@ class TranscriptionRun:
 
     async def _submit_one(self, media_id: str) -> None:
         rec = self.records[media_id]
-        params = TranscriptParams.model_validate(
-            {"audio_url": rec.audio_url, **rec.item.options.to_request_params()}
-        )
+        # submit() only passes items that have one: uploaded, or an http(s) source.
+        assert rec.audio_url is not None
+        params = rec.item.options.request(rec.audio_url)
         try:
             async with self._requests:
                 if self._stopped():
@@ -803,7 +748,7 @@ class TranscriptionRun:
             with self._sink_lock:
                 self._uncommitted.append(event)
 
-    def _row_fields(self, rec: ItemRecord) -> dict[str, object]:
+    def _row_fields(self, rec: ItemRecord) -> _RowFields:
         return {
             "source": rec.item.source,
             "options_hash": rec.item.options_hash,

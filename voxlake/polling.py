@@ -23,18 +23,24 @@ Many transcripts: the trade-off
     - It covers only the last 90 days; older ids are never found there.
     - A job's status in the list can lag its ``GET /v2/transcript/{id}`` slightly; the final
       GET of a finished job is authoritative.
+
+One loop per run
+    :class:`SharedPoller` drives one :class:`BatchPoller` for a whole run: the pipeline's chunks
+    register ids and await them, and the loop's request count does not grow with the chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from voxlake.crashpoints import crashpoint
 from voxlake.errors import NotFoundError, PollTimeoutError, TranscriptFailedError, VoxlakeError
 from voxlake.models import Transcript, TranscriptList, TranscriptStatus
 
@@ -285,3 +291,94 @@ class BatchPoller:
                 raise PollTimeoutError(
                     some_id, self.clock() - started, status.value if status else None
                 )
+
+
+class SharedPoller:
+    """One status-polling loop for the whole run, however many chunks wait on it.
+
+    Chunks register their transcript ids and await them; a single background loop asks the list
+    endpoint for every pending id at once (``ceil(pending / 200)`` requests a round), so the
+    request count does not grow with the number of chunks. The interval backs off while nothing
+    finishes and snaps back when something does.
+    """
+
+    def __init__(
+        self,
+        client: _TranscriptSource,
+        *,
+        min_interval_s: float,
+        max_interval_s: float,
+        tail_interval_s: float,
+    ) -> None:
+        self._poller = BatchPoller(client)
+        self._min_interval_s = min_interval_s
+        self._max_interval_s = max_interval_s
+        self._tail_interval_s = tail_interval_s
+        self._waiters: dict[str, asyncio.Future[PollResult]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    async def wait(self, transcript_ids: Sequence[str]) -> list[PollResult]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for tid in transcript_ids:
+            fut = self._waiters.get(tid)
+            if fut is None:
+                fut = self._waiters[tid] = loop.create_future()
+                self._poller.add(tid)
+            futures.append(fut)
+        self._wake.set()
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self._run(), name="voxlake-poller")
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        interval = self._min_interval_s
+        while self._poller.pending:
+            self._wake.clear()
+            try:
+                results = await self._poller.poll_once()
+            except VoxlakeError as exc:
+                # The client already retried; a whole round failing is reported to every waiter
+                # rather than silently spinning.
+                log.warning("status poll round failed: %s", exc)
+                results = []
+                if not exc.transient:
+                    for tid in list(self._poller.pending):
+                        self._resolve(PollResult(tid, None, error=exc))
+                        self._poller.discard(tid)
+                    return
+            crashpoint("poll")
+            for result in results:
+                self._resolve(result)
+            if results:
+                interval = self._min_interval_s
+            else:
+                interval = min(interval * 1.5, self._max_interval_s)
+            if 0 < len(self._poller.pending) <= self._poller.page_limit:
+                # The tail: one list page a round, so polling faster costs little and the run
+                # ends closer to the last job's completion.
+                interval = min(interval, self._tail_interval_s)
+            if self._poller.pending:
+                # Newly registered ids do not need to wait out a backed-off interval.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
+
+    def _resolve(self, result: PollResult) -> None:
+        fut = self._waiters.pop(result.transcript_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    def abandon(self, transcript_ids: Iterable[str]) -> None:
+        """Stop tracking ids whose waiters gave up (poll timeout)."""
+        for tid in transcript_ids:
+            self._poller.discard(tid)
+            fut = self._waiters.pop(tid, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+
+    async def aclose(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task

@@ -54,10 +54,10 @@ class RetryPolicy:
 
     def delay_for(self, retry_number: int, error: VoxlakeError) -> float:
         """Seconds to wait before retry ``retry_number`` (1 = first retry)."""
-        retry_after = getattr(error, "retry_after", None)
+        retry_after: float | None = getattr(error, "retry_after", None)
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (retry_number - 1))
         return self.rng() * ceiling
 
     async def run(

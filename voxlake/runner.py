@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -19,6 +20,9 @@ from voxlake import pipeline
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import Estimate
 from voxlake.prefect_api import TemporaryPrefectAPI
+
+if TYPE_CHECKING:
+    from prefect import State  # prefect is imported when a run starts (see run_manifest)
 
 logger = logging.getLogger("voxlake")
 
@@ -106,7 +110,7 @@ def run_manifest(
     prefect_api: TemporaryPrefectAPI,
     options: dict[str, object] | None,
     chunk_size: int | None,
-    on_invalid: str,
+    on_invalid: Literal["fail", "skip"],
     fail_on_error: bool,
     max_uploads: int,
     progress: bool,
@@ -134,28 +138,31 @@ def run_manifest(
     s3_options = S3Options.model_validate(s3) if s3 else None
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
     backend = contextlib.nullcontext() if dry_run else api_backend()
-    with prefect_api.connected(), backend, progress_bar(enabled=progress and not dry_run):
-        state = asyncio.run(
-            transcribe_manifest(
-                manifest=manifest,
-                output=output,
-                options=options,
-                chunk_size=chunk_size,
-                on_invalid=on_invalid,  # type: ignore[arg-type]
-                fail_on_error=fail_on_error,
-                max_uploads=max_uploads,
-                s3=s3_options,
-                media_extensions=media_extensions,
-                content_hash=content_hash,
-                force=force,
-                retry_failed=retry_failed,
-                dry_run=dry_run,
-                max_audio_hours=max_audio_hours,
-                price_table=price_table,
-                report=report,
-                return_state=True,
-            )
+
+    async def run_flow() -> State[Any]:
+        # The flow returns its final State itself; Prefect's annotations nest it (State[State]).
+        return await transcribe_manifest(
+            manifest=manifest,
+            output=output,
+            options=options,
+            chunk_size=chunk_size,
+            on_invalid=on_invalid,
+            fail_on_error=fail_on_error,
+            max_uploads=max_uploads,
+            s3=s3_options,
+            media_extensions=media_extensions,
+            content_hash=content_hash,
+            force=force,
+            retry_failed=retry_failed,
+            dry_run=dry_run,
+            max_audio_hours=max_audio_hours,
+            price_table=price_table,
+            report=report,
+            return_state=True,
         )
+
+    with prefect_api.connected(), backend, progress_bar(enabled=progress and not dry_run):
+        state = asyncio.run(run_flow())
         summary = state.result(raise_on_failure=False)
         if isinstance(summary, pipeline.RunSummary):
             prefect_api.wait_until_recorded(state.state_details.flow_run_id, summary.task_runs)

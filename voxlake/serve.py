@@ -139,7 +139,7 @@ async def prepare(api_url: str, env: Mapping[str, str], pool: str = POOL) -> Non
     updates: dict[object, object] = {PREFECT_API_URL: api_url}
     if env.get(CLIENT_AUTH_ENV):
         updates[PREFECT_API_AUTH_STRING] = env[CLIENT_AUTH_ENV]
-    with temporary_settings(updates=updates):  # type: ignore[arg-type]
+    with temporary_settings(updates=updates):
         async with get_client() as client:
             template = ProcessWorker.get_default_base_job_template()
             with contextlib.suppress(ObjectAlreadyExists):

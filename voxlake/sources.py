@@ -1,7 +1,7 @@
-"""Media sources: listing, checking, fingerprinting, streaming and presigning S3 objects.
+"""S3 media: what S3 says about an object (its fingerprint), and streaming or presigning it.
 
-Also the redaction of signed URLs, so that a presigned URL's signature never reaches a log line,
-a table cell or a Prefect artifact.
+Listing and checking objects is the manifest's job (:mod:`voxlake.manifest.resolve`), with the
+same code as for local files.
 
 S3 objects reach the transcription service one of two ways (docs/s3.md):
 
@@ -15,24 +15,15 @@ S3 objects reach the transcription service one of two ways (docs/s3.md):
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
-import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from voxlake.errors import MediaReadError
 from voxlake.storage import (
-    S3AccessDeniedError,
     S3Options,
-    StorageError,
     s3_filesystem,
     s3_path,
-    s3_url,
-    split_s3,
     storage_error,
 )
 
@@ -40,45 +31,12 @@ __all__ = [
     "S3_BLOCK_SIZE",
     "ObjectInfo",
     "S3Reader",
-    "list_s3_media",
-    "normalize_extensions",
-    "redact_text",
-    "redact_url",
     "stage_s3",
-    "stat_s3_objects",
 ]
 
 #: Read-ahead block of an S3 upload stream: each ranged GET fetches this much (plus the 1 MiB
 #: read that triggered it). The whole per-upload buffer is about this size.
 S3_BLOCK_SIZE = 4 * 1024 * 1024
-
-#: More manifest rows than this in one S3 folder are checked with one listing of the folder
-#: (1,000 keys per request) instead of one HEAD request per object.
-LIST_THRESHOLD = 100
-STAT_WORKERS = 32
-_HASH_CHUNK = 1024 * 1024
-
-
-# --- extensions -------------------------------------------------------------------------------
-
-
-def normalize_extensions(extensions: Iterable[str] | str | None) -> frozenset[str] | None:
-    """``["WAV", ".mp3"]`` or ``"wav,mp3"`` -> ``{"wav", "mp3"}``; ``None`` stays ``None``."""
-    if extensions is None:
-        return None
-    if isinstance(extensions, str):
-        extensions = extensions.split(",")
-    cleaned = frozenset(e.strip().lstrip(".").lower() for e in extensions if e.strip(" ."))
-    if not cleaned:
-        raise ValueError("media_extensions must name at least one extension, e.g. wav,mp3")
-    return cleaned
-
-
-def is_media_name(name: str, extensions: frozenset[str]) -> bool:
-    # Dot files are skipped: macOS writes "._name.wav" AppleDouble files that look like media.
-    base = name.rsplit("/", 1)[-1]
-    return not base.startswith(".") and posixpath.splitext(base)[1][1:].lower() in extensions
-
 
 # --- object metadata --------------------------------------------------------------------------
 
@@ -121,82 +79,6 @@ class ObjectInfo:
         """
         modified = self.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ") if self.last_modified else ""
         return f"s3:{self.size}:{self.etag or ''}:{modified}"
-
-
-def list_s3_media(fs: Any, target: str, extensions: frozenset[str]) -> tuple[str, list[ObjectInfo]]:
-    """Every media object under an ``s3://`` prefix or matching an ``s3://`` glob.
-
-    Returns ``(base, objects)``: ``base`` is the folder URL that media_ids are relative to (the
-    prefix, or the glob's part before its first wildcard), objects are sorted by URL. Listing
-    uses ListObjectsV2 pages of 1,000 keys (one request per 1,000 objects, whatever the depth).
-    """
-    bucket, key = split_s3(target)
-    wildcard = re.search(r"[*?\[]", key)
-    try:
-        if wildcard:
-            head = key[: wildcard.start()]
-            base = s3_url(bucket, head[: head.rfind("/") + 1])
-            found = fs.glob(s3_path(target), detail=True)
-        else:
-            prefix = key if not key or key.endswith("/") else key + "/"
-            base = s3_url(bucket, prefix)
-            found = fs.find(s3_path(base), detail=True, withdirs=False)
-    except Exception as exc:
-        raise storage_error(exc, target, "listing") from None
-    objects = [
-        ObjectInfo.from_s3fs(f"s3://{name}", raw)
-        for name, raw in found.items()
-        if raw.get("type", "file") == "file" and is_media_name(name, extensions)
-    ]
-    objects.sort(key=lambda o: o.url)
-    return base, objects
-
-
-def stat_s3_objects(
-    fs: Any, urls: Iterable[str], *, list_threshold: int = LIST_THRESHOLD
-) -> dict[str, ObjectInfo | StorageError]:
-    """Metadata (or the error) of each object, in as few requests as is reasonable.
-
-    Objects are grouped by folder. A folder with more than ``list_threshold`` requested objects
-    is listed once (1,000 keys per request); the others get one HEAD each, 32 at a time. A
-    folder that cannot be listed (no s3:ListBucket) falls back to HEAD requests.
-    """
-    by_folder: dict[str, list[str]] = defaultdict(list)
-    for url in dict.fromkeys(urls):
-        by_folder[url.rsplit("/", 1)[0]].append(url)
-    results: dict[str, ObjectInfo | StorageError] = {}
-    to_head: list[str] = []
-    for folder, members in by_folder.items():
-        if len(members) <= list_threshold:
-            to_head.extend(members)
-            continue
-        try:
-            listed = fs.ls(s3_path(folder + "/"), detail=True)
-        except Exception as exc:
-            err = storage_error(exc, folder + "/", "listing")
-            if isinstance(err, S3AccessDeniedError):
-                to_head.extend(members)  # GetObject may still be allowed
-                continue
-            results.update(dict.fromkeys(members, err))
-            continue
-        by_name = {f"s3://{raw['name']}": raw for raw in listed}
-        for url in members:
-            raw = by_name.get(url)
-            if raw is None:
-                results[url] = storage_error(FileNotFoundError(url), url, "checking")
-            else:
-                results[url] = ObjectInfo.from_s3fs(url, raw)
-
-    def head(url: str) -> tuple[str, ObjectInfo | StorageError]:
-        try:
-            return url, ObjectInfo.from_s3fs(url, fs.info(s3_path(url)))
-        except Exception as exc:
-            return url, storage_error(exc, url, "checking")
-
-    if to_head:
-        with ThreadPoolExecutor(max_workers=min(STAT_WORKERS, len(to_head))) as pool:
-            results.update(pool.map(head, to_head))
-    return results
 
 
 # --- streaming and presigning -----------------------------------------------------------------
@@ -281,51 +163,3 @@ async def stage_s3(client: Any, info: ObjectInfo, options: S3Options | None) -> 
     finally:
         await asyncio.to_thread(reader.close)
     return str(uploaded.upload_url)
-
-
-# --- redaction --------------------------------------------------------------------------------
-
-# Query parameters that make a URL a credential: AWS SigV4/V2, GCS, Azure SAS, generic tokens.
-_SECRET_PARAMS = frozenset(
-    {
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "signature",
-        "awsaccesskeyid",
-        "x-goog-signature",
-        "x-goog-credential",
-        "sig",
-        "token",
-        "access_token",
-        "key",
-        "api_key",
-    }
-)
-_URL_RE = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query string and fragment if it carries a signature or token, and
-    without any ``user:password@``. Other URLs are returned unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.scheme.lower() not in ("http", "https"):
-        return url
-    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    query, fragment = parts.query, parts.fragment
-    names = {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
-    if names & _SECRET_PARAMS or "signature=" in query.lower():
-        query, fragment = "", ""
-    if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
-
-
-def redact_text(text: str | None) -> str | None:
-    """Every http(s) URL in ``text`` passed through :func:`redact_url`."""
-    if not text or "://" not in text:
-        return text
-    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)

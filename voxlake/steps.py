@@ -30,6 +30,6 @@ def project_directory() -> Path:
 
 def set_project_directory() -> dict[str, str]:
     """Pull step: ``prefect.deployments.steps.set_working_directory`` to the checkout."""
-    from prefect.deployments.steps import set_working_directory
+    from prefect.deployments.steps.pull import set_working_directory
 
     return set_working_directory(str(project_directory()))

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from voxlake.sources import redact_text
+from voxlake.redact import redact_text
 from voxlake.storage import is_s3_url, s3_filesystem, s3_path
 
 __all__ = [
@@ -665,7 +665,7 @@ class DatasetWriter:
 
     def _row_group_size(self, table: pa.Table) -> int:
         # Cap by bytes too: 128k rows of transcripts (full texts) would be gigabytes.
-        avg = max(1, table.nbytes // max(1, table.num_rows))
+        avg = max(1, int(table.nbytes) // max(1, int(table.num_rows)))
         return max(1, min(self.row_group_rows, self.row_group_bytes // avg))
 
     def close(self) -> list[WrittenFile]:
@@ -722,15 +722,21 @@ class TableSink:
     ) -> None:
         self.flow_run_id = flow_run_id
         self.run_date = run_date
-        common = {"flow_run_id": flow_run_id, "filesystem": filesystem}
-        self.words = DatasetWriter(root, "words", max_buffer_rows=max_buffer_rows, **common)
-        self.utterances = DatasetWriter(
-            root, "utterances", max_buffer_rows=max_buffer_rows, **common
-        )
+
+        def writer(table: str, rows: int, max_bytes: int = 256 * 1024 * 1024) -> DatasetWriter:
+            return DatasetWriter(
+                root,
+                table,
+                flow_run_id=flow_run_id,
+                filesystem=filesystem,
+                max_buffer_rows=rows,
+                max_buffer_bytes=max_bytes,
+            )
+
+        self.words = writer("words", max_buffer_rows)
+        self.utterances = writer("utterances", max_buffer_rows)
         # Flushed by this class (never by size inside the writer), so that ordering holds.
-        self.transcripts = DatasetWriter(
-            root, "transcripts", max_buffer_rows=2**62, max_buffer_bytes=2**62, **common
-        )
+        self.transcripts = writer("transcripts", 2**62, 2**62)
         self.max_transcripts_buffered = max_transcripts_buffered
 
     def add(
@@ -779,16 +785,19 @@ class TableSink:
     def _batches(
         self, entries: Sequence[SinkEntry]
     ) -> tuple[pa.RecordBatch, pa.RecordBatch, pa.RecordBatch]:
-        ctx = {"flow_run_id": self.flow_run_id, "run_date": self.run_date}
-        rows = [transcript_row(m, t, **ctx, **fields) for m, t, fields in entries]
+        run, day = self.flow_run_id, self.run_date
+        rows = [
+            transcript_row(m, t, flow_run_id=run, run_date=day, **fields)
+            for m, t, fields in entries
+        ]
         completed = [
             (m, t)
             for (m, t, _), row in zip(entries, rows, strict=True)
             if row["status"] == "completed"
         ]
         return (
-            words_batch(completed, **ctx),
-            utterances_batch(completed, **ctx),
+            words_batch(completed, flow_run_id=run, run_date=day),
+            utterances_batch(completed, flow_run_id=run, run_date=day),
             transcripts_batch(rows),
         )
 

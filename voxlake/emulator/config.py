@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -106,8 +107,9 @@ class FaultConfig:
         return FaultConfig(routes=routes, seed=self.seed)
 
 
-def _coerce(knobs: Mapping[str, float]) -> dict[str, float | int]:
-    out: dict[str, float | int] = {}
+def _coerce(knobs: Mapping[str, float]) -> dict[str, Any]:
+    # FaultSpec fields by name: an int for retry_after_s, a float for every other knob.
+    out: dict[str, Any] = {}
     for knob, value in knobs.items():
         if knob not in _KNOBS:
             raise ValueError(f"unknown fault knob {knob!r}; expected one of {_KNOBS}")
@@ -225,7 +227,8 @@ class EmulatorConfig:
 
     @property
     def secret_keys(self) -> tuple[SecretStr, ...]:
-        keys: tuple[SecretStr, ...] = tuple(self.api_keys)  # type: ignore[arg-type]
+        # __post_init__ made every key a SecretStr; the filter tells the type checker so.
+        keys = tuple(k for k in self.api_keys if isinstance(k, SecretStr))
         return keys or (SecretStr(DEFAULT_API_KEY),)
 
     @property

@@ -17,6 +17,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import av  # imported when a file is decoded (see Decoder.__init__)
 
 log = logging.getLogger("voxlake.emulator.decode")
 
@@ -109,7 +113,7 @@ class AudioStream:
         with contextlib.suppress(av.FFmpegError):  # a flush of a broken stream
             yield from self._emit(resampler.resample(None))  # the resampler's delay line
 
-    def _emit(self, frames: list) -> Iterator[bytes]:  # list[av.AudioFrame]
+    def _emit(self, frames: list[av.AudioFrame]) -> Iterator[bytes]:
         for out in frames:
             if out.samples == 0:
                 continue

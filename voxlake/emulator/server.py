@@ -146,8 +146,8 @@ class LocalServer:
 
     def sweep_uploads(self) -> int:
         """Run the expired-upload sweep now (on the server loop); return files deleted."""
-        assert self.state is not None and self.state.loop is not None
         state = self.state
+        assert state is not None and state.loop is not None
 
         async def sweep() -> int:
             return state.sweep_uploads()

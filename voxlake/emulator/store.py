@@ -11,7 +11,7 @@ import bisect
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,12 +185,13 @@ class TranscriptStore:
         proj = self._projects.get(project)
         if proj is None:
             return [], False, False
+        cand: Sequence[int]
         if status is not None:
             cand = proj.by_status.get(status, [])
         elif created_on is not None:
             cand = proj.by_date.get(created_on, [])
         else:
-            cand = range(len(proj.items))  # type: ignore[assignment]
+            cand = range(len(proj.items))
 
         def ok(seq: int) -> bool:
             r = proj.items[seq]
