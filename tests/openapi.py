@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,13 +26,14 @@ from openapi_schema_validator import OAS31Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path("/work/shared/reference/assemblyai/openapi.yml")
+from tests.reference import assemblyai
+
 _URI = "urn:assemblyai-openapi"
 
 
 @functools.cache
 def spec() -> dict[str, Any]:
-    with SPEC_PATH.open() as fh:
+    with assemblyai("openapi.yml").open() as fh:
         return yaml.safe_load(fh)
 
 

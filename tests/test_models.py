@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from tests.reference import assemblyai
 from voxlake.models import (
     PageDetails,
     ParagraphsResponse,
@@ -24,11 +24,6 @@ from voxlake.models import (
     Word,
     WordSearchResponse,
 )
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "assemblyai"
-FIXTURES = REFERENCE / "fixtures"
-if not FIXTURES.is_dir():  # CI checkout layout: ../shared beside the repository
-    FIXTURES = Path("/work/shared/reference/assemblyai/fixtures")
 
 CASES: list[tuple[str, type[BaseModel]]] = [
     ("go-sdk/completed.json", Transcript),
@@ -50,7 +45,7 @@ CASES: list[tuple[str, type[BaseModel]]] = [
 
 
 def _load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+    return json.loads(assemblyai("fixtures", name).read_text())
 
 
 @pytest.mark.parametrize(("name", "model"), CASES, ids=[c[0] for c in CASES])

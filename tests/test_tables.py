@@ -20,6 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from tests.reference import assemblyai
 from voxlake import tables
 from voxlake.checks import TableInvariantError, check_invariants, find_violations
 from voxlake.tables import (
@@ -35,7 +36,6 @@ from voxlake.tables import (
     words_batch,
 )
 
-FIXTURES = Path("/work/shared/reference/assemblyai/fixtures")
 DAY = dt.date(2024, 5, 17)
 RUN = "run-1"
 T0 = dt.datetime(2024, 5, 17, 9, 30, tzinfo=dt.UTC)
@@ -121,7 +121,7 @@ def test_documented_schemas_match_the_code(doc_path: str) -> None:
 
 
 def test_words_batch_from_real_fixture_dict_and_model() -> None:
-    raw = json.loads((FIXTURES / "go-sdk" / "completed.json").read_text())
+    raw = json.loads(assemblyai("fixtures", "go-sdk", "completed.json").read_text())
     batch = words_batch([("wildfires", raw)], flow_run_id=RUN, run_date=DAY)
     assert batch.schema.equals(WORDS_SCHEMA, check_metadata=True)
     assert batch.num_rows == len(raw["words"]) == 856
@@ -156,7 +156,7 @@ def test_all_null_and_empty_columns_keep_their_types() -> None:
 
 
 def test_spec_example_utterances() -> None:
-    raw = json.loads((FIXTURES / "spec-examples" / "Transcript.json").read_text())
+    raw = json.loads(assemblyai("fixtures", "spec-examples", "Transcript.json").read_text())
     batch = utterances_batch([("x", raw)], flow_run_id=RUN, run_date=DAY)
     assert batch.schema.equals(UTTERANCES_SCHEMA)
     assert batch.num_rows == len(raw["utterances"])

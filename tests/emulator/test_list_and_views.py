@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from tests.emulator.helpers import MODELS, SCRIPT, client, submit, transcribe, upload
 from tests.openapi import validate_response
+from tests.reference import assemblyai
 from tests.secrets import KEY_B
 from voxlake.emulator import LocalServer
 from voxlake.emulator.synth import synth_wav
 
-FIXTURES = Path("/work/shared/reference/assemblyai/fixtures/go-sdk")
+GO_SDK = ("fixtures", "go-sdk")
 
 
 def _page(c: httpx.Client, **params: object) -> dict:
@@ -100,7 +100,7 @@ def test_list_is_fast_with_10000_transcripts(make_server: Callable[..., LocalSer
 
 
 def test_delete_redaction_matches_go_fixture(local_server: LocalServer) -> None:
-    expected = json.loads((FIXTURES / "deleted.json").read_text())
+    expected = json.loads(assemblyai(*GO_SDK, "deleted.json").read_text())
     with client(local_server) as c:
         t = transcribe(local_server, c)
         r = c.delete(f"/v2/transcript/{t['id']}")
@@ -156,9 +156,11 @@ def test_sentences_paragraphs_subtitles_word_search(local_server: LocalServer) -
 
 
 def test_word_search_on_go_fixture_shape(local_server: LocalServer) -> None:
-    shape = json.loads((FIXTURES / "word-search.json").read_text())
+    shape = json.loads(assemblyai(*GO_SDK, "word-search.json").read_text())
     with client(local_server) as c:
-        t = transcribe(local_server, c, text=(FIXTURES / "wildfires.txt").read_text(), duration=281)
+        t = transcribe(
+            local_server, c, text=assemblyai(*GO_SDK, "wildfires.txt").read_text(), duration=281
+        )
         body = c.get(
             f"/v2/transcript/{t['id']}/word-search", params={"words": "hopkins,wildfires"}
         ).json()
