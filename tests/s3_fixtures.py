@@ -1,9 +1,9 @@
 """S3 for the suite: moto's standalone server on 127.0.0.1, and a fault-injecting S3 proxy.
 
 Registered from conftest.py (``pytest_plugins``). The moto server is a separate process
-(``python -m moto.server``) speaking the real S3 HTTP API; s3fs reaches it through
-``AWS_ENDPOINT_URL_S3``, which botocore honours, or an explicit ``endpoint_url``. Its memory
-(moto keeps objects in RAM) and its access log stay out of the test process.
+(moto's ``ThreadedMotoServer`` in a child Python) speaking the real S3 HTTP API; s3fs reaches
+it through ``AWS_ENDPOINT_URL_S3``, which botocore honours, or an explicit ``endpoint_url``. Its
+memory (moto keeps objects in RAM) and its access log stay out of the test process.
 
 The whole session runs with fake, distinctive AWS credentials (tests/secrets.py) and with the
 instance-metadata lookup and the user's ~/.aws files disabled, so no test can ever reach AWS.
@@ -14,25 +14,35 @@ from __future__ import annotations
 import http.client
 import http.server
 import os
-import socket
+import queue
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import IO
 
-import httpx
 import pytest
 
 from tests.secrets import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
 
+# moto's server in its own process, bound to a port the kernel picks (so parallel test workers
+# never race for one), listening before it prints that port; it exits when stdin closes.
+_MOTO = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+"""
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def _read_line(stream: IO[str], timeout_s: float) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    return lines.get(timeout=timeout_s)
 
 
 @dataclass
@@ -43,8 +53,6 @@ class MotoS3:
 @pytest.fixture(scope="session", autouse=True)
 def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     """moto_server for the whole session; the AWS environment points every S3 client at it."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     env_overrides = {
         "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
@@ -54,30 +62,29 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": str(tmp_path_factory.mktemp("aws") / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path_factory.mktemp("aws") / "credentials"),
-        "AWS_ENDPOINT_URL_S3": endpoint,
     }
     removed = {k: os.environ.pop(k) for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL") if k in os.environ}
-    saved = {k: os.environ.get(k) for k in env_overrides}
+    saved = {k: os.environ.get(k) for k in [*env_overrides, "AWS_ENDPOINT_URL_S3"]}
     os.environ.update(env_overrides)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", _MOTO],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # moto's access log
+        text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {proc.returncode}")
-            try:
-                httpx.get(f"{endpoint}/moto-api/data.json", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.05)  # readiness poll of an external process, bounded
+        assert proc.stdout is not None
+        try:
+            port = int(_read_line(proc.stdout, timeout_s=60))
+        except (queue.Empty, ValueError):
+            raise RuntimeError(f"moto's server did not start (exit status {proc.poll()})") from None
+        endpoint = f"http://127.0.0.1:{port}"
+        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
         yield MotoS3(endpoint)
     finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
