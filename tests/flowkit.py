@@ -9,8 +9,8 @@ from typing import Any
 
 from prefect.states import State
 
-from data.make_corpus import H1
 from flows.transcribe import transcribe_manifest
+from voxlake.emulator.harvard import H1
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.pipeline import RunSummary
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.flowkit import SENTENCES, run_flow
+from tests.memory import MIB, wav_header
 from tests.s3_fixtures import FaultRule, MotoS3, S3FaultProxy
 from voxlake.checks import check_invariants
 from voxlake.emulator import LocalServer
@@ -28,8 +28,6 @@ from voxlake.storage import S3Options
 from voxlake.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-MIB = 1024 * 1024
 
 
 def put_clips(fs: Any, tmp_path: Path, bucket: str, keys: list[str]) -> dict[str, str]:
@@ -315,19 +313,10 @@ def test_300_mb_object_streams_in_bounded_memory(
     media, lake = make_bucket("media"), make_bucket("lake")
     put_clips(s3fs_fs, tmp_path, media, ["warm/w.wav"])
     size = 300 * MIB
-    data_size = size - 44
-    header = (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_size)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
-        + b"data"
-        + struct.pack("<I", data_size)
-    )
     with s3fs_fs.open(f"{media}/big/long call.wav", "wb", block_size=16 * MIB) as fh:
-        fh.write(header)
+        fh.write(wav_header(size))
         chunk = bytes(8 * MIB)
-        left = data_size
+        left = size - 44
         while left:
             fh.write(chunk[: min(left, len(chunk))])
             left -= min(left, len(chunk))

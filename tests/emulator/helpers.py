@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,3 +53,37 @@ def transcribe(
     r = c.get(f"/v2/transcript/{t['id']}")
     assert r.status_code == 200
     return r.json()
+
+
+@contextlib.contextmanager
+def serve_local_process(upload_dir: Path, key: str = KEY_A) -> Iterator[tuple[int, str]]:
+    """``voxlake serve-local`` as its own process, on a port it picks; yields (pid, base URL).
+
+    For measuring one side alone (the server's memory, or the client's without the server's).
+    """
+    cmd = [sys.executable, "-m", "voxlake.cli", "serve-local", "--port", "0"]
+    cmd += ["--upload-dir", str(upload_dir), "--log-level", "WARNING"]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, "VOXLAKE_LOCAL_API_KEYS": key},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:  # reads stderr to the end, so the server never blocks on a full pipe
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        while not (
+            m := re.search(r"local server on (http://127\.0\.0\.1:\d+)", lines.get(timeout=60))
+        ):
+            pass
+        yield proc.pid, m.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.emulator.helpers import MODELS, SCRIPT, client, submit, upload
+from tests.emulator.helpers import MODELS, SCRIPT, client, serve_local_process, submit, upload
 from tests.secrets import KEY_A
 from voxlake.emulator import LocalServer
 from voxlake.emulator.synth import iter_synth_wav, synth_wav
@@ -118,22 +114,6 @@ def test_delete_removes_the_uploaded_file(local_server: LocalServer) -> None:
         assert local_server.wait_for_transcript(r.json()["id"]) == "error"
 
 
-def _read_port(proc: subprocess.Popen[str], timeout: float) -> int:
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        line = lines.get(timeout=timeout)
-        m = re.search(r"voxlake local server on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return int(m.group(1))
-
-
 def _vm_hwm_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
@@ -142,43 +122,21 @@ def _vm_hwm_kib(pid: int) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc VmHWM")
 def test_large_upload_streams_to_disk_in_a_subprocess(tmp_path: Path) -> None:
     """200 MB through a generator: the server's *peak* RSS (VmHWM) must barely move."""
-    env = {**os.environ, "VOXLAKE_LOCAL_API_KEYS": KEY_A}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voxlake.cli",
-            "serve-local",
-            "--port",
-            "0",
-            "--upload-dir",
-            str(tmp_path),
-            "--log-level",
-            "WARNING",
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        port = _read_port(proc, timeout=30)
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, headers={"authorization": KEY_A}, timeout=60) as c:
-            assert c.post("/v2/upload", content=b"warm-up").status_code == 200
-            before = _vm_hwm_kib(proc.pid)
-            chunk = b"\x01" * (1 << 20)
-            total = 200 * len(chunk)
-            r = c.post("/v2/upload", content=(chunk for _ in range(200)))
-            assert r.status_code == 200
-            after = _vm_hwm_kib(proc.pid)
-            stats = c.get("/_voxlake/stats").json()
-        uid = r.json()["upload_url"].rsplit("/", 1)[1]
-        assert (tmp_path / "uploads" / f"{uid}.upload").stat().st_size == total
-        assert stats["upload_bytes"] == total + len(b"warm-up")
-        growth_mib = (after - before) / 1024
-        print(f"peak RSS growth {growth_mib:.1f} MiB")
-        assert growth_mib < 40, f"peak RSS grew by {growth_mib:.0f} MiB for a 200 MiB upload"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with (
+        serve_local_process(tmp_path) as (pid, base),
+        httpx.Client(base_url=base, headers={"authorization": KEY_A}, timeout=60) as c,
+    ):
+        assert c.post("/v2/upload", content=b"warm-up").status_code == 200
+        before = _vm_hwm_kib(pid)
+        chunk = b"\x01" * (1 << 20)
+        total = 200 * len(chunk)
+        r = c.post("/v2/upload", content=(chunk for _ in range(200)))
+        assert r.status_code == 200
+        after = _vm_hwm_kib(pid)
+        stats = c.get("/_voxlake/stats").json()
+    uid = r.json()["upload_url"].rsplit("/", 1)[1]
+    assert (tmp_path / "uploads" / f"{uid}.upload").stat().st_size == total
+    assert stats["upload_bytes"] == total + len(b"warm-up")
+    growth_mib = (after - before) / 1024
+    print(f"peak RSS growth {growth_mib:.1f} MiB")
+    assert growth_mib < 40, f"peak RSS grew by {growth_mib:.0f} MiB for a 200 MiB upload"
