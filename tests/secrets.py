@@ -6,7 +6,6 @@ captured log line, stdout/stderr chunk and failure report for them.
 
 KEY_A = "vxk-test-alpha-7Hq2ZP9wLm3R"
 KEY_B = "vxk-test-bravo-Q8sN4tYc1KfD"
-ALL_KEYS = (KEY_A, KEY_B)
 
 # Fake AWS credentials for the moto S3 server (tests/s3_fixtures.py). Distinctive, so the scanner
 # catches them (and presigned URLs, which carry the access key id and, with temporary
