@@ -22,10 +22,11 @@ A measurement, not a test. Everything runs as separate processes, as a user woul
    in a final state after the command exited (drain), and a timeline from the Parquet output, the
    server's transcript list and the task runs.
 
-Results go to ``benchmarks/results/flow_throughput-<files>[-<mode>].json``; a markdown table row
-is printed. ``--profile`` samples the flow process with py-spy (``uv run --with py-spy python
-benchmarks/flow_throughput.py --profile ...``) and prints where its CPU time goes; profiled runs
-are slower, so their throughput is not the benchmark figure.
+Results go to ``benchmarks/.work/flow_throughput-<files>[-<mode>].json`` (``results/`` holds the
+suite's only); a markdown table row is printed. ``--profile`` samples the flow process with
+py-spy (``uv run --with py-spy python benchmarks/flow_throughput.py --profile ...``) and prints
+where its CPU time goes; profiled runs are slower, so their throughput is not the benchmark
+figure.
 
 The physical lower bound of the makespan is ``L = max(sum(p_i) / C, max(p_i))`` with
 ``p_i = fixed + per_audio x duration_i``: no client can finish before the server has processed
@@ -53,7 +54,6 @@ import httpx
 
 from benchmarks.harness import (
     REPO,
-    RESULTS,
     STAGES,
     USER_PREFECT_HOME,
     WORK,
@@ -286,7 +286,7 @@ def main() -> None:
     result = run(args)
     suffix = "" if args.prefect == "server" and not args.profile else f"-{args.prefect}"
     suffix += "-profile" if args.profile else ""
-    out = args.output or RESULTS / f"flow_throughput-{args.files}{suffix}.json"
+    out = args.output or WORK / f"flow_throughput-{args.files}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
