@@ -56,7 +56,19 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _scan(f"{report.nodeid} [failure report]", report.longreprtext)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under pytest-xdist, on the controller: a worker's leaks join the session's report."""
+    for leak in getattr(node, "workeroutput", {}).get("api_key_leaks", []):
+        if leak not in _leaks:  # captured sections are scanned on both sides
+            _leaks.append(leak)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its terminal is not shown; the controller's is
+        workeroutput["api_key_leaks"] = list(_leaks)
+        return
     if _leaks:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
