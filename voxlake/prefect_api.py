@@ -2,8 +2,8 @@
 
 Without a Prefect API URL, Prefect 3 starts a temporary ("ephemeral") API server the first time
 a flow runs: it imports its server code in the calling process, then starts the server in a
-subprocess that imports it again and boots, and only then does the flow begin. That is ~10 s of
-every run on 2 cores, during which nothing else happens.
+subprocess that imports it again and boots, and only then does the flow begin: seconds of every
+run during which nothing else happens (benchmarks/README.md has the measured start-up).
 
 ``TemporaryPrefectAPI`` starts the same server (same command and environment as Prefect's
 ``SubprocessASGIServer``) at the very start of ``voxlake run``, so it boots on the second core
