@@ -76,14 +76,14 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     try:
         assert proc.stdout is not None
         try:
-            port = int(_read_line(proc.stdout, timeout_s=60))
+            port = int(_read_line(proc.stdout, timeout_s=180))
         except (queue.Empty, ValueError):
             raise RuntimeError(f"moto's server did not start (exit status {proc.poll()})") from None
         endpoint = f"http://127.0.0.1:{port}"
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
         yield MotoS3(endpoint)
     finally:
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.close()
         proc.terminate()
         try:
@@ -91,6 +91,7 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

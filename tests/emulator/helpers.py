@@ -63,27 +63,25 @@ def serve_local_process(upload_dir: Path, key: str = KEY_A) -> Iterator[tuple[in
     """
     cmd = [sys.executable, "-m", "voxlake.cli", "serve-local", "--port", "0"]
     cmd += ["--upload-dir", str(upload_dir), "--log-level", "WARNING"]
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, "VOXLAKE_LOCAL_API_KEYS": key},
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    env = {**os.environ, "VOXLAKE_LOCAL_API_KEYS": key}
+    # Popen as a context manager closes the pipe and waits for the process once it is stopped.
+    out, err = subprocess.DEVNULL, subprocess.PIPE
+    with subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True) as proc:
+        lines: queue.Queue[str] = queue.Queue()
 
-    def pump() -> None:  # reads stderr to the end, so the server never blocks on a full pipe
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.put(line)
+        def pump() -> None:  # reads stderr to the end, so the server never blocks on a full pipe
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        while not (
-            m := re.search(r"local server on (http://127\.0\.0\.1:\d+)", lines.get(timeout=60))
-        ):
-            pass
-        yield proc.pid, m.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            announced = re.compile(r"local server on (http://127\.0\.0\.1:\d+)")
+            while not (m := announced.search(lines.get(timeout=60))):
+                pass
+            yield proc.pid, m.group(1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            reader.join(timeout=15)  # EOF once the process is gone; then the pipe can close
