@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 # `python3 -m uv` works wherever pip put uv (user site, venv or system), so no PATH juggling.
 UV := python3 -m uv
-PYTEST_ARGS ?=
+# Two workers (pytest-xdist; the machine has 2 cores): most of the suite waits on servers and
+# subprocesses, so two workers overlap the waits. worksteal rebalances the long end-to-end tests.
+# `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist worksteal
 
 .PHONY: setup test lint demo bench serve serve-local browser report-screenshot
 
