@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from data.make_corpus import H1
 from tests.test_docs_queries import write_demo_runs
 from voxlake.analytics_report import normalise, reference_texts
 from voxlake.cli import app
+from voxlake.emulator.harvard import H1
 
 
 @pytest.fixture(scope="module")

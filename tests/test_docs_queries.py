@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from data.make_corpus import H1
+from voxlake.emulator.harvard import H1
 from voxlake.tables import TableSink
 from voxlake.views import connect
 
