@@ -141,6 +141,7 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         except subprocess.TimeoutExpired:
             serve.kill()
             serve.wait()
+        log.close()
     _wait_for(
         lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
         "serve's server and worker stopped",
