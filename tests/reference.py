@@ -27,9 +27,10 @@ def assemblyai(*parts: str) -> Path:
     path = reference_dir().joinpath("assemblyai", *parts)
     if path.exists():
         return path
+    # One message for every missing file, so that the summary shows it once for all the skips.
     message = (
-        f"AssemblyAI reference not found: {path}. Set {ENV} to the folder holding assemblyai/ "
-        f"(openapi.yml, fixtures/), or place it at {DEFAULT}."
+        f"AssemblyAI reference not found in {reference_dir()}: set {ENV} to the folder holding "
+        f"assemblyai/ (openapi.yml, fixtures/), or place it at {DEFAULT}."
     )
     if os.environ.get(ENV):
         pytest.fail(message, pytrace=False)  # named explicitly (as CI does): never a skip
