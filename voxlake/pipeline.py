@@ -947,7 +947,7 @@ def chunked(ids: Sequence[str], chunk_size: int) -> list[list[str]]:
 def auto_chunk_size(n_items: int, *, max_task_runs: int = 100, stages: int = 4) -> int:
     """One item per task run for small manifests; bigger chunks keep task runs bounded.
 
-    Prefect's server records ~40-49 task runs/s on this class of machine, so a run of N items
+    A Prefect server records only tens of task runs per second, so a run of N items
     with 4 tasks per chunk costs ``4 * N / chunk_size`` task runs. Up to ``max_task_runs`` the
     UI shows one task run per item and stage; beyond it chunks grow to keep that bound.
     """
