@@ -7,6 +7,7 @@ One command per benchmark, and ``all``::
     uv run --group bench python benchmarks/bench.py b3   # 1,000 x 5,000 words into Parquet
     uv run --group bench python benchmarks/bench.py b4   # 10,000 files, C=200, Prefect server
     uv run --group bench python benchmarks/bench.py b5   # B1's voxlake run: CPU per file
+    uv run --group bench python benchmarks/bench.py b7   # 2 x 1,000 files, one account
     uv run --group bench python benchmarks/bench.py all  # everything (``make bench``)
     uv run python benchmarks/bench.py report             # RESULTS.md from results/*.json
 
@@ -427,7 +428,7 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "which", choices=("b1", "b2", "b3", "b4", "b5", "all", "report", "_b3-child")
+        "which", choices=("b1", "b2", "b3", "b4", "b5", "b7", "all", "report", "_b3-child")
     )
     parser.add_argument("rest", nargs="*")
     args = parser.parse_args()
@@ -453,6 +454,10 @@ def main() -> None:
         write_results()
     if args.which in ("b4", "all"):
         save(b4())
+    if args.which in ("b7", "all"):  # benchmarks/b7_shared_budget.py
+        from benchmarks.b7_shared_budget import b7
+
+        save(b7())
     if args.which == "all":
         total = {"total_s": round(time.perf_counter() - t0), "finished_at": time.strftime("%c")}
         (RESULTS / "suite.json").write_text(json.dumps(total) + "\n")

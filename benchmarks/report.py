@@ -22,6 +22,8 @@ uv run --locked --group bench python benchmarks/bench.py b2
 uv run --locked --group bench python benchmarks/bench.py b3
 uv run --locked --group bench python benchmarks/bench.py b4
 uv run --locked --group bench python benchmarks/bench.py b5  # B1's voxlake peer alone
+uv run --locked --group bench python benchmarks/bench.py b7  # two flow runs, one account
+uv run --locked python benchmarks/b7_shared_budget.py b1-server  # B1, Prefect server up
 uv run --locked python benchmarks/bench.py report            # RESULTS.md from results/*.json"""
 
 
@@ -177,7 +179,9 @@ def write_results() -> Path:
             f"(finished {suite['finished_at']})"
         )
     lines += ["", "## Commands", "", "```bash", COMMANDS, "```", ""]
-    lines += ["## Targets", "", *_verdicts(results), ""]
+    from benchmarks import b7_shared_budget  # B7 and B1 with a server up: their own module
+
+    lines += ["## Targets", "", *_verdicts(results), *b7_shared_budget.verdicts(_load), ""]
     b1 = results["b1"]
     if b1:
         s = b1["setup"]
@@ -259,5 +263,6 @@ def write_results() -> Path:
             f"Phases: {r['phases_s']}; timeline: {r['timeline_s']}.",
             "",
         ]
+    lines += b7_shared_budget.section(_load)
     OUT.write_text("\n".join(lines) + "\n")
     return OUT

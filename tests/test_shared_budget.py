@@ -105,3 +105,21 @@ async def test_no_prefect_api_is_unavailable_not_unlimited() -> None:
         budget = shared_request_budget()
         await budget.acquire()
     assert budget.max_requests == LOCAL_SHARE
+
+
+def test_the_figures_keep_any_account_limit_and_the_default_is_the_documented_one() -> None:
+    from voxlake.shared_budget import DEFAULT_FIGURES, MAX_PROCESSES, account_figures, figures_for
+
+    assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batch) == (
+        2_000,
+        56.0,
+        50,
+    )
+    for requests, window in ((20_000, 300.0), (600, 60.0), (100, 10.0), (1_000_000, 60.0)):
+        figures = figures_for(requests, window)
+        assert figures.granted_per_window(MAX_PROCESSES) <= requests
+        assert figures.decay_per_s > 0 and figures.batch >= 1
+    assert account_figures({"VOXLAKE_ACCOUNT_RATE_LIMIT": "600/60"}) == figures_for(600, 60.0)
+    assert account_figures({}) == DEFAULT_FIGURES
+    with pytest.raises(ValueError, match="REQUESTS/SECONDS"):
+        account_figures({"VOXLAKE_ACCOUNT_RATE_LIMIT": "600"})

@@ -4,7 +4,8 @@
    persistent ``prefect server start`` whose database lives in ``--home``
    (``.voxlake/prefect`` under the current folder by default);
 2. the process work pool (``voxlake``), the shared AssemblyAI request limit
-   (:mod:`voxlake.shared_budget`) and the block types (:mod:`voxlake.credentials`);
+   (:mod:`voxlake.shared_budget`; its figures model ``VOXLAKE_ACCOUNT_RATE_LIMIT`` when set) and
+   the block types (:mod:`voxlake.credentials`);
 3. the deployments of ``deployments/prefect.yaml`` (``prefect deploy --all``);
 4. one worker on the pool; then it prints the UI address and the backfill command, and runs
    until interrupted.
@@ -134,7 +135,7 @@ async def prepare(api_url: str, env: Mapping[str, str], pool: str = POOL) -> Non
     from prefect.workers.process import ProcessWorker
 
     from voxlake.credentials import AssemblyAICredentials
-    from voxlake.shared_budget import ensure_shared_limit
+    from voxlake.shared_budget import account_figures, ensure_shared_limit
 
     updates: dict[object, object] = {PREFECT_API_URL: api_url}
     if env.get(CLIENT_AUTH_ENV):
@@ -146,7 +147,8 @@ async def prepare(api_url: str, env: Mapping[str, str], pool: str = POOL) -> Non
                 await client.create_work_pool(
                     WorkPoolCreate(name=pool, type="process", base_job_template=template)
                 )
-        await ensure_shared_limit()
+        # VOXLAKE_ACCOUNT_RATE_LIMIT (e.g. a serve-local's 600/60) sizes it; default AssemblyAI's.
+        await ensure_shared_limit(figures=account_figures(env))
         await AssemblyAICredentials.aregister_type_and_schema()
 
 

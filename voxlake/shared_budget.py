@@ -24,9 +24,20 @@ this, never more.
 **Fallback.** Without a reachable Prefect API, or without the limit (``voxlake serve`` creates
 it; ``prefect gcl create`` does too), a budget keeps to ``LOCAL_SHARE``: a quarter of the
 account per window, never "unlimited", so four such processes together still fit.
+
+**Another account limit.** ``VOXLAKE_ACCOUNT_RATE_LIMIT=REQUESTS/SECONDS`` (e.g. ``600/60`` for a
+``voxlake serve-local --rate-limit 600 --rate-window 60``) replaces 20,000 / 300 s. The same
+inequality then gives the figures (:func:`figures_for`): ``voxlake serve`` creates the limit with
+them, and each flow run sizes its batch, local window and fallback share from them, so set it
+alike for ``voxlake serve`` and every worker.
 """
 
 from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from voxlake.ratelimit import RequestBudget, SharedBudgetUnavailable
 
@@ -39,7 +50,75 @@ BATCH = 50
 MAX_PROCESSES = 20
 LOCAL_SHARE = ACCOUNT_REQUESTS // 4
 
+ACCOUNT_ENV = "VOXLAKE_ACCOUNT_RATE_LIMIT"
+
 assert LIMIT + WINDOW_S * DECAY_PER_S + BATCH * MAX_PROCESSES <= ACCOUNT_REQUESTS
+
+
+@dataclass(frozen=True)
+class BudgetFigures:
+    """One account's rate limit and the shared limit's figures that keep under it."""
+
+    account_requests: int
+    window_s: float
+    limit: int
+    decay_per_s: float
+    batch: int
+    local_share: int
+
+    def granted_per_window(self, processes: int = MAX_PROCESSES) -> float:
+        """The most the account can see in one window: the bucket, its leak, held batches."""
+        return self.limit + self.window_s * self.decay_per_s + self.batch * processes
+
+
+def figures_for(
+    account_requests: int, window_s: float, max_processes: int = MAX_PROCESSES
+) -> BudgetFigures:
+    """Figures with ``limit + window * decay + batch * max_processes <= account_requests``.
+
+    The bucket holds a tenth of the account (bursts); each process may hold a batch of up to
+    50, a twentieth of what the processes may hold together; decay takes the rest, rounded
+    down. For 20,000 / 300 s this gives the documented 2,000, 56/s and 50.
+    """
+    if account_requests < 2 * max_processes or window_s <= 0:
+        raise ValueError(
+            f"an account limit of {account_requests} per {window_s:g} s is too small to share "
+            f"among {max_processes} processes"
+        )
+    batch = max(1, min(BATCH, account_requests // (10 * max_processes)))
+    limit = max(1, account_requests // 10)
+    rest = (account_requests - limit - batch * max_processes) / window_s
+    # Whole slots per second where possible (as documented); hundredths for tiny accounts.
+    decay = float(math.floor(rest)) if rest >= 1 else math.floor(rest * 100) / 100
+    if decay <= 0:
+        raise ValueError(f"an account limit of {account_requests} per {window_s:g} s is too small")
+    return BudgetFigures(
+        account_requests, window_s, limit, decay, batch, max(1, account_requests // 4)
+    )
+
+
+def account_figures(env: Mapping[str, str] | None = None) -> BudgetFigures:
+    """The figures for ``VOXLAKE_ACCOUNT_RATE_LIMIT`` (``REQUESTS/SECONDS``), else AssemblyAI's."""
+    value = (os.environ if env is None else env).get(ACCOUNT_ENV, "").strip()
+    if not value:
+        return DEFAULT_FIGURES
+    requests, sep, seconds = value.partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return figures_for(int(requests), float(seconds))
+    except ValueError as exc:
+        raise ValueError(
+            f"{ACCOUNT_ENV}={value!r}: expected REQUESTS/SECONDS, e.g. 20000/300 ({exc})"
+        ) from None
+
+
+DEFAULT_FIGURES = figures_for(ACCOUNT_REQUESTS, WINDOW_S)
+assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batch) == (
+    LIMIT,
+    DECAY_PER_S,
+    BATCH,
+)
 
 
 class PrefectSlots:
@@ -65,24 +144,50 @@ class PrefectSlots:
         return f"PrefectSlots({self.name!r})"
 
 
-def shared_request_budget(name: str = LIMIT_NAME, *, batch: int = BATCH) -> RequestBudget:
-    """A client budget that draws on the shared limit ``name`` (``AssemblyAIClient(budget=…)``)."""
+def shared_request_budget(
+    name: str = LIMIT_NAME, *, batch: int | None = None, figures: BudgetFigures | None = None
+) -> RequestBudget:
+    """A client budget that draws on the shared limit ``name`` (``AssemblyAIClient(budget=…)``).
+
+    ``figures``: the account's (default: :func:`account_figures`, the environment's).
+    """
+    figures = figures or account_figures()
     return RequestBudget(
-        ACCOUNT_REQUESTS,
-        WINDOW_S,
+        figures.account_requests,
+        figures.window_s,
         shared=PrefectSlots(name),
-        batch=batch,
-        fallback_requests=LOCAL_SHARE,
+        batch=batch or figures.batch,
+        fallback_requests=figures.local_share,
     )
 
 
 async def ensure_shared_limit(
-    name: str = LIMIT_NAME, *, limit: int = LIMIT, decay_per_s: float = DECAY_PER_S
-) -> None:
-    """Create the shared limit, or bring an existing one to these figures."""
+    name: str = LIMIT_NAME,
+    *,
+    limit: int | None = None,
+    decay_per_s: float | None = None,
+    figures: BudgetFigures | None = None,
+) -> BudgetFigures:
+    """Create the shared limit, or bring an existing one to these figures.
+
+    ``figures`` default to :func:`account_figures` (``VOXLAKE_ACCOUNT_RATE_LIMIT``, else
+    AssemblyAI's 20,000 / 300 s); ``limit`` and ``decay_per_s`` override single figures.
+    Returns the figures the limit now has.
+    """
     from prefect.client.orchestration import get_client
 
+    figures = figures or account_figures()
+    if limit is not None or decay_per_s is not None:
+        figures = BudgetFigures(
+            figures.account_requests,
+            figures.window_s,
+            figures.limit if limit is None else limit,
+            figures.decay_per_s if decay_per_s is None else decay_per_s,
+            figures.batch,
+            figures.local_share,
+        )
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(
-            name, limit, slot_decay_per_second=decay_per_s
+            name, figures.limit, slot_decay_per_second=figures.decay_per_s
         )
+    return figures

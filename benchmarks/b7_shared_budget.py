@@ -1,0 +1,263 @@
+"""B7: two concurrent flow runs on one account, sharing its request budget through Prefect.
+
+Also B1 with a Prefect server already up (the scheduled-run case). Two commands::
+
+    uv run --locked python benchmarks/b7_shared_budget.py b7         # -> results/b7.json
+    uv run --locked python benchmarks/b7_shared_budget.py b1-server  # -> results/b1-voxlake-
+                                                                     #    prefect-server.json
+
+(``bench.py b7`` runs the first.) **B7** splits B1's 2,000 files into two manifests of 1,000 and
+runs ``transcribe_manifest`` on each at the same time, each in its own process (as two workers'
+flow runs are), into two output roots (one root would be refused by the second run's lease, by
+design). Both report to one ``prefect server start`` and draw on its global concurrency limit
+``assemblyai-requests`` (``shared_budget=``), created with voxlake's default figures for
+AssemblyAI's 20,000 requests / 300 s (``voxlake.shared_budget``). One ``voxlake serve-local``
+is the account: C = 100, B1's processing model, the real 20,000 / 300 s rate limit. The combined
+makespan runs from the start of the first process to the exit of the last, and is compared with
+B1's L for all 2,000 jobs (harness.bounds): target ≤ 1.10 x L, and 0 responses of 429.
+
+**B1 with a Prefect server already up**: B1's ``voxlake run`` of 2,000 files with
+``PREFECT_API_URL`` naming a running server, so no temporary API starts (bench.run_voxlake in
+``server`` mode). Target ≤ 1.05 x L.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and `voxlake` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import (
+    RESULTS,
+    WORK,
+    ChildMonitor,
+    bounds,
+    clean_env,
+    local_server,
+    make_media,
+    prefect_server,
+    request_figures,
+    server_stats,
+)
+
+RUNS = 2
+TARGET_B7 = 1.10
+TARGET_B1_SERVER = 1.05
+FALLBACK_MARK = "shared request budget unavailable"
+
+
+def _split(manifest: Path, parts: int) -> list[Path]:
+    """``parts`` manifests beside ``manifest`` (relative sources keep resolving)."""
+    with manifest.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    size = len(rows) // parts
+    out = []
+    for k in range(parts):
+        path = manifest.with_name(f"manifest-b7-{k}-of-{parts}.csv")
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["source", "media_id"])
+            writer.writeheader()
+            writer.writerows(rows[k * size : (k + 1) * size])
+        out.append(path)
+    return out
+
+
+def _flow_child(manifest: str, output: str, limit_name: str) -> None:
+    """One flow run, as a worker's flow-run process runs it (the flow called from Python)."""
+    from flows.transcribe import transcribe_manifest
+
+    summary = asyncio.run(
+        transcribe_manifest(manifest=manifest, output=output, shared_budget=limit_name)
+    )
+    print(json.dumps({"message": getattr(summary, "message", str(summary))}))
+
+
+def b7() -> dict[str, Any]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from benchmarks.bench import B1, B1_SPEC, _first_upload_s, _key, _setup
+    from voxlake.shared_budget import LIMIT_NAME, ensure_shared_limit
+
+    manifest, durs = make_media(B1.files, B1.seed, B1.lo, B1.hi, B1.rate)
+    manifests = _split(manifest, RUNS)
+    work = WORK / f"b7-{time.strftime('%Y%m%d-%H%M%S')}"
+    work.mkdir(parents=True)
+    first = _first_upload_s(manifest.parent / "media/f00000.wav", B1_SPEC, work)
+    key = _key()  # one account: both runs use the same key
+    base = clean_env(PREFECT_HOME=str(work / "prefect-home"))
+    with (
+        local_server(work, B1_SPEC, key) as (_, url),
+        prefect_server(base, work) as (_, api_url),
+    ):
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            figures = asyncio.run(ensure_shared_limit(LIMIT_NAME))
+        env = base | {
+            "PREFECT_API_URL": api_url,
+            "ASSEMBLYAI_BASE_URL": url,
+            "ASSEMBLYAI_API_KEY": key,
+        }
+        monitors = [
+            ChildMonitor(
+                [sys.executable, __file__, "_flow", str(m), str(work / f"out-{k}"), LIMIT_NAME],
+                env,
+                work / f"flow-{k}.log",
+            )
+            for k, m in enumerate(manifests)
+        ]
+        threads = [threading.Thread(target=m.run) for m in monitors]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = server_stats(url)
+    logs = [(work / f"flow-{k}.log").read_text(errors="replace") for k in range(RUNS)]
+    failed = [k for k, m in enumerate(monitors) if m.returncode != 0]
+    if failed:
+        raise RuntimeError(f"flow run {failed} failed:\n{logs[failed[0]][-4000:]}")
+    from voxlake.tables import read_table
+
+    completed = sum(
+        read_table(work / f"out-{k}", "transcripts", columns=["status"])
+        .column("status")
+        .to_pylist()
+        .count("completed")
+        for k in range(RUNS)
+    )
+    start = min(m.started_wall for m in monitors)
+    makespan = max(m.exit_wall for m in monitors) - start
+    b = bounds(durs, B1_SPEC, first)
+    row = {
+        "runs": RUNS,
+        "files": B1.files,
+        "files_per_run": B1.files // RUNS,
+        "makespan_s": round(makespan, 2),
+        "makespan_over_L": round(makespan / b["L_s"], 3),
+        "target_over_L": TARGET_B7,
+        "per_run_wall_s": [round(m.wall_s, 2) for m in monitors],
+        "per_run_start_offset_s": [round(m.started_wall - start, 2) for m in monitors],
+        "completed": completed,
+        "lost": B1.files - completed,
+        "fell_back_to_local_share": [FALLBACK_MARK in log for log in logs],
+        "shared_limit": {
+            "name": LIMIT_NAME,
+            "limit": figures.limit,
+            "slot_decay_per_second": figures.decay_per_s,
+            "batch": figures.batch,
+        },
+        **request_figures(stats, B1.files),
+        "client_cpu_s": [round(m.cpu_own_s + m.cpu_children_s, 2) for m in monitors],
+        "client_peak_rss_mib": [round(m.peak_rss / 2**20, 1) for m in monitors],
+        "summaries": [log.strip().splitlines()[-1] if log.strip() else "" for log in logs],
+        "bounds": b,
+        "work_dir": str(work),
+    }
+    return {"id": "b7", "setup": _setup(B1, B1_SPEC), "rows": [row]}
+
+
+def b1_server() -> dict[str, Any]:
+    from benchmarks.bench import B1, B1_SPEC, _first_upload_s, run_voxlake
+
+    manifest, durs = make_media(B1.files, B1.seed, B1.lo, B1.hi, B1.rate)
+    work = WORK / f"b1-server-{time.strftime('%Y%m%d-%H%M%S')}"
+    first = _first_upload_s(manifest.parent / "media/f00000.wav", B1_SPEC, work)
+    row = run_voxlake(B1.files, B1, B1_SPEC, "server", first, durs)
+    row["target_over_L"] = TARGET_B1_SERVER
+    return {"id": "b1-voxlake-prefect-server", "rows": [row]}
+
+
+def verdicts(load: Any) -> list[str]:
+    """Rows of RESULTS.md's targets table (``load(name)`` reads ``results/<name>.json``)."""
+    rows = []
+    b7r = load("b7")
+    if b7r:
+        r = b7r["rows"][0]
+        rows.append(
+            f"| B7 | two concurrent flow runs of 1,000 files, one account: combined makespan "
+            f"≤ 1.10 x L | {r['makespan_s']} s = {r['makespan_over_L']} x L "
+            f"(L = {r['bounds']['L_s']} s for 2,000 jobs) | {_ok(r['makespan_over_L'] <= 1.10)} |"
+        )
+        rows.append(
+            f"| B7 | 0 responses of 429 | {r['rate_limited_429']} "
+            f"| {_ok(r['rate_limited_429'] == 0)} |"
+        )
+    served = load("b1-voxlake-prefect-server")
+    if served and "makespan_over_L" in (served.get("rows") or [{}])[0]:
+        r = served["rows"][0]
+        rows.append(
+            f"| B1 | with a Prefect server already up (scheduled runs): ≤ 1.05 x L "
+            f"| {r['makespan_s']} s = {r['makespan_over_L']} x L "
+            f"(flow run alone: {r['flow_elapsed_over_L']} x L) "
+            f"| {_ok(r['makespan_over_L'] <= 1.05)} |"
+        )
+    return rows
+
+
+def section(load: Any) -> list[str]:
+    """RESULTS.md's B7 section."""
+    b7r = load("b7")
+    if not b7r:
+        return []
+    r = b7r["rows"][0]
+    b, lim = r["bounds"], r["shared_limit"]
+    return [
+        "## B7: two concurrent flow runs on one account, budget shared through Prefect",
+        "",
+        f"B1's 2,000 files split into two manifests of 1,000, each run by `transcribe_manifest` "
+        f"in its own process at the same time, into its own output root, both with "
+        f"`shared_budget='{lim['name']}'` on one Prefect server (limit {lim['limit']}, decay "
+        f"{lim['slot_decay_per_second']}/s, batches of {lim['batch']}). One `serve-local`: "
+        f"C = 100, B1's processing model, 20,000 requests / 300 s. L = {b['L_s']} s for all "
+        f"2,000 jobs (as B1).",
+        "",
+        "| makespan s | makespan/L | each run's wall s | requests | req/file | 429s | lost "
+        "| fell back to local share | max conc. |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {r['makespan_s']} | {r['makespan_over_L']} | {r['per_run_wall_s']} "
+        f"| {r['requests_total']} | {r['requests_per_file']} | {r['rate_limited_429']} "
+        f"| {r['lost']} | {r['fell_back_to_local_share']} | {r['max_concurrent_processing']} |",
+        "",
+    ]
+
+
+def _ok(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
+def save(result: dict[str, Any]) -> Path:
+    from benchmarks.bench import machine
+
+    result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result["machine"] = machine()
+    path = RESULTS / f"{result['id']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=("b7", "b1-server", "_flow"))
+    parser.add_argument("rest", nargs="*")
+    args = parser.parse_args()
+    if args.which == "_flow":
+        _flow_child(*args.rest)
+        return
+    result = b7() if args.which == "b7" else b1_server()
+    path = save(result)
+    from benchmarks.report import write_results
+
+    write_results()
+    print(json.dumps(result["rows"][0], indent=2, default=str))
+    print(f"written to {path}; RESULTS.md rewritten")
+
+
+if __name__ == "__main__":
+    main()
