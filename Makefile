@@ -52,8 +52,10 @@ demo: setup
 
 # The benchmark suite (B1-B5, benchmarks/README.md) against the local server; ~25 min on 2 cores.
 # Not part of `make test`. The `bench` group holds the peers' dependencies (the AssemblyAI SDK).
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set, nothing else would cache bytecode and
+# every process of the suite would compile Prefect from source at start-up.
 bench: setup
-	$(UV) sync --locked --group bench
+	$(UV) sync --locked --group bench --compile-bytecode
 	$(UV) run --locked --group bench python benchmarks/bench.py all
 
 # Prefect server, work pool, blocks, deployments/prefect.yaml and a worker (docs/operations.md).

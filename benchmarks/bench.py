@@ -1,4 +1,4 @@
-"""The issue's benchmark suite, B1-B5, against the lower bound and the peers; writes RESULTS.md.
+"""The issue's benchmarks B1-B6 and the 100k ledger lookup, against the bounds; writes RESULTS.md.
 
 One command per benchmark, and ``all``::
 
@@ -8,6 +8,8 @@ One command per benchmark, and ``all``::
     uv run --group bench python benchmarks/bench.py b4   # 10,000 files, C=200, Prefect server
     uv run --group bench python benchmarks/bench.py b5   # B1's voxlake run: CPU per file
     uv run --group bench python benchmarks/bench.py b7   # 2 x 1,000 files, one account
+    uv run python benchmarks/bench.py b6                 # 10,000 items done + 100 new
+    uv run python benchmarks/bench.py ledger100k         # the ledger lookup of 100,000 items
     uv run --group bench python benchmarks/bench.py all  # everything (``make bench``)
     uv run python benchmarks/bench.py report             # RESULTS.md from results/*.json
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
+import os
 import platform
 import resource
 import secrets
@@ -65,6 +69,14 @@ SDK_ASYNC_FILES = 120
 # 10,000 WAVs near 1 GB on disk; the rate limit, not processing, then sets the bound.
 B4 = SimpleNamespace(files=10_000, lo=2.0, hi=10.0, rate=8000, seed=1, kind="noise")
 B4_SPEC = ServerSpec(concurrency=200, processing_fixed=3.0, processing_per_audio=0.05)
+# B6: 10,000 items already done (0.1-s WAVs, history in 3 appends per 1,000 items: 30 event
+# files) + 100 new (B1's first 100 files), B1's server.
+B6 = SimpleNamespace(
+    files=10_100, done=10_000, new=100, batch=1000, lo=5.0, hi=60.0, rate=8000, seed=1, kind="synth"
+)
+B6_SPEC = B1_SPEC
+# The ledger lookup for 100,000 items: 3 events each, in 3 appends per 3,000 items (102 files).
+LEDGER100K = SimpleNamespace(items=100_000, batch=3000)
 
 
 def _ns(**kw: Any) -> argparse.Namespace:
@@ -159,8 +171,14 @@ def run_voxlake(
     prefect: str,
     first_upload_s: float,
     durs: list[float],
+    manifest: Path | None = None,
+    output: Path | None = None,
 ) -> dict[str, Any]:
-    """``voxlake run`` as a user runs it, through flow_throughput's measured run."""
+    """``voxlake run`` as a user runs it, through flow_throughput's measured run.
+
+    ``manifest`` / ``output`` (B6): a given manifest and an output root that may already hold a
+    ledger; ``files`` and ``durs`` are then those of the items the run is expected to submit.
+    """
     import flow_throughput
 
     args = _ns(
@@ -179,6 +197,9 @@ def run_voxlake(
         keep=False,
         media=media.kind,
         prefect_home_template=_prefect_home_template(),
+        manifest=manifest,
+        durations=durs,
+        output_dir=output,
     )
     r = flow_throughput.run(args)
     b = bounds(durs, spec, first_upload_s)
@@ -194,6 +215,9 @@ def run_voxlake(
         "files_per_s": round(r["completed"] / r["wall_s"], 2),
         "returned": r["completed"],
         "lost": files - r["completed"],
+        "manifest_items": r.get("manifest_items"),
+        "new": r.get("new"),
+        "skipped_done": r.get("skipped_done"),
         "requests_total": r["requests_total"],
         "requests_per_file": r["requests_per_file"],
         "requests_per_file_by_route": r["requests_per_file_by_route"],
@@ -356,6 +380,89 @@ def b4() -> dict[str, Any]:
     return {"id": "b4", "setup": _setup(B4, B4_SPEC), "rows": [row]}
 
 
+def b6() -> dict[str, Any]:
+    """10,000 items already done + 100 new: requests, wall time against L, the ledger lookup.
+
+    The 10,000 are 0.1-s WAVs whose history (submitting, submitted, completed) is written with
+    the ledger's own API (ledger_bench.write_history); the 100 new are B1's first 100 files
+    (speech-like WAVs, 5-60 s, seed 1), copied into the same folder afterwards. The folder is
+    the manifest, as for a nightly run over a growing folder. A control run submits the same
+    100 files from a folder of their own into an empty output root, side by side.
+    """
+    from benchmarks.ledger_bench import measure_lookup, write_history, write_tiny_media
+
+    work = WORK / f"b6-{time.strftime('%Y%m%d-%H%M%S')}"
+    media, out = work / "media", work / "out"
+    made_s = write_tiny_media(media, B6.done, prefix="done")
+    history = write_history(media, out, batch=B6.batch)
+    new_manifest, durs = make_media(B6.new, B6.seed, B6.lo, B6.hi, B6.rate)
+    new_files = sorted((new_manifest.parent / "media").glob("*.wav"))
+    control = work / "control" / "media"
+    control.mkdir(parents=True)
+    for f in new_files:
+        shutil.copy(f, media / f"new-{f.name}")
+        shutil.copy(f, control / f"new-{f.name}")
+    lookup = measure_lookup(media, out)
+    first = _first_upload_s(new_files[0], B6_SPEC, work)
+    row = run_voxlake(B6.new, B6, B6_SPEC, "ephemeral", first, durs, manifest=media, output=out)
+    row["peer"] = f"voxlake run: {B6.done:,} done + {B6.new} new"
+    ctrl = run_voxlake(
+        B6.new,
+        B6,
+        B6_SPEC,
+        "ephemeral",
+        first,
+        durs,
+        manifest=control,
+        output=work / "control" / "out",
+    )
+    ctrl["peer"] = f"control: the {B6.new} new alone, empty output root"
+    setup = _setup(B6, B6_SPEC) | {
+        "files": B6.done + B6.new,
+        "done": B6.done,
+        "new": B6.new,
+        "done_media": "0.1-s WAVs (8 kHz mono 16-bit)",
+        "done_media_write_s": round(made_s, 1),
+        "history": history,
+    }
+    return {"id": "b6", "setup": setup, "lookup": lookup, "rows": [row, ctrl]}
+
+
+def ledger100k() -> dict[str, Any]:
+    """The ledger lookup for 100,000 completed items, in ~100 event files and compacted."""
+    from benchmarks.ledger_bench import compact, measure_lookup, write_history, write_tiny_media
+
+    n = LEDGER100K.items
+    media = WORK / f"ledger-media-n{n}"
+    marker = WORK / f"ledger-media-n{n}.complete"
+    made_s = None
+    if not marker.exists():  # 100,000 0.1-s WAVs (~170 MB), cached
+        shutil.rmtree(media, ignore_errors=True)
+        made_s = round(write_tiny_media(media, n, prefix="item"), 1)
+        marker.write_text("")
+    work = WORK / f"ledger100k-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, compacted = work / "out", work / "out-compacted"
+    history = write_history(media, out, batch=LEDGER100K.batch)
+    in_files = measure_lookup(media, out)
+    merged = compact(out, compacted)
+    in_one = measure_lookup(media, compacted)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "id": "ledger100k",
+        "setup": {
+            "items": n,
+            "media": "0.1-s WAVs (8 kHz mono 16-bit), a folder as the manifest",
+            "media_write_s": made_s,
+            "history": history,
+            "compacted": merged,
+        },
+        "rows": [
+            {"layout": f"{history['event_files']} event files", **in_files},
+            {"layout": "compacted into 1 file", **in_one},
+        ],
+    }
+
+
 def b5_from(b1_result: dict[str, Any]) -> dict[str, Any]:
     vox = b1_result["rows"][0]
     return {
@@ -422,13 +529,35 @@ def machine() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "prefect": prefect.__version__,
+        # The machine is shared: load averages (1, 5, 15 min) when the result was saved.
+        "loadavg_at_save": [round(x, 2) for x in os.getloadavg()],
+        # With PYTHONDONTWRITEBYTECODE set and no compiled site-packages, every process compiles
+        # Prefect from source (~35 s more start-up for B1 on 2 loaded cores): make bench syncs
+        # with --compile-bytecode.
+        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        "prefect_bytecode_compiled": Path(
+            importlib.util.cache_from_source(prefect.__file__)
+        ).exists(),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "which", choices=("b1", "b2", "b3", "b4", "b5", "b7", "all", "report", "_b3-child")
+        "which",
+        choices=(
+            "b1",
+            "b2",
+            "b3",
+            "b4",
+            "b5",
+            "b6",
+            "b7",
+            "ledger100k",
+            "all",
+            "report",
+            "_b3-child",
+        ),
     )
     parser.add_argument("rest", nargs="*")
     args = parser.parse_args()
@@ -454,6 +583,13 @@ def main() -> None:
         write_results()
     if args.which in ("b4", "all"):
         save(b4())
+        write_results()
+    if args.which in ("b6", "all"):
+        save(b6())
+        write_results()
+    if args.which in ("ledger100k", "all"):
+        save(ledger100k())
+        write_results()
     if args.which in ("b7", "all"):  # benchmarks/b7_shared_budget.py
         from benchmarks.b7_shared_budget import b7
 

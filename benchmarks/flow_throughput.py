@@ -79,17 +79,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from voxlake.pipeline import auto_chunk_size
 
     n = args.files
-    manifest, durs = make_media(
-        n,
-        args.seed,
-        args.min_duration,
-        args.max_duration,
-        args.rate,
-        getattr(args, "media", "synth"),
-    )
+    # B6 (bench.py) brings its own manifest (a folder), the durations of the items this run
+    # submits (n of them) and an output root that already holds a ledger.
+    manifest = getattr(args, "manifest", None)
+    if manifest is not None:
+        durs = args.durations
+    else:
+        manifest, durs = make_media(
+            n,
+            args.seed,
+            args.min_duration,
+            args.max_duration,
+            args.rate,
+            getattr(args, "media", "synth"),
+        )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = WORK / f"run-{n}-{args.prefect}-{stamp}"
     work.mkdir(parents=True)
+    output = getattr(args, "output_dir", None) or work / "out"
     key = "bench-" + secrets.token_hex(8)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ASSEMBLYAI_"))}
     home = work / "prefect-home"
@@ -142,7 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             prefect_proc, prefect_url = stack.enter_context(prefect_server(base, work))
             flow_env["PREFECT_API_URL"] = prefect_url
             counter = TaskRunCounter(prefect_url).start()
-        flow_cmd = [py, "-m", "voxlake.cli", "run", str(manifest), "--output", str(work / "out")]
+        flow_cmd = [py, "-m", "voxlake.cli", "run", str(manifest), "--output", str(output)]
         flow_cmd += ["--no-progress", "--max-uploads", str(args.max_uploads)]
         if args.chunk_size:
             flow_cmd += ["--chunk-size", str(args.chunk_size)]
@@ -180,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # The ephemeral server stopped with the flow process; read its database back.
             with prefect_server(base, work) as (_, url):
                 pf = asyncio.run(query_prefect(url, expected))
-    result |= _figures(args, mon, log, stats, items, pf, durs, work, emu_cpu)
+    result |= _figures(args, mon, log, stats, items, pf, durs, output, emu_cpu)
     if args.profile:
         result["profile"] = summarize_profile(work / "flow-profile.txt")
     if not args.keep:
@@ -197,7 +204,7 @@ def _figures(
     items: list[dict[str, Any]],
     pf: dict[str, Any],
     durs: list[float],
-    work: Path,
+    output: Path,
     emu_cpu: float,
 ) -> dict[str, Any]:
     n = args.files
@@ -214,10 +221,16 @@ def _figures(
         "flow_run_duration": end - start if start and end else None,
         "flow_run_end_to_process_exit": mon.exit_wall - end if end else None,
     }
-    tl = timeline(work / "out", items, start or mon.started_wall)
+    tl = timeline(output, items, start or mon.started_wall)
+    counts = re.search(
+        r"(\d+) new, (\d+) retried, (\d+) resumed, (\d+) skipped as already done", log
+    )
     return {
         "completed": completed,
         "failed": failed,
+        "manifest_items": int(m.group(2)),
+        "new": int(counts.group(1)) if counts else None,
+        "skipped_done": int(counts.group(4)) if counts else None,
         "wall_s": round(mon.wall_s, 2),
         "flow_elapsed_s": elapsed,
         "files_per_s_flow": round(n / elapsed, 2),
