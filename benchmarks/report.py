@@ -512,5 +512,12 @@ def write_results() -> Path:
         lines += _b6_section(results["b6"])
     if results["ledger100k"]:
         lines += _ledger100k_section(results["ledger100k"])
-    OUT.write_text("\n".join(lines) + "\n")
+    # Sections appended by hand below a "---" line (report_scale.py's) are kept as they are.
+    tail = ""
+    if OUT.exists():
+        previous = OUT.read_text()
+        cut = previous.find("\n---\n")
+        if cut >= 0:
+            tail = "\n" + previous[cut + 1 :]
+    OUT.write_text("\n".join(lines) + "\n" + tail)
     return OUT
