@@ -360,6 +360,9 @@ def _ledger100k_section(lk: dict[str, Any]) -> list[str]:
         "",
         *_lookup_table([(row["layout"], row) for row in lk["rows"]]),
         "",
+        "Where the time and memory go, the change to `Ledger.load` and a prototype for `plan`: "
+        'README.md, "Ledger round".',
+        "",
     ]
 
 
@@ -374,7 +377,10 @@ def _b1_before_after() -> list[str]:
         "setup. Before: `results/b1-before-ledger.json`, the `b1.json` of commit 79ec113 "
         "(RESULTS.md of 921a824 from a fresh clone). After: this branch, with the ledger. The "
         "machine is shared (2 vCPUs; other engineers' test suites ran at the same time): the "
-        "load averages (1, 5, 15 min) when each result was saved are shown where recorded.",
+        "load averages (1, 5, 15 min) when each result was saved are shown where recorded. "
+        "`b1-ledger-run1` ran without any bytecode cache (`PYTHONDONTWRITEBYTECODE=1`, venv not "
+        "compiled: every process compiled Prefect at start, hence its start-up); the later runs "
+        'used a compiled venv (README.md, "Ledger round").',
         "",
         "| run | finished | makespan s | L s | makespan/L | flow run / L | start-up s "
         "| req/file | lost | client CPU ms/file | load avg |",
@@ -391,6 +397,30 @@ def _b1_before_after() -> list[str]:
             f"| {v['requests_per_file']} | {v['lost']} | {v['client_cpu_ms_per_file']} "
             f"| {load} |"
         )
+    sbs = _load("b1-side-by-side")
+    if sbs:
+        lines += [
+            "",
+            "Side by side, because the load moved between the runs above: B1's voxlake row "
+            "(ephemeral Prefect) on the tree before the ledger (7eb0566, exported with `git "
+            "archive`, run with this venv) and on this branch, back to back on the same media "
+            f"and first-upload probe ({sbs['first_upload_s']:.3f} s); "
+            "`results/b1-side-by-side.json`, scratch driver "
+            "`benchmarks/.work/proto/b1_side_by_side.py`.",
+            "",
+            "| code | makespan s | makespan/L | flow run / L | start-up s | last submit s "
+            "| req/file | lost | client CPU ms/file | load avg before |",
+            "|" + "---|" * 10,
+        ]
+        for v in sbs["rows"]:
+            lines.append(
+                f"| {v['code']} | {v['makespan_s']} | {v['makespan_over_L']} "
+                f"| {v['flow_elapsed_over_L']} "
+                f"| {v['phases_s'].get('process_start_to_flow_run_start')} "
+                f"| {v['timeline_s'].get('last_submit_s')} | {v['requests_per_file']} "
+                f"| {v['lost']} | {v['client_cpu_ms_per_file']} "
+                f"| {[round(x, 2) for x in v['loadavg_before']]} |"
+            )
     return [*lines, ""]
 
 
