@@ -206,6 +206,18 @@ def _verdicts(results: dict[str, dict[str, Any] | None]) -> list[str]:
                 f"79ec113) | {vox['makespan_over_L']} x L ({h['finished_at']}, "
                 f"`{h['name']}.json`) | {_ok(vox['makespan_over_L'] <= ref)} |"
             )
+    sbs = _load("b1-side-by-side")
+    if sbs:
+        rs = sbs["rows"]
+        for i in range(0, len(rs) - 1, 2):
+            pair = {r["code"].split(" ")[0]: r for r in rs[i : i + 2]}
+            if set(pair) == {"before", "after"}:
+                a, b = pair["after"]["makespan_over_L"], pair["before"]["makespan_over_L"]
+                rows.append(
+                    f"| B1 | with the ledger, side by side with the code before it (pair "
+                    f"{i // 2 + 1}, same load window): makespan/L no worse | after {a} x L, "
+                    f"before {b} x L | {_ok(a <= b)} |"
+                )
     b6, lk = results.get("b6"), results.get("ledger100k")
     if b6:
         r = b6["rows"][0]
@@ -404,7 +416,7 @@ def _b1_before_after() -> list[str]:
             "Side by side, because the load moved between the runs above: B1's voxlake row "
             "(ephemeral Prefect) on the tree before the ledger (7eb0566, exported with `git "
             "archive`, run with this venv) and on this branch, back to back on the same media "
-            f"and first-upload probe ({sbs['first_upload_s']:.3f} s); "
+            "and one first-upload probe per pair (the table's rows in run order, two pairs); "
             "`results/b1-side-by-side.json`, scratch driver "
             "`benchmarks/.work/proto/b1_side_by_side.py`.",
             "",
