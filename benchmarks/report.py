@@ -554,11 +554,13 @@ def write_results() -> Path:
         lines += _b6_section(results["b6"])
     if results["ledger100k"]:
         lines += _ledger100k_section(results["ledger100k"])
-    # Sections appended by hand below a "---" line (report_scale.py's) are kept as they are.
+    # Sections appended by hand (report_scale.py's), from a "---" line or an '<a id="...">'
+    # anchor to the end, are kept as they are.
     tail = ""
     if OUT.exists():
         previous = OUT.read_text()
-        cut = previous.find("\n---\n")
+        cuts = [i for i in (previous.find("\n---\n"), previous.find('\n<a id="')) if i >= 0]
+        cut = min(cuts, default=-1)
         if cut >= 0:
             tail = "\n" + previous[cut + 1 :]
     OUT.write_text("\n".join(lines) + "\n" + tail)
