@@ -182,8 +182,14 @@ def plan(
     - failed before any job existed, or deferred by a budget: **new** (costs nothing extra).
     """
     planned = []
+    # Items of one manifest share a handful of options objects (voxlake.manifest caches them),
+    # and hashing options is most of a key's cost: hash each object once.
+    hashes: dict[int, str] = {}
     for item in items:
-        key = key_of(item)
+        options_hash = hashes.get(id(item.options))
+        if options_hash is None:
+            options_hash = hashes[id(item.options)] = item.options_hash
+        key = item_key(item.source, item.fingerprint, options_hash)
         state = states.get(key)
         action: Action = "new"
         if state is None:
