@@ -669,7 +669,8 @@ def _fold(table: pa.Table) -> dict[str, ItemState]:
         return out
 
     def flags(array: pa.Array) -> np.ndarray:
-        return array.to_numpy(zero_copy_only=False)
+        result: np.ndarray = array.to_numpy(zero_copy_only=False)
+        return result
 
     status = cols["status"]
     known = flags(pc.is_in(status, value_set=pa.array(list(_STATUSES))))
@@ -684,7 +685,8 @@ def _fold(table: pa.Table) -> dict[str, ItemState]:
     )
 
     def pick(name: str, at_rows: np.ndarray) -> list[Any]:
-        return cols[name].take(pa.array(at_rows, mask=at_rows < 0)).to_pylist()
+        values: list[Any] = cols[name].take(pa.array(at_rows, mask=at_rows < 0)).to_pylist()
+        return values
 
     # Arrow makes a zone-aware datetime ~10x slower than timedelta arithmetic does: the same
     # values (microseconds since the epoch, the schema's unit) in the zone Arrow gives them.
