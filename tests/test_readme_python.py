@@ -1,7 +1,9 @@
 """The README's "From Python" snippet, run as written: a script in a fresh process.
 
-It runs from a folder laid out like the checkout (``data/`` linked in, ``flows/`` importable),
-with no ``ASSEMBLYAI_*`` variable set, reporting to the suite's Prefect API.
+It runs from a folder laid out like the checkout (``flows/`` importable), with no
+``ASSEMBLYAI_*`` variable set, reporting to the suite's Prefect API. Its ``data/manifest.csv``
+holds two of the demo's clips rather than all thirteen: the snippet is the same, and real speech
+recognition of the whole corpus would cost the suite minutes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ def readme_snippet() -> str:
 def test_the_readme_python_example_runs_as_written(tmp_path: Path, prefect_harness: None) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    (tmp_path / "data").symlink_to(REPO / "data")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.csv").write_text(
+        "source,media_id\n"
+        f"{REPO / 'data/media/harvard-01.wav'},harvard-01\n"
+        f"{REPO / 'data/media/harvard-03.mp3'},harvard-03\n"
+    )
     script = tmp_path / "example.py"
     script.write_text(readme_snippet())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "VOXLAKE_"))}
@@ -51,10 +59,9 @@ def test_the_readme_python_example_runs_as_written(tmp_path: Path, prefect_harne
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert output.count("Beginning flow run") == 1, output  # one run, none in worker processes
-    # The demo manifest holds 13 items; one is not audio on purpose, the ten clips are speech.
-    found = re.search(r"(\d+)/13 items transcribed", done.stdout)
-    assert found and int(found.group(1)) >= 10, output
+    assert "2/2 items transcribed" in done.stdout, output
     current = read_current(tmp_path / "lake").select(["media_id", "status", "text"]).to_pylist()
-    clips = {r["media_id"]: r for r in current if r["media_id"].startswith("harvard-")}
-    assert len(clips) == 10 and {r["status"] for r in clips.values()} == {"completed"}
+    clips = {r["media_id"]: r for r in current}
+    assert sorted(clips) == ["harvard-01", "harvard-03"]
+    assert {r["status"] for r in clips.values()} == {"completed"}
     assert all(r["text"] for r in clips.values())
