@@ -35,7 +35,15 @@ class RunningServer:
 @contextmanager
 def prefect_server(tmp: Path, **server_env: str) -> Iterator[RunningServer]:
     port = free_port()
-    env = clean_env(tmp / "client-home", PREFECT_UI_ENABLED="false", **server_env)
+    env = clean_env(
+        tmp / "client-home",
+        PREFECT_UI_ENABLED="false",
+        # SQLite under a loaded CI machine: wait for the database lock rather than fail a write
+        # ("database is locked") after Prefect's default 10 s / 5 s.
+        PREFECT_SERVER_DATABASE_TIMEOUT="60",
+        PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="60",
+        **server_env,
+    )
     process = start_server(tmp / "server-home", "127.0.0.1", port, env)
     api_url = f"http://127.0.0.1:{port}/api"
     try:

@@ -84,7 +84,10 @@ class Api:
 
     def wait_final(self, run_id: str, logs: list[Path]) -> dict[str, Any]:
         def final() -> dict[str, Any] | None:
-            run = self.flow_run(run_id)
+            try:
+                run = self.flow_run(run_id)
+            except httpx.TransportError:
+                return None  # a loaded server answering slowly: ask again, within the deadline
             return run if run["state"]["type"] in FINAL else None
 
         run = wait_until(final, f"flow run {run_id} to finish", DEADLINE_S, every_s=1.0)
