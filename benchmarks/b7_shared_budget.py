@@ -37,6 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `voxlake
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import (
+    REPO,
     RESULTS,
     WORK,
     ChildMonitor,
@@ -158,7 +159,7 @@ def b7() -> dict[str, Any]:
         "client_peak_rss_mib": [round(m.peak_rss / 2**20, 1) for m in monitors],
         "summaries": [log.strip().splitlines()[-1] if log.strip() else "" for log in logs],
         "bounds": b,
-        "work_dir": str(work),
+        "work_dir": str(work.relative_to(REPO)),
     }
     return {"id": "b7", "setup": _setup(B1, B1_SPEC), "rows": [row]}
 

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -98,7 +99,8 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
     if proc.returncode:
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {stderr.decode()}")
     return {
-        "command": " ".join(cmd[1:]),
+        # The temp folder's name is this machine's, not the benchmark's: shown as <tmp>.
+        "command": re.sub(r"/\S*voxlake-report-scale-[^/\s]+", "<tmp>", " ".join(cmd[1:])),
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(usage.ru_maxrss * 1024 / MIB, 1),
         "user_cpu_s": round(usage.ru_utime, 2),
