@@ -5,12 +5,29 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from voxlake.serve import start_server, wait_until_healthy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def prefect_cli(env: dict[str, str], *args: str) -> str:
+    """``prefect ARGS`` from the checkout with ``env``; its stdout (fails the test on error)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def free_port() -> int:

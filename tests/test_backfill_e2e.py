@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 from tests.clikit import ServeLocal, wait_until
-from tests.prefect_server import RunningServer, prefect_server
+from tests.prefect_server import RunningServer, prefect_cli, prefect_server
 from tests.secrets import KEY_A
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.shared_budget import ACCOUNT_ENV, LIMIT_NAME, figures_for
@@ -54,22 +54,9 @@ def make_media(folder: Path, n: int, start: int = 0) -> None:
         write_synth_wav(folder / f"clip-{i:03d}.wav", None, 0.5, sample_rate=8000, seed=i)
 
 
-def _prefect(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def run_deployment(env: dict[str, str], name: str, params: dict[str, Any]) -> str:
     """``prefect deployment run NAME --params …``; the new flow run's id."""
-    out = _prefect(env, "deployment", "run", name, "--params", json.dumps(params))
+    out = prefect_cli(env, "deployment", "run", name, "--params", json.dumps(params))
     found = re.search(r"UUID: ([0-9a-f-]{36})", out)
     assert found, out
     return found.group(1)

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from tests.prefect_server import prefect_server
+from tests.prefect_server import prefect_cli, prefect_server
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
@@ -19,24 +17,13 @@ PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
 pytestmark = pytest.mark.slow
 
 
-def _prefect(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
 def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> None:
     written = {d["name"]: d for d in yaml.safe_load(PREFECT_FILE.read_text())["deployments"]}
     with prefect_server(tmp_path) as server:
-        _prefect(server.env, "work-pool", "create", "voxlake", "--type", "process")
-        _prefect(server.env, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE))
+        prefect_cli(server.env, "work-pool", "create", "voxlake", "--type", "process")
+        prefect_cli(
+            server.env, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)
+        )
         with httpx.Client(base_url=server.api_url, timeout=30) as api:
             found = api.post("/deployments/filter", json={}).json()
             flows = {f["id"]: f["name"] for f in api.post("/flows/filter", json={}).json()}

@@ -45,7 +45,6 @@ __all__ = [
     "SinkEntry",
     "TableSink",
     "WrittenFile",
-    "local_fingerprint",
     "read_current",
     "read_table",
     "schema_markdown",
@@ -442,19 +441,6 @@ def transcripts_batch(rows: Iterable[Mapping[str, Any]]) -> pa.RecordBatch:
             raise ValueError(f"transcripts row {i}: missing {missing}, unexpected {extra}")
     columns = {f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in TRANSCRIPTS_SCHEMA}
     return _batch(TRANSCRIPTS_SCHEMA, columns)
-
-
-def local_fingerprint(path: str | os.PathLike[str]) -> tuple[int, str]:
-    """``(source_size, source_fingerprint)`` of a local file: size and ``size:mtime_ns``.
-
-    Cheap (one stat, no hashing of gigabytes) and changes whenever the file is rewritten, which
-    is what a later "skip unchanged media" ledger needs.
-    """
-    st = os.stat(path)
-    return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"
-
-
-# --- writing ----------------------------------------------------------------------------------
 
 
 def _resolve_root(root: str | os.PathLike[str], filesystem: Any | None) -> tuple[Any, str]:
