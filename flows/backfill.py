@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
-import inspect
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -34,14 +33,11 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
 
-from flows.transcribe import transcribe_manifest
 from voxlake.ledger import Ledger
 from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
 from voxlake.storage import S3Options, output_filesystem
 
 SHARD_DEPLOYMENT = "transcribe-manifest/shard"
-# Parameters the shard flow may not have yet; passed only when its signature has them.
-_SHARD_FLOW_PARAMS = frozenset(inspect.signature(transcribe_manifest.fn).parameters)
 _DEFAULT_OPTIONS = TranscriptionOptions()
 
 
@@ -197,19 +193,15 @@ async def backfill(
     for item in sorted(window, key=lambda i: i.media_id):
         parts[shard_of(item.media_id, shards)].append(item)
 
-    requested = {"force": force, "retry_failed": retry_failed}
-    missing = [name for name, on in requested.items() if on and name not in _SHARD_FLOW_PARAMS]
-    if missing:
-        raise ValueError(f"the shard flow has no parameter {missing} yet")
     # lease_group: the ledger's lease on the output root is shared by one backfill's shards.
-    extra = {
-        **requested,
+    passed = {
+        "force": force,
+        "retry_failed": retry_failed,
         "lease_group": parent_id,
         "credentials_block": credentials_block,
         "aws_credentials_block": aws_credentials_block,
         "shared_budget": shared_budget,
     }
-    passed = {k: v for k, v in extra.items() if k in _SHARD_FLOW_PARAMS}
 
     lease = await asyncio.to_thread(
         Ledger.open, output, run_id=parent_id, s3=s3, lease_group=parent_id
