@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,68 @@ def test_the_ledger_is_readable_with_duckdb_and_keeps_no_query_strings(tmp_path:
     assert rows == [("a", "submitting", "https://bucket.s3.amazonaws.com/a.wav", "run-1")]
     raw = b"".join(p.read_bytes() for p in (tmp_path / EVENTS_DIR).iterdir())
     assert b"Signature" not in raw
+
+
+def test_loading_folds_the_log_as_applying_each_event_in_order_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The columnar fold against the plain rule, event by event, over random histories with
+    ties in time, re-submissions, missing ids, several files and batches within a file."""
+    import datetime as dt
+    import random
+
+    import voxlake.ledger
+
+    monkeypatch.setattr(voxlake.ledger, "_BATCH_ROWS", 5)
+
+    rng = random.Random(7)
+    items = [item(f"i{n}") for n in range(40)]
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with Ledger.open(str(tmp_path), run_id="run-1") as writer:
+        for _ in range(30):
+            batch = []
+            for _ in range(rng.randint(1, 12)):
+                status = rng.choice(list(Status))
+                batch.append(
+                    Event(
+                        rng.choice(items),
+                        status,
+                        audio_url=rng.choice([None, f"https://cdn/{rng.randint(0, 99)}"]),
+                        transcript_id=rng.choice([None, f"t{rng.randint(0, 99)}"]),
+                        at=t0 + dt.timedelta(seconds=rng.randint(0, 20)),  # many ties
+                    )
+                )
+            writer.append(batch)
+    ledger = Ledger.open(str(tmp_path), run_id="reader", read_only=True)
+
+    expected: dict[str, tuple[Any, ...]] = {}
+    for row in ledger.read_events().to_pylist():
+        status = Status(row["status"])
+        prev = expected.get(row["item_key"], (None, None, None, None, None, False))
+        _, tid, url, _, submitting_at, done = prev
+        if status is Status.submitting:
+            submitting_at, tid = row["at"], None
+        url = row["audio_url"] if row["audio_url"] is not None else url
+        tid = row["transcript_id"] if row["transcript_id"] is not None else tid
+        done = done or status is Status.completed
+        expected[row["item_key"]] = (status, tid, url, row["at"], submitting_at, done)
+
+    def seen(keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+        states = ledger.states
+        return {
+            k: (s.status, s.transcript_id, s.audio_url, s.at, s.submitting_at, s.ever_completed)
+            for k in keys
+            if (s := states[k])
+        }
+
+    # The open items' details are read with the statuses; the settled ones' on first use.
+    still_open = [k for k, e in expected.items() if e[0] is not Status.completed]
+    assert seen(still_open) == {k: expected[k] for k in still_open}
+    assert seen(ledger.states) == expected
+    assert len(ledger.states) == len(expected) > 30
+    codes, done = ledger.states.codes([*expected, "no-such-key"])
+    assert codes[-1] == -1 and not done[-1]
+    assert list(done[:-1]) == [e[5] for e in expected.values()]
 
 
 def test_compaction_merges_event_files_and_keeps_every_state(tmp_path: Path) -> None:

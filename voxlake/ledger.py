@@ -41,7 +41,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
-import gc
+import functools
 import hashlib
 import json
 import logging
@@ -49,7 +49,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -161,13 +161,13 @@ class Planned:
     item: MediaItem
     key: str
     action: Action
-    state: ItemState | None
+    state: ItemState | None  # the ledger's state of a job to **resume**; None otherwise
     retry: bool = False  # new, but an earlier run's attempt failed
 
 
 def plan(
     items: Iterable[MediaItem],
-    states: dict[str, ItemState],
+    states: States,
     *,
     force: bool = False,
     retry_failed: bool = False,
@@ -181,28 +181,36 @@ def plan(
     - its job ended in error: **skip_failed**, or **new** with ``retry_failed``;
     - failed before any job existed, or deferred by a budget: **new** (costs nothing extra).
     """
-    planned = []
+    items = list(items)
     # Items of one manifest share a handful of options objects (voxlake.manifest caches them),
     # and hashing options is most of a key's cost: hash each object once.
     hashes: dict[int, str] = {}
+    keys = []
     for item in items:
         options_hash = hashes.get(id(item.options))
         if options_hash is None:
             options_hash = hashes[id(item.options)] = item.options_hash
-        key = item_key(item.source, item.fingerprint, options_hash)
-        state = states.get(key)
+        keys.append(item_key(item.source, item.fingerprint, options_hash))
+    # One vectorised lookup for the whole manifest: an ItemState is made only for a resume.
+    codes, ever_completed = states.codes(keys)
+    planned = []
+    for item, key, code, done in zip(
+        items, keys, codes.tolist(), ever_completed.tolist(), strict=True
+    ):
+        status = None if code < 0 else _STATUS_BY_CODE[code]
         action: Action = "new"
-        if state is None:
+        if status is None:
             pass
-        elif state.status in (Status.submitting, Status.submitted):
+        elif status in (Status.submitting, Status.submitted):
             action = "resume"
         elif force:
             pass
-        elif state.ever_completed:
+        elif done:
             action = "skip_done"
-        elif state.status is Status.job_failed and not retry_failed:
+        elif status is Status.job_failed and not retry_failed:
             action = "skip_failed"
-        retry = action == "new" and state is not None and state.status is not Status.deferred
+        retry = action == "new" and status is not None and status is not Status.deferred
+        state = states.get(key) if action == "resume" else None
         planned.append(Planned(item, key, action, state, retry))
     return planned
 
@@ -260,6 +268,9 @@ class _Store:
         self.root = root.rstrip("/")
         self.local = local
         self.arrow_fs = _as_arrow_fs(None if local else fs)
+        # Files read at once: an object store's latency wants many requests in flight; locally
+        # more threads only add per-thread allocator arenas (measured: +40 MB for 300 files).
+        self.parallel_reads = 2 if local else 16
 
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -482,7 +493,7 @@ class Ledger:
         self._token = uuid.uuid4().hex[:8]
         self._seq = 0
         self._lock = threading.Lock()
-        self.states: dict[str, ItemState] = {}
+        self.states = States()
 
     @classmethod
     def open(
@@ -575,15 +586,48 @@ class Ledger:
                 path, filesystem=self._store.arrow_fs, schema=schema, columns=schema.names
             )
 
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            tables = list(pool.map(read, names))
-        table = pa.concat_tables(tables)
+        with ThreadPoolExecutor(self._store.parallel_reads) as pool:
+            table = pa.concat_tables(pool.map(read, names))
         return table.sort_by([("at", "ascending")])
 
-    def load(self) -> dict[str, ItemState]:
-        """Every item key's state: its events applied in :meth:`read_events` order."""
-        self.states = _fold(self.read_events(columns=_STATE_COLUMNS))
-        return self.states
+    def load(self) -> States:
+        """Every item key's state: its events applied in :meth:`read_events` order.
+
+        Two passes over the event files, so that settled items (the many) cost a few bytes:
+        the keys, statuses and times of every event first; then the upload URLs and transcript
+        ids, only of the items still open (in flight, failed, deferred), and of the others only
+        if :meth:`States.get` ever asks for one.
+        """
+        for _ in range(3):
+            names = self._store.listdir(EVENTS_DIR)
+            with ThreadPoolExecutor(self._store.parallel_reads) as pool:
+                logs = list(pool.map(lambda name: _Log.read(self._events_file(name)), names))
+            offsets = np.cumsum([0] + [len(log.status) for log in logs]).tolist()
+            read_details = functools.partial(
+                self._read_details, list(zip(names, offsets, strict=False))
+            )
+            try:
+                self.states = _fold(_Log.concat(logs), read_details)
+            except FileNotFoundError:
+                continue  # another run merged the files between the passes: read again
+            return self.states
+        raise VoxlakeError(f"the ledger under {self._store.root} kept changing while being read")
+
+    def _read_details(
+        self, files: list[tuple[str, int]], keep: Callable[[np.ndarray], np.ndarray]
+    ) -> _Details:
+        """Pass 2 over ``files`` (name, first row number), keeping the rows ``keep`` says."""
+
+        def one(file: tuple[str, int]) -> _Details:
+            return _Details.read(self._events_file(file[0]), file[1], keep)
+
+        with ThreadPoolExecutor(self._store.parallel_reads) as pool:
+            return _Details.concat(list(pool.map(one, files)))
+
+    def _events_file(self, name: str) -> pq.ParquetFile:
+        path = self._store.path(f"{EVENTS_DIR}/{name}")
+        # Opened whole: event files are small, or one compacted file read batch by batch.
+        return pq.ParquetFile(self._store.arrow_fs.open_input_file(path))
 
     def _apply(
         self,
@@ -593,9 +637,7 @@ class Ledger:
         audio_url: str | None,
         at: dt.datetime,
     ) -> None:
-        state = self.states.get(key)
-        if state is None:
-            state = self.states[key] = ItemState(status, None, None, at, None, False)
+        state = self.states.edit(key, status, at)
         state.status, state.at = status, at
         if status is Status.submitting:
             state.submitting_at = at
@@ -637,91 +679,282 @@ class Ledger:
             logger.info("removed %d temp files left by an interrupted run", removed)
 
 
-_STATE_COLUMNS = ("item_key", "status", "transcript_id", "audio_url", "at")
-_STATUSES = {s.value: s for s in Status}
+#: A status's code in :class:`States` is its position here.
+_STATUS_BY_CODE = tuple(Status)
+_STATUS_VALUES = pa.array([s.value for s in _STATUS_BY_CODE])
+_CODE = {s: i for i, s in enumerate(_STATUS_BY_CODE)}
 _MICRO = dt.timedelta(microseconds=1)
+_NO_TIME = np.iinfo(np.int64).min
+_UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Rows decoded at a time: decoding whole column chunks at once costs several times their size.
+_BATCH_ROWS = 65_536
 
 
-def _fold(table: pa.Table) -> dict[str, ItemState]:
-    """The state of every item key after applying ``table``'s rows in order with ``_apply``.
+class States(Mapping[str, ItemState]):
+    """Every item key's state: the log folded into one entry per key.
 
-    Vectorised, so that a root with hundreds of thousands of events loads in about a second:
-    the columns are reduced per key with Arrow and NumPy, and Python objects are made once per
-    key instead of once per event. Per key, the same result as ``_apply`` row by row: the last
-    row gives ``status`` and ``at``; the last ``submitting`` row ``submitting_at``; the last
-    non-null ``audio_url``; the last non-null ``transcript_id`` at or after the last
-    ``submitting`` row (which resets it); ``ever_completed`` whether any row is ``completed``.
+    Kept as columns (a few bytes per key) rather than as objects, because a run over a
+    100,000-item manifest asks only "which of these are done?" (:meth:`codes`, vectorised) and
+    needs a whole :class:`ItemState` for the few it resumes; :meth:`get` makes one on demand.
+    Upload URLs and transcript ids are loaded for the open items only, and for the settled
+    ones on the first :meth:`get` of one. What this run appends is kept as objects.
     """
-    n = table.num_rows
-    if n == 0:
-        return {}
-    cols = {name: table[name].combine_chunks() for name in _STATE_COLUMNS}
-    encoded = cols["item_key"].dictionary_encode()
-    key_index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    keys = encoded.dictionary.to_pylist()
-    rows = np.arange(n, dtype=np.int64)
 
-    def last_row(where: np.ndarray | None) -> np.ndarray:
-        """Per key, the last row for which ``where`` holds; -1 if none."""
-        out = np.full(len(keys), -1, dtype=np.int64)
-        chosen = rows if where is None else rows[where]
-        np.maximum.at(out, key_index[chosen], chosen)
-        return out
+    def __init__(self, folded: _Folded | None = None) -> None:
+        self._folded = folded
+        self._keys = folded.keys if folded else pa.array([], pa.string())
+        self._index: dict[str, int] | None = None  # key -> position, built on first get()
+        self._changed: dict[str, ItemState] = {}
 
-    def flags(array: pa.Array) -> np.ndarray:
-        result: np.ndarray = array.to_numpy(zero_copy_only=False)
-        return result
+    def codes(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``keys``: its status's position in ``_STATUS_BY_CODE`` (-1: unknown to
+        the ledger), and whether it was ever completed."""
+        codes = np.full(len(keys), -1, dtype=np.int64)
+        done = np.zeros(len(keys), dtype=bool)
+        if self._folded is not None:
+            found = pc.index_in(pa.array(keys, pa.string()), value_set=self._keys)
+            at = found.fill_null(-1).to_numpy().astype(np.int64)
+            known = at >= 0
+            codes[known] = self._folded.status[at[known]]
+            done[known] = self._folded.ever_completed[at[known]]
+        if self._changed:
+            for i, key in enumerate(keys):
+                if (state := self._changed.get(key)) is not None:
+                    codes[i] = _CODE[state.status]
+                    done[i] = state.ever_completed
+        return codes, done
 
-    status = cols["status"]
-    known = flags(pc.is_in(status, value_set=pa.array(list(_STATUSES))))
-    if not known.all():
-        Status(status[int(np.argmin(known))].as_py())  # raises ValueError, as _apply's caller
-    last = last_row(None)
-    last_submitting = last_row(flags(pc.equal(status, Status.submitting.value)))
-    completed = last_row(flags(pc.equal(status, Status.completed.value))) >= 0
-    last_url = last_row(flags(cols["audio_url"].is_valid()))
-    last_tid = last_row(
-        flags(cols["transcript_id"].is_valid()) & (rows >= last_submitting[key_index])
-    )
+    def get(self, key: str, default: Any = None) -> Any:  # Mapping's signature
+        state = self._changed.get(key)
+        if state is not None or self._folded is None:
+            return state if state is not None else default
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self._keys.to_pylist())}
+        i = self._index.get(key)
+        return default if i is None else self._folded.state(i)
 
-    def pick(name: str, at_rows: np.ndarray) -> list[Any]:
-        values: list[Any] = cols[name].take(pa.array(at_rows, mask=at_rows < 0)).to_pylist()
-        return values
+    def __getitem__(self, key: str) -> ItemState:
+        state: ItemState | None = self.get(key)
+        if state is None:
+            raise KeyError(key)
+        return state
 
-    # Arrow makes a zone-aware datetime ~10x slower than timedelta arithmetic does: the same
-    # values (microseconds since the epoch, the schema's unit) in the zone Arrow gives them.
-    epoch = dt.datetime(1970, 1, 1, tzinfo=cols["at"][0].as_py().tzinfo)
+    def __iter__(self) -> Iterator[str]:
+        yield from self._changed
+        for key in self._keys.to_pylist():
+            if key not in self._changed:
+                yield key
 
-    def pick_at(at_rows: np.ndarray) -> list[dt.datetime | None]:
-        micros = cols["at"].take(pa.array(at_rows, mask=at_rows < 0)).cast(pa.int64())
-        return [None if v is None else epoch + _MICRO * v for v in micros.to_pylist()]
+    def __len__(self) -> int:
+        if not self._changed:
+            return len(self._keys)
+        return sum(1 for _ in self)
 
-    with _no_gc():  # 100,000s of new objects, none cyclic: spare the collector's passes
-        return {
-            key: ItemState(_STATUSES.get(st) or Status(st), tid, url, at, submitting_at, bool(done))
-            for key, st, tid, url, at, submitting_at, done in zip(
-                keys,
-                pick("status", last),
-                pick("transcript_id", last_tid),
-                pick("audio_url", last_url),
-                pick_at(last),
-                pick_at(last_submitting),
-                completed.tolist(),
-                strict=True,
-            )
+    def edit(self, key: str, status: Status, at: dt.datetime) -> ItemState:
+        """The state of ``key`` to change in place (this run's appends)."""
+        state = self._changed.get(key) or self.get(key)
+        if state is None:
+            state = ItemState(status, None, None, at, None, False)
+        self._changed[key] = state
+        return state
+
+
+def _time(micros: int) -> dt.datetime | None:
+    # Zone-aware datetimes from Arrow are ~10x slower to make than this arithmetic (same values).
+    return None if micros == _NO_TIME else _UTC_EPOCH + _MICRO * micros
+
+
+@dataclass(frozen=True, slots=True)
+class _Log:
+    """Pass 1: of every event, in file then row order, the item key, status code and time."""
+
+    keys: pa.ChunkedArray
+    status: np.ndarray  # int8 codes
+    at: np.ndarray  # int64 microseconds
+
+    @classmethod
+    def read(cls, file: pq.ParquetFile) -> _Log:
+        keys: list[pa.Array] = []
+        status: list[np.ndarray] = []
+        at: list[np.ndarray] = []
+        for batch in file.iter_batches(
+            batch_size=_BATCH_ROWS, columns=["item_key", "status", "at"], use_threads=False
+        ):
+            found = pc.index_in(batch["status"], value_set=_STATUS_VALUES)
+            if found.null_count:
+                unknown = found.is_null().to_numpy(zero_copy_only=False)
+                Status(batch["status"][int(np.argmax(unknown))].as_py())  # raises ValueError
+            keys.append(batch["item_key"])
+            status.append(found.to_numpy(zero_copy_only=False).astype(np.int8))
+            at.append(batch["at"].cast(pa.int64()).to_numpy(zero_copy_only=False))
+        return cls._of(keys, status, at)
+
+    @classmethod
+    def concat(cls, logs: Sequence[_Log]) -> _Log:
+        return cls._of(
+            [c for log in logs for c in log.keys.chunks],
+            [log.status for log in logs],
+            [log.at for log in logs],
+        )
+
+    @staticmethod
+    def _of(keys: list[pa.Array], status: list[np.ndarray], at: list[np.ndarray]) -> _Log:
+        return _Log(
+            pa.chunked_array(keys, pa.string()),
+            np.concatenate(status) if status else np.empty(0, np.int8),
+            np.concatenate(at) if at else np.empty(0, np.int64),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Details:
+    """Pass 2: the non-null transcript ids and upload URLs of the rows kept, with their rows."""
+
+    tid_rows: np.ndarray
+    tid: pa.ChunkedArray
+    url_rows: np.ndarray
+    url: pa.ChunkedArray
+
+    @classmethod
+    def read(
+        cls, file: pq.ParquetFile, offset: int, keep: Callable[[np.ndarray], np.ndarray]
+    ) -> _Details:
+        parts: dict[str, tuple[list[np.ndarray], list[pa.Array]]] = {
+            "transcript_id": ([], []),
+            "audio_url": ([], []),
         }
+        for batch in file.iter_batches(
+            batch_size=_BATCH_ROWS, columns=list(parts), use_threads=False
+        ):
+            kept = keep(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
+            for name, (rows, values) in parts.items():
+                mask = kept & batch[name].is_valid().to_numpy(zero_copy_only=False)
+                rows.append(np.flatnonzero(mask) + offset)
+                values.append(batch[name].filter(pa.array(mask)))
+            offset += batch.num_rows
+        return cls._of(*parts["transcript_id"], *parts["audio_url"])
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Details]) -> _Details:
+        return cls._of(
+            [p.tid_rows for p in parts],
+            [c for p in parts for c in p.tid.chunks],
+            [p.url_rows for p in parts],
+            [c for p in parts for c in p.url.chunks],
+        )
+
+    @staticmethod
+    def _of(
+        tid_rows: list[np.ndarray],
+        tid: list[pa.Array],
+        url_rows: list[np.ndarray],
+        url: list[pa.Array],
+    ) -> _Details:
+        def rows(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+        return _Details(
+            rows(tid_rows),
+            pa.chunked_array(tid, pa.string()),
+            rows(url_rows),
+            pa.chunked_array(url, pa.string()),
+        )
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused (and restored as it was) for a bulk build."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+class _Folded:
+    """The per-key result of :func:`_fold`, and the order it was folded in (for pass 2)."""
+
+    def __init__(
+        self, log: _Log, read_details: Callable[[Callable[[np.ndarray], np.ndarray]], _Details]
+    ) -> None:
+        n = len(log.status)
+        self._order = np.argsort(log.at, kind="stable")  # row numbers in log order
+        self._pos = np.empty(n, np.int64)  # each row's place in log order
+        self._pos[self._order] = np.arange(n, dtype=np.int64)
+        encoded = log.keys.combine_chunks().dictionary_encode()
+        self._key_index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.keys: pa.Array = encoded.dictionary
+        del encoded
+        self._read_details = read_details
+
+        last = self._last_row(None)
+        last_submitting = self._last_row(np.flatnonzero(log.status == _CODE[Status.submitting]))
+        self.status: np.ndarray = log.status[last]
+        self.ever_completed = np.zeros(len(self.keys), dtype=bool)
+        self.ever_completed[self._key_index[log.status == _CODE[Status.completed]]] = True
+        self.at: np.ndarray = log.at[last]
+        self.submitting_at = np.where(
+            last_submitting >= 0, log.at[np.maximum(last_submitting, 0)], _NO_TIME
+        )
+        self._submitting_pos = np.where(
+            last_submitting >= 0, self._pos[np.maximum(last_submitting, 0)], -1
+        )
+        # The open items' details now (a run resumes them); the settled ones' if ever asked.
+        self._detailed = self.status != _CODE[Status.completed]
+        self._tid, self._url = self._details(self._detailed)
+
+    def state(self, i: int) -> ItemState:
+        if not self._detailed[i]:
+            self._detailed = np.ones(len(self.keys), dtype=bool)
+            self._tid, self._url = self._details(self._detailed)
+        return ItemState(
+            _STATUS_BY_CODE[self.status[i]],
+            self._tid[i].as_py(),
+            self._url[i].as_py(),
+            _time(int(self.at[i])) or _UTC_EPOCH,
+            _time(int(self.submitting_at[i])),
+            bool(self.ever_completed[i]),
+        )
+
+    def _last_row(self, rows: np.ndarray | None) -> np.ndarray:
+        """Per key, the one of ``rows`` (default: all) last in log order; -1 if none."""
+        out = np.full(len(self.keys), -1, dtype=np.int64)
+        chosen = slice(None) if rows is None else rows
+        np.maximum.at(out, self._key_index[chosen], self._pos[chosen])
+        return np.where(out >= 0, self._order[np.maximum(out, 0)], -1)
+
+    def _details(self, wanted: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        """Per key (null unless ``wanted``): the last non-null ``audio_url``, and the last
+        non-null ``transcript_id`` at or after the last ``submitting`` event (which resets
+        it)."""
+        if not wanted.any():
+            nulls = pa.nulls(len(self.keys), pa.string())
+            return nulls, nulls
+
+        def keep(rows: np.ndarray) -> np.ndarray:
+            kept: np.ndarray = wanted[self._key_index[rows]]
+            return kept
+
+        found = self._read_details(keep)
+        tid_rows = found.tid_rows[
+            self._pos[found.tid_rows] >= self._submitting_pos[self._key_index[found.tid_rows]]
+        ]
+
+        def value_at(rows: np.ndarray, values: pa.ChunkedArray, value_rows: np.ndarray) -> pa.Array:
+            taken = values.take(pa.array(np.searchsorted(value_rows, rows), mask=rows < 0))
+            return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+
+        return (
+            value_at(self._last_row(tid_rows), found.tid, found.tid_rows),
+            value_at(self._last_row(found.url_rows), found.url, found.url_rows),
+        )
+
+
+def _fold(
+    log: _Log, read_details: Callable[[Callable[[np.ndarray], np.ndarray]], _Details]
+) -> States:
+    """The state of every item key after applying the log's events in log order with ``_apply``.
+
+    Log order is by ``at``, ties in file name then row order (as :meth:`Ledger.read_events`).
+    Vectorised, without sorting or copying the string columns, so that hundreds of thousands
+    of events fold in about a second and a few dozen MB: per key, the last event gives
+    ``status`` and ``at``; the last ``submitting`` event ``submitting_at``; the last non-null
+    ``audio_url``; the last non-null ``transcript_id`` at or after the last ``submitting`` event
+    (which resets it); ``ever_completed`` whether any event is ``completed``.
+    """
+    if len(log.status) == 0:
+        return States()
+    return States(_Folded(log, read_details))
 
 
 def _events_table(events: Sequence[Event], run_id: str) -> pa.Table:
