@@ -111,8 +111,8 @@ def test_the_figures_keep_any_account_limit_and_the_default_is_the_documented_on
     from voxlake.shared_budget import DEFAULT_FIGURES, MAX_PROCESSES, account_figures, figures_for
 
     assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batch) == (
-        2_000,
-        56.0,
+        8_000,
+        36.0,
         50,
     )
     for requests, window in ((20_000, 300.0), (600, 60.0), (100, 10.0), (1_000_000, 60.0)):

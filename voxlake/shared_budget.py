@@ -14,12 +14,19 @@ slots, and a process may spend up to ``BATCH`` slots it took before the window b
 account's sliding window holds when::
 
     LIMIT + 300 * DECAY_PER_S + BATCH * MAX_PROCESSES <= 20,000
-    2,000 + 300 * 56    + 50 * 20        =  19,800
+    8,000 + 300 * 36    + 50 * 20        =  19,800
 
-that is bursts of up to 2,000 requests and 16,800 per 5 minutes sustained (84 % of the
+that is bursts of up to 8,000 requests and 10,800 per 5 minutes sustained (54 % of the
 account), for up to 20 processes drawing on it at once. Prefect rounds decay down at every
 write, and a denied attempt restarts the decay clock, so it can only grant fewer slots than
 this, never more.
+
+**Why a large bucket.** A run spends its requests in a burst: an upload and a create per file
+as fast as they go, then one fetch per finished job. The sustained rate matters less, because
+the account's concurrent-jobs limit binds first for real audio: 100 jobs of a few minutes each
+finish a few per second, a few requests per file. With a bucket of a tenth of the account
+(2,000 and 56/s), two concurrent runs of 1,000 short files spread their creates over a minute
+and took 1.35 x the bound (B7 in benchmarks/RESULTS.md); with 8,000 they are not held back.
 
 **Fallback.** Without a reachable Prefect API, or without the limit (``voxlake serve`` creates
 it; ``prefect gcl create`` does too), a budget keeps to ``LOCAL_SHARE``: a quarter of the
@@ -44,8 +51,8 @@ from voxlake.ratelimit import RequestBudget, SharedBudgetUnavailable
 LIMIT_NAME = "assemblyai-requests"
 ACCOUNT_REQUESTS = 20_000
 WINDOW_S = 300.0
-LIMIT = 2_000
-DECAY_PER_S = 56.0
+LIMIT = 8_000
+DECAY_PER_S = 36.0
 BATCH = 50
 MAX_PROCESSES = 20
 LOCAL_SHARE = ACCOUNT_REQUESTS // 4
@@ -76,9 +83,9 @@ def figures_for(
 ) -> BudgetFigures:
     """Figures with ``limit + window * decay + batch * max_processes <= account_requests``.
 
-    The bucket holds a tenth of the account (bursts); each process may hold a batch of up to
-    50, a twentieth of what the processes may hold together; decay takes the rest, rounded
-    down. For 20,000 / 300 s this gives the documented 2,000, 56/s and 50.
+    The bucket holds two fifths of the account (bursts); each process may hold a batch of up
+    to 50, a twentieth of what the processes may hold together; decay takes the rest, rounded
+    down. For 20,000 / 300 s this gives the documented 8,000, 36/s and 50.
     """
     if account_requests < 2 * max_processes or window_s <= 0:
         raise ValueError(
@@ -86,7 +93,7 @@ def figures_for(
             f"among {max_processes} processes"
         )
     batch = max(1, min(BATCH, account_requests // (10 * max_processes)))
-    limit = max(1, account_requests // 10)
+    limit = max(1, account_requests * 2 // 5)
     rest = (account_requests - limit - batch * max_processes) / window_s
     # Whole slots per second where possible (as documented); hundredths for tiny accounts.
     decay = float(math.floor(rest)) if rest >= 1 else math.floor(rest * 100) / 100
