@@ -48,6 +48,39 @@ async def test_slots_are_taken_in_batches_and_spent_locally_first() -> None:
     assert source.taken == [50, 50, 50]
 
 
+class GatedSlots:
+    """A source whose batches after the first arrive only when the test says so."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.release = asyncio.Event()
+
+    async def take(self, n: int) -> None:
+        self.asked += 1
+        if self.asked > 1:
+            await self.release.wait()
+
+
+@pytest.mark.anyio
+async def test_the_next_batch_is_asked_for_ahead_so_requests_do_not_wait_on_it() -> None:
+    source = GatedSlots()
+    budget = RequestBudget(1_000, 300, shared=source, batch=50, fallback_requests=250)
+    asked_at = []
+    for _ in range(50):  # the whole first batch, while the second is still being asked for
+        await budget.acquire()
+        await asyncio.sleep(0)  # as a request's I/O would, let the refill task run
+        asked_at.append(source.asked)
+    # Asked for once half of the first batch was spent, not when it ran out.
+    assert asked_at.index(2) + 1 == 25, asked_at  # after the 25th request
+
+    waiting = asyncio.ensure_future(budget.acquire())  # the 51st waits for that batch
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    source.release.set()
+    await asyncio.wait_for(waiting, timeout=30)
+    assert source.asked == 2  # one request in flight at a time, and no extra batch
+
+
 @pytest.mark.anyio
 async def test_the_client_spends_an_injected_budget(local_server: LocalServer) -> None:
     source = CountingSlots()
@@ -112,7 +145,7 @@ def test_the_figures_keep_any_account_limit_and_the_default_is_the_documented_on
 
     assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batch) == (
         8_000,
-        36.0,
+        33.0,
         50,
     )
     for requests, window in ((20_000, 300.0), (600, 60.0), (100, 10.0), (1_000_000, 60.0)):

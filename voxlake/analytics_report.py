@@ -116,6 +116,14 @@ def _scope(
 # --- charts -----------------------------------------------------------------------------------
 
 
+def preload() -> None:
+    """Import matplotlib and draw one throwaway chart: the imports, the font cache and the
+    renderer are then ready (a run calls this while it waits for its last jobs)."""
+    fig = _figure(1.0, 1.0)
+    fig.add_subplot().set_title("warm-up")
+    fig.savefig(io.BytesIO(), format="png")
+
+
 def _figure(width: float = 7.0, height: float = 3.0) -> Any:
     import matplotlib
 

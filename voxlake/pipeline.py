@@ -18,6 +18,7 @@ that reaches a record has already had its retries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -915,6 +916,15 @@ def _listed_at(value: str | None) -> dt.datetime | None:
     if parsed is None:
         return None
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+
+def preload_report() -> None:
+    """Load what :func:`write_run_report` needs (DuckDB, matplotlib, its fonts), so that a run
+    can do it while it waits for its last jobs. Failures are left for the report to report."""
+    with contextlib.suppress(Exception):
+        from voxlake.analytics_report import preload
+
+        preload()
 
 
 def write_run_report(output: str, run_id: str, s3: S3Options | None = None) -> str | None:

@@ -14,7 +14,9 @@ requests (reads: fetches, status polls) leave that much of the window free. A 10
 The window is the account's, but a budget counts one process. When several flow runs or
 workers share the account, a budget can also draw on a shared :class:`SlotSource` (a Prefect
 global concurrency limit, :mod:`voxlake.shared_budget`): it takes slots from it in batches and
-spends them locally before asking for more, on top of its own window. If the source cannot be
+spends them locally, on top of its own window. The next batch is asked for while half of the
+current one is left, so requests do not wait on the source's round trip (a Prefect server under
+load answers in seconds); a process therefore holds at most two batches. If the source cannot be
 reached, the budget falls back to ``fallback_requests`` per window (a share of the account,
 never "unlimited") for the rest of its life.
 """
@@ -76,7 +78,7 @@ class RequestBudget:
         self.batch = batch
         self.fallback_requests = fallback_requests
         self._granted = 0  # shared slots taken and not yet spent
-        self._refill_lock: asyncio.Lock | None = None
+        self._refill: asyncio.Task[None] | None = None  # the next batch, being asked for
 
     def reserve(self, n: int) -> None:
         """Keep ``n`` more slots for non-deferrable requests (each one sent uses up one)."""
@@ -106,20 +108,31 @@ class RequestBudget:
             await self._sleep(self._sent[leaving] + self.window_s - now)
 
     async def _take_shared_slot(self) -> None:
-        # One refill at a time: the requests waiting behind it spend its batch.
-        if self._refill_lock is None:
-            self._refill_lock = asyncio.Lock()
-        async with self._refill_lock:
-            if self._shared is None:
+        while self._shared is not None:
+            if self._granted > 0:
+                self._granted -= 1
+                if self._granted <= self.batch // 2:
+                    self._start_refill()
                 return
-            if self._granted == 0:
-                try:
-                    await self._shared.take(self.batch)
-                except SharedBudgetUnavailable as exc:
-                    self._fall_back(exc)
-                    return
-                self._granted = self.batch
-            self._granted -= 1
+            # Spent: wait for the batch in flight. shield: a cancelled request must not cancel
+            # the refill that the other waiting requests share.
+            await asyncio.shield(self._start_refill())
+
+    def _start_refill(self) -> asyncio.Task[None]:
+        """The one refill in flight, started if none is."""
+        if self._refill is None:
+            self._refill = asyncio.ensure_future(self._take_batch())
+        return self._refill
+
+    async def _take_batch(self) -> None:
+        try:
+            assert self._shared is not None
+            await self._shared.take(self.batch)
+            self._granted += self.batch
+        except Exception as exc:  # unreachable, refused or missing: never "unlimited"
+            self._fall_back(exc)
+        finally:
+            self._refill = None
 
     def _fall_back(self, reason: BaseException) -> None:
         assert self.fallback_requests is not None

@@ -10,13 +10,14 @@ second per process here, so one slot per request would cap a process near 10 req
 
 **Limit and decay.** Prefect's rate limit is a leaky bucket: at most ``limit`` slots at once,
 leaking ``decay`` per second. In any 300 s window it grants at most ``limit + 300 * decay``
-slots, and a process may spend up to ``BATCH`` slots it took before the window began. So the
-account's sliding window holds when::
+slots, and a process may spend up to two batches it took before the window began (it asks for
+the next batch while half of the current one is left, so that requests do not wait on a Prefect
+server that answers in seconds under load). So the account's sliding window holds when::
 
-    LIMIT + 300 * DECAY_PER_S + BATCH * MAX_PROCESSES <= 20,000
-    8,000 + 300 * 36    + 50 * 20        =  19,800
+    LIMIT + 300 * DECAY_PER_S + 2 * BATCH * MAX_PROCESSES <= 20,000
+    8,000 + 300 * 33    + 2 * 50 * 20        =  19,900
 
-that is bursts of up to 8,000 requests and 10,800 per 5 minutes sustained (54 % of the
+that is bursts of up to 8,000 requests and 9,900 per 5 minutes sustained (about half the
 account), for up to 20 processes drawing on it at once. Prefect rounds decay down at every
 write, and a denied attempt restarts the decay clock, so it can only grant fewer slots than
 this, never more.
@@ -52,14 +53,14 @@ LIMIT_NAME = "assemblyai-requests"
 ACCOUNT_REQUESTS = 20_000
 WINDOW_S = 300.0
 LIMIT = 8_000
-DECAY_PER_S = 36.0
+DECAY_PER_S = 33.0
 BATCH = 50
 MAX_PROCESSES = 20
 LOCAL_SHARE = ACCOUNT_REQUESTS // 4
 
 ACCOUNT_ENV = "VOXLAKE_ACCOUNT_RATE_LIMIT"
 
-assert LIMIT + WINDOW_S * DECAY_PER_S + BATCH * MAX_PROCESSES <= ACCOUNT_REQUESTS
+assert LIMIT + WINDOW_S * DECAY_PER_S + 2 * BATCH * MAX_PROCESSES <= ACCOUNT_REQUESTS
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,19 @@ class BudgetFigures:
     local_share: int
 
     def granted_per_window(self, processes: int = MAX_PROCESSES) -> float:
-        """The most the account can see in one window: the bucket, its leak, held batches."""
-        return self.limit + self.window_s * self.decay_per_s + self.batch * processes
+        """The most the account can see in one window: the bucket, its leak, held batches (two
+        per process: the one being spent and the next, asked for ahead)."""
+        return self.limit + self.window_s * self.decay_per_s + 2 * self.batch * processes
 
 
 def figures_for(
     account_requests: int, window_s: float, max_processes: int = MAX_PROCESSES
 ) -> BudgetFigures:
-    """Figures with ``limit + window * decay + batch * max_processes <= account_requests``.
+    """Figures with ``limit + window * decay + 2 * batch * max_processes <= account_requests``.
 
-    The bucket holds two fifths of the account (bursts); each process may hold a batch of up
-    to 50, a twentieth of what the processes may hold together; decay takes the rest, rounded
-    down. For 20,000 / 300 s this gives the documented 8,000, 36/s and 50.
+    The bucket holds two fifths of the account (bursts); each process may hold two batches of
+    up to 50, a fifth of the account for all processes together; decay takes the rest, rounded
+    down. For 20,000 / 300 s this gives the documented 8,000, 33/s and 50.
     """
     if account_requests < 2 * max_processes or window_s <= 0:
         raise ValueError(
@@ -94,7 +96,7 @@ def figures_for(
         )
     batch = max(1, min(BATCH, account_requests // (10 * max_processes)))
     limit = max(1, account_requests * 2 // 5)
-    rest = (account_requests - limit - batch * max_processes) / window_s
+    rest = (account_requests - limit - 2 * batch * max_processes) / window_s
     # Whole slots per second where possible (as documented); hundredths for tiny accounts.
     decay = float(math.floor(rest)) if rest >= 1 else math.floor(rest * 100) / 100
     if decay <= 0:
@@ -143,6 +145,7 @@ class PrefectSlots:
             raise SharedBudgetUnavailable("no Prefect API configured")
         try:
             # strict: a missing limit raises instead of limiting nothing.
+
             await rate_limit(self.name, occupy=n, strict=True)
         except ConcurrencySlotAcquisitionError as exc:
             raise SharedBudgetUnavailable(str(exc)) from exc
