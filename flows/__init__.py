@@ -1,1 +1,2 @@
-"""Prefect flows: thin orchestration over the voxlake core package."""
+"""Entrypoints for ``deployments/prefect.yaml`` and ``prefect deploy``; the flows are in
+:mod:`voxlake.flows` (shipped with the package)."""

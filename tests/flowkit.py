@@ -9,9 +9,9 @@ from typing import Any
 
 from prefect.states import State
 
-from flows.transcribe import transcribe_manifest
 from voxlake.emulator.harvard import H1
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.flows.transcribe import transcribe_manifest
 from voxlake.pipeline import RunSummary
 
 # Harvard sentences, list 1: the same the demo corpus is made from.

@@ -17,12 +17,12 @@ import duckdb
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.transcribe import transcribe_manifest
 from tests.flowkit import SENTENCES, run_flow, speech_clips, write_manifest
 from tests.secrets import KEY_A
 from voxlake.checks import check_invariants
 from voxlake.emulator import FaultConfig, FaultSpec, LocalServer
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.flows.transcribe import transcribe_manifest
 from voxlake.manifest import ManifestError
 from voxlake.tables import read_table
 

@@ -176,8 +176,8 @@ def test_object_deleted_after_validation_fails_at_upload(
     make_server: Callable[..., LocalServer],
     api: Callable[[LocalServer], None],
 ) -> None:
-    from flows.transcribe import transcribe_manifest
     from voxlake.client import AssemblyAIClient
+    from voxlake.flows.transcribe import transcribe_manifest
     from voxlake.manifest import read_manifest
     from voxlake.pipeline import TranscriptionRun
 
@@ -274,7 +274,7 @@ _MEMORY_PROBE = textwrap.dedent(
     """
     import asyncio, json, sys, threading, time
     import psutil
-    from flows.transcribe import transcribe_manifest
+    from voxlake.flows.transcribe import transcribe_manifest
 
     small, big, out = sys.argv[1:4]
     proc = psutil.Process()

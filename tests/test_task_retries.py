@@ -8,8 +8,8 @@ import pytest
 from prefect import flow, task
 from prefect.states import Failed
 
-from flows.transcribe import TASK_OPTIONS, retry_if_not_yet_retried
 from voxlake.errors import BadRequestError, ServerError, VoxlakeError
+from voxlake.flows.transcribe import TASK_OPTIONS, retry_if_not_yet_retried
 
 
 def _retried(exc: BaseException) -> bool:

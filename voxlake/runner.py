@@ -132,7 +132,7 @@ def run_manifest(
     """
     import asyncio
 
-    from flows.transcribe import transcribe_manifest
+    from voxlake.flows.transcribe import transcribe_manifest
     from voxlake.storage import S3Options
 
     s3_options = S3Options.model_validate(s3) if s3 else None

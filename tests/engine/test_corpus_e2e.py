@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from data.wer_report import build_report
-from flows.transcribe import transcribe_manifest
 from voxlake.emulator import LocalServer
+from voxlake.flows.transcribe import transcribe_manifest
 from voxlake.tables import read_table
 
 pytestmark = [pytest.mark.sphinx, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
