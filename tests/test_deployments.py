@@ -45,3 +45,7 @@ def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> Non
     assert nightly["pull_steps"] == [{"voxlake.steps.set_project_directory": {}}]
     assert deployed["backfill"]["entrypoint"] == "flows/backfill.py:backfill"
     assert deployed["backfill"]["parameters"]["shards"] == 4
+    # In-process arguments of the flow are no deployment parameters.
+    shown = {name for d in found for name in d["parameter_openapi_schema"]["properties"]}
+    assert "manifest" in shown and "credentials_block" in shown
+    assert "on_progress" not in shown

@@ -143,6 +143,31 @@ def test_mixed_failures_are_recorded_and_transient_faults_recovered(
     assert stats["requests_by_status"].get("400", stats["requests_by_status"].get(400)) == 1
 
 
+def test_progress_reaches_the_callback_given_to_the_flow(
+    tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
+) -> None:
+    api(make_server())
+    rows = speech_clips(tmp_path / "media", 4)
+    write_synth_wav(tmp_path / "media" / "short.wav", None, 0.05, sample_rate=8000)
+    rows.append({"source": "media/short.wav", "media_id": "short"})  # fails at poll
+    rows.append({"source": "media/clip-00.wav", "media_id": "bad", "language_code": "xx_zz"})
+    manifest = write_manifest(tmp_path / "manifest.csv", rows)
+    heard: list[tuple[str, int]] = []
+
+    _, summary = run_flow(
+        manifest=str(manifest),
+        output=str(tmp_path / "o"),
+        chunk_size=2,
+        on_progress=lambda stage, n: heard.append((stage, n)),
+    )
+
+    assert (summary.completed, summary.failed) == (4, 2)
+    assert heard[0] == ("total", 6)
+    passed = {stage: sum(n for s, n in heard if s == stage) for stage in dict(heard)}
+    # Failed items count through the stages they never reach: every bar ends full.
+    assert passed == {"total": 6, "upload": 6, "submit": 6, "poll": 6, "collect": 6}
+
+
 def test_fail_on_error_fails_the_flow_run(
     tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
 ) -> None:

@@ -56,7 +56,10 @@ from voxlake.tables import SinkEntry, TableSink, WrittenFile
 logger = logging.getLogger(__name__)
 
 Stage = Literal["manifest", "upload", "submit", "poll", "fetch", "write"]
-ProgressListener = Callable[[str, int], None]
+#: ``on_progress(stage, n)``: ``("total", n)`` once the run has planned its n items, then
+#: ``(stage, k)`` as k items pass ``upload``, ``submit``, ``poll`` or ``collect`` (a failed item
+#: counts through the stages it will never reach, so every bar ends at its total).
+ProgressCallback = Callable[[str, int], None]
 
 _PROGRESS_STAGES = ("upload", "submit", "poll", "collect")
 
@@ -67,11 +70,6 @@ _WRITE_GROUP_WORDS = 100_000
 
 def _progress_stage(stage: Stage) -> str:
     return {"manifest": "upload", "fetch": "collect", "write": "collect"}.get(stage, stage)
-
-
-# Observers of stage progress (stage name, items that passed it), e.g. the CLI's progress bar.
-# A registry rather than a flow parameter: callables cannot be flow parameters.
-progress_listeners: list[ProgressListener] = []
 
 
 @dataclass(slots=True)
@@ -224,7 +222,9 @@ class TranscriptionRun:
 
     Entering opens the output root's ledger (writability probe, lease, stale temp files), plans
     every manifest item against it (new, resume, skip) and applies the audio budget; nothing is
-    requested from AssemblyAI before :meth:`start`.
+    requested from AssemblyAI before :meth:`start`. ``on_progress`` (:data:`ProgressCallback`)
+    hears how many items pass each stage, e.g. to draw progress bars; it is called from the
+    event loop and from the worker threads that write, so it must be quick and thread-safe.
     """
 
     def __init__(
@@ -241,6 +241,7 @@ class TranscriptionRun:
         retry_failed: bool = False,
         max_audio_hours: float | None = None,
         lease_group: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         self.settings = settings or RunSettings()
         self.client = client
@@ -252,6 +253,7 @@ class TranscriptionRun:
         self._force, self._retry_failed = force, retry_failed
         self._max_audio_hours = max_audio_hours
         self._lease_group = lease_group
+        self._on_progress = on_progress
         self._run_date = run_date or dt.datetime.now(dt.UTC).date()
         self.records: dict[str, ItemRecord] = {}
         self.counts: PlanCounts = {}
@@ -780,8 +782,8 @@ class TranscriptionRun:
         self._last_commit = time.monotonic()
 
     def _progress(self, stage: str, n: int) -> None:
-        for listener in progress_listeners:
-            listener(stage, n)
+        if self._on_progress is not None:
+            self._on_progress(stage, n)
 
     def fail_pending(self, media_ids: Iterable[str], stage: Stage, exc: BaseException) -> None:
         """Record every still-pending item of a chunk whose stage failed for good."""

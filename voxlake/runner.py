@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from voxlake import pipeline
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import Estimate
+from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
 
 if TYPE_CHECKING:
@@ -68,14 +68,14 @@ def api_backend() -> Iterator[str]:
 
 
 @contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[None]:
-    """A rich progress bar per stage, fed by the pipeline's progress listeners.
+def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
+    """A rich progress bar per stage; yields the run's ``on_progress`` callback that feeds them.
 
     The run announces how many items it works on (``total``) once it has planned them against
     the ledger, so the manifest is read once, by the flow.
     """
     if not enabled:
-        yield
+        yield None
         return
     columns = (
         TextColumn("{task.description:>8}"),
@@ -96,11 +96,7 @@ def progress_bar(enabled: bool = True) -> Iterator[None]:
             elif stage in bars:
                 progress.advance(bars[stage], n)
 
-        pipeline.progress_listeners.append(advance)
-        try:
-            yield
-        finally:
-            pipeline.progress_listeners.remove(advance)
+        yield advance
 
 
 def run_manifest(
@@ -123,7 +119,7 @@ def run_manifest(
     max_audio_hours: float | None = None,
     price_table: dict[str, float] | None = None,
     report: bool = True,
-) -> pipeline.RunSummary | Estimate:
+) -> RunSummary | Estimate:
     """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
@@ -139,7 +135,7 @@ def run_manifest(
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
     backend = contextlib.nullcontext() if dry_run else api_backend()
 
-    async def run_flow() -> State[Any]:
+    async def run_flow(on_progress: ProgressCallback | None) -> State[Any]:
         # The flow returns its final State itself; Prefect's annotations nest it (State[State]).
         return await transcribe_manifest(
             manifest=manifest,
@@ -158,15 +154,20 @@ def run_manifest(
             max_audio_hours=max_audio_hours,
             price_table=price_table,
             report=report,
+            on_progress=on_progress,
             return_state=True,
         )
 
-    with prefect_api.connected(), backend, progress_bar(enabled=progress and not dry_run):
-        state = asyncio.run(run_flow())
+    with (
+        prefect_api.connected(),
+        backend,
+        progress_bar(enabled=progress and not dry_run) as on_progress,
+    ):
+        state = asyncio.run(run_flow(on_progress))
         summary = state.result(raise_on_failure=False)
-        if isinstance(summary, pipeline.RunSummary):
+        if isinstance(summary, RunSummary):
             prefect_api.wait_until_recorded(state.state_details.flow_run_id, summary.task_runs)
-    if isinstance(summary, pipeline.RunSummary | Estimate):
+    if isinstance(summary, RunSummary | Estimate):
         return summary
     if isinstance(summary, VoxlakeError):
         raise summary

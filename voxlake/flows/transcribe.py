@@ -28,12 +28,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
+from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import assemblyai_client, aws_s3_credentials
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import estimate_run
 from voxlake.manifest import read_manifest
 from voxlake.pipeline import (
+    ProgressCallback,
     RunSettings,
     Stage,
     TranscriptionRun,
@@ -188,6 +190,9 @@ async def transcribe_manifest(
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
+    # In-process callers only (``voxlake run``'s progress bars): left out of the parameter
+    # schema, so deployments neither show nor accept it (a callable has no JSON form).
+    on_progress: SkipJsonSchema[ProgressCallback | None] = None,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
@@ -206,6 +211,10 @@ async def transcribe_manifest(
     ``AwsCredentials`` block (else the AWS credential chain). ``shared_budget`` names the Prefect
     global concurrency limit that concurrent runs share AssemblyAI's request budget through
     (docs/operations.md); without it the run keeps its own budget.
+
+    ``on_progress(stage, n)`` hears the run's progress (see ``voxlake.pipeline.ProgressCallback``);
+    it exists for callers in this process, such as ``voxlake run``, and is no deployment
+    parameter.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
@@ -265,6 +274,7 @@ async def transcribe_manifest(
                     retry_failed=retry_failed,
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
+                    on_progress=on_progress,
                 ) as run,
             ):
                 await run.start()
