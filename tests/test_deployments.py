@@ -48,4 +48,4 @@ def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> Non
     # In-process arguments of the flow are no deployment parameters.
     shown = {name for d in found for name in d["parameter_openapi_schema"]["properties"]}
     assert "manifest" in shown and "credentials_block" in shown
-    assert "on_progress" not in shown
+    assert "on_progress" not in shown and "credentials" not in shown

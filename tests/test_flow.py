@@ -20,6 +20,7 @@ from prefect.client.orchestration import get_client
 from tests.flowkit import SENTENCES, run_flow, speech_clips, write_manifest
 from tests.secrets import KEY_A
 from voxlake.checks import check_invariants
+from voxlake.credentials import AssemblyAICredentials
 from voxlake.emulator import FaultConfig, FaultSpec, LocalServer
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.flows.transcribe import transcribe_manifest
@@ -232,14 +233,25 @@ def test_skip_invalid_rows_records_them_and_runs_the_rest(
     assert "duplicate" in errors["clip-00@row6"].lower()
 
 
+@pytest.mark.parametrize("given", ["environment", "credentials"])
 def test_api_key_reaches_neither_parameters_nor_artifacts_nor_tables(
-    tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
+    tmp_path: Path,
+    make_server: Callable[..., LocalServer],
+    api: Callable[[LocalServer], None],
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
 ) -> None:
-    api(make_server())
+    server = make_server()
     manifest = write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "media", 2))
     out = tmp_path / "out"
-
-    state, _ = run_flow(manifest=str(manifest), output=str(out))
+    if given == "environment":
+        api(server)
+        state, _ = run_flow(manifest=str(manifest), output=str(out))
+    else:  # an unsaved block handed to the flow, as voxlake run does for its embedded server
+        for name in ("ASSEMBLYAI_API_KEY", "ASSEMBLYAI_BASE_URL", "ASSEMBLYAI_REGION"):
+            monkeypatch.delenv(name, raising=False)
+        credentials = AssemblyAICredentials(api_key=KEY_A, base_url=server.base_url)
+        state, _ = run_flow(manifest=str(manifest), output=str(out), credentials=credentials)
 
     async def stored() -> str:
         async with get_client() as client:
@@ -252,6 +264,22 @@ def test_api_key_reaches_neither_parameters_nor_artifacts_nor_tables(
     assert KEY_A not in stored_text
     for parquet in out.rglob("*.parquet"):
         assert KEY_A.encode() not in parquet.read_bytes()
+
+
+def test_credentials_and_a_credentials_block_together_are_refused(tmp_path: Path) -> None:
+    credentials = AssemblyAICredentials(api_key=KEY_A, base_url="http://127.0.0.1:9")
+    state = asyncio.run(
+        transcribe_manifest(
+            manifest=str(tmp_path / "m.csv"),
+            output=str(tmp_path / "out"),
+            credentials=credentials,
+            credentials_block="assemblyai-prod",
+            return_state=True,
+        )
+    )
+    assert state.is_failed()
+    assert state.message == "give credentials or credentials_block, not both"
+    assert not (tmp_path / "out").exists()
 
 
 def test_ambiguous_submit_failures_adopt_the_job_instead_of_paying_twice(

@@ -3,8 +3,10 @@
 A Prefect server stores a block's ``SecretStr`` fields encrypted and hands them back to any
 client of its API, so a deployment names a block (a plain string parameter) and the flow run
 loads it: the secret is never a flow parameter, a log line or an artifact, and it is unwrapped
-only where the HTTP client or botocore needs it. With no block named, everything falls back to
-the environment exactly as ``voxlake run`` does (``ASSEMBLYAI_API_KEY``, the AWS chain).
+only where the HTTP client or botocore needs it. A caller in the flow's own process (``voxlake
+run`` with its embedded server, a script) may hand the flow an unsaved block instead, which
+Prefect records with the key masked. With neither, everything falls back to the environment
+(``ASSEMBLYAI_API_KEY``, the AWS chain), which is read, never written.
 
 ``blocks/`` (top level) re-exports the block types for ``prefect block register -m blocks``.
 """
@@ -65,11 +67,15 @@ class AssemblyAICredentials(Block):
         return AssemblyAIClient(api_key=self.api_key, region=self.region, **kwargs)
 
 
-async def assemblyai_client(block_name: str | None = None, **kwargs: Any) -> AssemblyAIClient:
-    """The flow's client: from the named block, else from the environment as today."""
-    if block_name is None:
+async def assemblyai_client(
+    credentials: AssemblyAICredentials | str | None = None, **kwargs: Any
+) -> AssemblyAIClient:
+    """The flow's client: from the given block or the saved block of that name, else from the
+    environment (``ASSEMBLYAI_*``)."""
+    if credentials is None:
         return AssemblyAIClient(**kwargs)
-    credentials: AssemblyAICredentials = await AssemblyAICredentials.aload(block_name)
+    if isinstance(credentials, str):
+        credentials = await AssemblyAICredentials.aload(credentials)
     return credentials.get_client(**kwargs)
 
 

@@ -2,7 +2,9 @@
 
 With neither ``ASSEMBLYAI_API_KEY`` nor ``ASSEMBLYAI_BASE_URL`` set, the embedded local server is
 started in-process on a free 127.0.0.1 port and the flow talks to it over HTTP, through exactly
-the same client code path it uses against the real API.
+the same client code path it uses against the real API. Its address and key reach the flow as
+its ``credentials`` argument; nothing is written to ``os.environ``, which would leak into every
+later run and child process of this one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
 
 if TYPE_CHECKING:
-    from prefect import State  # prefect is imported when a run starts (see run_manifest)
+    # Prefect is imported when a run starts (see run_manifest), after the temporary API.
+    from prefect import State
+
+    from voxlake.credentials import AssemblyAICredentials
 
 logger = logging.getLogger("voxlake")
 
@@ -38,11 +43,13 @@ def _api_configured() -> bool:
 
 
 @contextmanager
-def api_backend() -> Iterator[str]:
-    """Yield a description of the API in use, starting the embedded server when none is set."""
+def api_backend() -> Iterator[AssemblyAICredentials | None]:
+    """The credentials for the flow: None when the environment configures the API (the flow
+    reads it), else those of the embedded server, started here for the block's duration."""
     if _api_configured():
-        yield os.environ.get("ASSEMBLYAI_BASE_URL") or "AssemblyAI (configured region)"
+        yield None
         return
+    from voxlake.credentials import AssemblyAICredentials
     from voxlake.emulator import DEFAULT_API_KEY, EmulatorConfig, LocalServer
 
     config = EmulatorConfig(
@@ -58,13 +65,7 @@ def api_backend() -> Iterator[str]:
             "at %s",
             server.base_url,
         )
-        os.environ["ASSEMBLYAI_BASE_URL"] = server.base_url
-        os.environ["ASSEMBLYAI_API_KEY"] = DEFAULT_API_KEY
-        try:
-            yield server.base_url
-        finally:
-            os.environ.pop("ASSEMBLYAI_BASE_URL", None)
-            os.environ.pop("ASSEMBLYAI_API_KEY", None)
+        yield AssemblyAICredentials(api_key=DEFAULT_API_KEY, base_url=server.base_url)
 
 
 @contextmanager
@@ -135,7 +136,9 @@ def run_manifest(
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
     backend = contextlib.nullcontext() if dry_run else api_backend()
 
-    async def run_flow(on_progress: ProgressCallback | None) -> State[Any]:
+    async def run_flow(
+        credentials: AssemblyAICredentials | None, on_progress: ProgressCallback | None
+    ) -> State[Any]:
         # The flow returns its final State itself; Prefect's annotations nest it (State[State]).
         return await transcribe_manifest(
             manifest=manifest,
@@ -154,16 +157,17 @@ def run_manifest(
             max_audio_hours=max_audio_hours,
             price_table=price_table,
             report=report,
+            credentials=credentials,
             on_progress=on_progress,
             return_state=True,
         )
 
     with (
         prefect_api.connected(),
-        backend,
+        backend as credentials,
         progress_bar(enabled=progress and not dry_run) as on_progress,
     ):
-        state = asyncio.run(run_flow(on_progress))
+        state = asyncio.run(run_flow(credentials, on_progress))
         summary = state.result(raise_on_failure=False)
         if isinstance(summary, RunSummary):
             prefect_api.wait_until_recorded(state.state_details.flow_run_id, summary.task_runs)

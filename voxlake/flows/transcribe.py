@@ -30,8 +30,8 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from pydantic.json_schema import SkipJsonSchema
 
-from voxlake.credentials import assemblyai_client, aws_s3_credentials
-from voxlake.errors import VoxlakeError
+from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
+from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import estimate_run
 from voxlake.manifest import read_manifest
 from voxlake.pipeline import (
@@ -190,8 +190,10 @@ async def transcribe_manifest(
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
-    # In-process callers only (``voxlake run``'s progress bars): left out of the parameter
-    # schema, so deployments neither show nor accept it (a callable has no JSON form).
+    # For callers in this process only (voxlake run, scripts): left out of the parameter
+    # schema, so deployments neither show nor take them. A callable has no JSON form, and a
+    # deployment names a saved block instead of carrying a key.
+    credentials: SkipJsonSchema[AssemblyAICredentials | None] = None,
     on_progress: SkipJsonSchema[ProgressCallback | None] = None,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
@@ -206,24 +208,26 @@ async def transcribe_manifest(
     run writes its HTML report beside the tables (``<output>/reports/<run id>.html``) and names
     it in its summary (a markdown artifact cannot hold the report's images).
 
-    Credentials are never parameters: ``credentials_block`` names an ``AssemblyAICredentials``
-    block (else ``ASSEMBLYAI_*`` from the environment), ``aws_credentials_block`` a prefect-aws
-    ``AwsCredentials`` block (else the AWS credential chain). ``shared_budget`` names the Prefect
-    global concurrency limit that concurrent runs share AssemblyAI's request budget through
-    (docs/operations.md); without it the run keeps its own budget.
+    Secrets never reach Prefect's database. The AssemblyAI key comes from ``credentials``, an
+    ``AssemblyAICredentials`` given in this process (Prefect records it with the key masked),
+    else from the saved block ``credentials_block`` names, else from ``ASSEMBLYAI_API_KEY`` and
+    ``ASSEMBLYAI_BASE_URL`` / ``ASSEMBLYAI_REGION`` in the environment. AWS credentials come
+    from the prefect-aws ``AwsCredentials`` block ``aws_credentials_block`` names, else the AWS
+    credential chain. ``shared_budget`` names the Prefect global concurrency limit that
+    concurrent runs share AssemblyAI's request budget through (docs/operations.md); without it
+    the run keeps its own budget.
 
-    ``on_progress(stage, n)`` hears the run's progress (see ``voxlake.pipeline.ProgressCallback``);
-    it exists for callers in this process, such as ``voxlake run``, and is no deployment
-    parameter.
+    ``on_progress(stage, n)`` hears the run's progress (``voxlake.pipeline.ProgressCallback``).
+    ``credentials`` and ``on_progress`` are for callers in this process, such as ``voxlake
+    run``: no deployment parameters.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
-    The API key and base URL come from ``ASSEMBLYAI_API_KEY`` / ``ASSEMBLYAI_BASE_URL`` (or
-    ``ASSEMBLYAI_REGION``), and AWS credentials from the AWS credential chain, never from
-    parameters, so they never reach Prefect's database.
     """
     logger = get_run_logger()
     try:
+        if credentials is not None and credentials_block is not None:
+            raise ConfigurationError("give credentials or credentials_block, not both")
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
         s3_credentials = await aws_s3_credentials(aws_credentials_block)
         with use_s3_credentials(s3_credentials):
@@ -260,7 +264,7 @@ async def transcribe_manifest(
             settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
             async with (
                 await assemblyai_client(
-                    credentials_block,
+                    credentials or credentials_block,
                     budget=shared_request_budget(shared_budget) if shared_budget else None,
                 ) as client,
                 TranscriptionRun(
