@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxlake import lifeline
 from voxlake.serve import start_server, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,9 +68,4 @@ def prefect_server(tmp: Path, **server_env: str) -> Iterator[RunningServer]:
         wait_until_healthy(api_url, process)
         yield RunningServer(api_url, {**env, "PREFECT_API_URL": api_url}, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        lifeline.stop(process)

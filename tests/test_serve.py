@@ -3,6 +3,7 @@ and the whole one-machine setup running a deployment through its worker."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -75,6 +76,42 @@ def test_check_bind_allows_loopback_and_authenticated_binds() -> None:
             check_bind(host, {})
 
 
+def _start_serve(tmp_path: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`voxlake serve` (the installed script) on ``port``; its output goes to serve.log."""
+    voxlake = str(Path(sys.executable).with_name("voxlake"))
+    with (tmp_path / "serve.log").open("w") as log:
+        return subprocess.Popen(
+            [voxlake, *("serve", "--port", str(port), "--home", str(tmp_path / "prefect"))],
+            env=env,
+            cwd=tmp_path,  # the checkout is found from the package, not the current folder
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_until_serving(serve: subprocess.Popen[bytes], api: httpx.Client, log: Path) -> None:
+    def has_worker() -> bool:
+        try:
+            return bool(api.post("/work_pools/voxlake/workers/filter", json={}).json())
+        except (httpx.HTTPError, ValueError):
+            return serve.poll() is not None  # ends the wait; asserted below
+
+    def ready() -> bool:
+        return "Ctrl-C stops" in log.read_text() and has_worker()
+
+    _wait_for(ready, "the backfill command printed and a worker on the voxlake pool")
+    assert serve.poll() is None, log.read_text()
+
+
+def _running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+    return running
+
+
 @pytest.mark.timeout(900)
 def test_voxlake_serve_runs_a_deployment_through_its_worker(
     tmp_path: Path, local_server: LocalServer
@@ -88,30 +125,12 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         ASSEMBLYAI_BASE_URL=local_server.base_url,
         ASSEMBLYAI_API_KEY=KEY_A,
     )
-    log = (tmp_path / "serve.log").open("w+")
-    voxlake = str(Path(sys.executable).with_name("voxlake"))
-    serve = subprocess.Popen(
-        [voxlake, *("serve", "--port", str(port), "--home", str(tmp_path / "prefect"))],
-        env=env,
-        cwd=tmp_path,  # the checkout is found from the package, not the current folder
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "serve.log"
+    serve = _start_serve(tmp_path, port, env)
     try:
         api = httpx.Client(base_url=api_url, timeout=30)
-
-        def has_worker() -> bool:
-            try:
-                return bool(api.post("/work_pools/voxlake/workers/filter", json={}).json())
-            except (httpx.HTTPError, ValueError):
-                return serve.poll() is not None  # ends the wait; asserted below
-
-        def ready() -> bool:
-            return "Ctrl-C stops" in Path(log.name).read_text() and has_worker()
-
-        _wait_for(ready, "the backfill command printed and a worker on the voxlake pool")
-        assert serve.poll() is None, Path(log.name).read_text()
-        printed = Path(log.name).read_text()
+        _wait_until_serving(serve, api, log)
+        printed = log.read_text()
         assert "prefect deployment run 'transcribe-manifest/backfill'" in printed
         assert f"Prefect UI: http://127.0.0.1:{port}" in printed
 
@@ -131,7 +150,7 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
             return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
 
         _wait_for(final, "the nightly flow run finished through the worker")
-        assert final()["type"] == "COMPLETED", Path(log.name).read_text()[-3000:]  # type: ignore[index]
+        assert final()["type"] == "COMPLETED", log.read_text()[-3000:]  # type: ignore[index]
         assert (tmp_path / "out" / "transcripts").is_dir()
         children = psutil.Process(serve.pid).children(recursive=True)
     finally:
@@ -141,8 +160,32 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         except subprocess.TimeoutExpired:
             serve.kill()
             serve.wait()
-        log.close()
-    _wait_for(
-        lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
-        "serve's server and worker stopped",
-    )
+    _wait_for(lambda: not _running(children), "serve's server and worker stopped")
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_of_voxlake_serve_leaves_no_process(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(tmp_path / "client-home", PREFECT_UI_ENABLED="false")
+    log = tmp_path / "serve.log"
+    serve = _start_serve(tmp_path, port, env)
+    started: list[psutil.Process] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api", timeout=30) as api:
+            _wait_until_serving(serve, api, log)
+        started = psutil.Process(serve.pid).children(recursive=True)
+        commands = [" ".join(p.cmdline()) for p in started]
+        assert any("prefect server start" in c for c in commands), commands
+        assert any("prefect worker start" in c for c in commands), commands
+
+        serve.kill()  # SIGKILL: serve itself stops nothing
+        serve.wait()
+
+        _wait_for(lambda: not _running(started), f"every process serve started gone: {commands}")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        for leftover in _running(started):  # only when the test failed: leave nothing behind
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()

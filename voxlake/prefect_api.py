@@ -19,7 +19,9 @@ same figure.
 
 The server never outlives the CLI, even after ``kill -9``: its stdin is a pipe from the CLI, and
 a thread in the server exits the process when that pipe reaches end-of-file, which the kernel
-makes happen when the CLI dies however it dies (portable, unlike Linux's PR_SET_PDEATHSIG).
+makes happen when the CLI dies however it dies (:mod:`voxlake.lifeline` says why a pipe rather
+than Linux's PR_SET_PDEATHSIG). The server is one process of our own, so it watches the pipe
+itself instead of running under lifeline's watchdog.
 
 Run as ``python -m voxlake.prefect_api PORT [--exit-with-stdin]``, this module is that server
 process.
@@ -33,11 +35,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 from voxlake.errors import VoxlakeError
+from voxlake.lifeline import on_stdin_eof
 
 logger = logging.getLogger("voxlake.prefect_api")
 
@@ -240,23 +242,11 @@ def _drain_prefect_workers() -> None:
     EventsWorker.drain_all(timeout=STOP_TIMEOUT_S)
 
 
-def _exit_with_parent() -> None:
-    """Exit this process when stdin reaches end-of-file: the CLI that holds its other end died.
-
-    ``os._exit``: no clean-up that could hang; SQLite's journal keeps the database whole.
-    """
-
-    def watch() -> None:
-        sys.stdin.buffer.read()  # returns only at end-of-file; the CLI never writes
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def serve(port: int, *, exit_with_stdin: bool = False) -> int:
     """The server process: Prefect's ephemeral API app under uvicorn, as Prefect runs it."""
     if exit_with_stdin:  # first, before the slow imports below
-        _exit_with_parent()
+        # os._exit: no clean-up that could hang; SQLite's journal keeps the database whole.
+        on_stdin_eof(lambda: os._exit(0))
     if not _needs_temporary_api():
         return EXIT_NOT_NEEDED
     import uvicorn

@@ -10,6 +10,10 @@
 4. one worker on the pool; then it prints the UI address and the backfill command, and runs
    until interrupted.
 
+**Nothing left behind.** The server, ``prefect deploy`` and the worker run under
+:mod:`voxlake.lifeline`'s watchdog: they stop when ``voxlake serve`` stops, however it stops,
+``kill -9`` included, and so do the processes they started (a worker's flow runs).
+
 **No open doors.** A Prefect server hands block secrets back to any client of its API, so the
 server started here binds 127.0.0.1 unless told otherwise, and binding any other address needs
 basic auth: ``PREFECT_SERVER_API_AUTH_STRING=user:password`` in the environment (clients and
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxlake import lifeline
 from voxlake.errors import VoxlakeError
 from voxlake.steps import project_directory
 
@@ -99,7 +104,8 @@ def wait_until_healthy(
 def start_server(
     home: Path, host: str, port: int, env: Mapping[str, str]
 ) -> subprocess.Popen[bytes]:
-    """``prefect server start`` with its database (and UI files) under ``home``."""
+    """``prefect server start`` with its database (and UI files) under ``home``; it never
+    outlives this process (stop it with :func:`voxlake.lifeline.stop`)."""
     check_bind(host, env)
     home.mkdir(parents=True, exist_ok=True)
     server_env = {
@@ -109,7 +115,7 @@ def start_server(
     }
     server_env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "prefect", "server", "start"]
-    return subprocess.Popen([*cmd, "--host", host, "--port", str(port)], env=server_env)
+    return lifeline.start([*cmd, "--host", host, "--port", str(port)], env=server_env)
 
 
 @dataclass
@@ -154,17 +160,15 @@ async def prepare(api_url: str, env: Mapping[str, str], pool: str = POOL) -> Non
 
 def deploy(env: Mapping[str, str], prefect_file: str = PREFECT_FILE) -> None:
     cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
-    done = subprocess.run(
-        [*cmd, "--prefect-file", prefect_file], env=dict(env), cwd=project_directory()
-    )
-    if done.returncode != 0:
-        raise ServeError(f"prefect deploy failed (status {done.returncode}); see above")
+    status = lifeline.run([*cmd, "--prefect-file", prefect_file], env=env, cwd=project_directory())
+    if status != 0:
+        raise ServeError(f"prefect deploy failed (status {status}); see above")
 
 
 def start_worker(env: Mapping[str, str], pool: str = POOL) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    return lifeline.start(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool],
-        env=dict(env),
+        env=env,
         cwd=project_directory(),
     )
 
@@ -181,13 +185,7 @@ def _stopped_at_exit(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]
         yield
     finally:
         for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            lifeline.stop(process)
 
 
 def configured_api_url() -> str | None:
