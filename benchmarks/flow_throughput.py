@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import secrets
@@ -76,7 +75,7 @@ from benchmarks.harness import (
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voxlake.pipeline import auto_chunk_size
+    from voxlake.pipeline import auto_chunk_size, plan_chunks
 
     n = args.files
     # B6 (bench.py) brings its own manifest (a folder), the durations of the items this run
@@ -116,7 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     emu_cmd += ["--upload-dir", str(work / "uploads"), "--log-level", "WARNING"]
     emu_url = f"http://127.0.0.1:{emu_port}"
     chunk = args.chunk_size or auto_chunk_size(n)
-    expected = len(STAGES) * math.ceil(n / chunk)
+    chunks = plan_chunks([str(i) for i in range(n)], args.chunk_size, args.max_uploads)
+    expected = len(STAGES) * len(chunks)
 
     result: dict[str, Any] = {
         "files": n,

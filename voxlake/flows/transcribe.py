@@ -40,7 +40,7 @@ from voxlake.pipeline import (
     Stage,
     TranscriptionRun,
     auto_chunk_size,
-    chunked,
+    plan_chunks,
     preload_report,
     write_run_report,
 )
@@ -116,7 +116,7 @@ async def _run_chunks(
     size = chunk_size or auto_chunk_size(len(run.records))
     # Longest jobs first (size ~ duration for local media): the server's FIFO queue then ends on
     # short jobs, so the last slots free up together (LPT scheduling).
-    chunks = chunked(run.media_ids_longest_first(), size)
+    chunks = plan_chunks(run.media_ids_longest_first(), chunk_size, max_uploads)
     logger.info(
         "%d items to work on (%s; %d invalid rows) in %d chunks of up to %d; writing to %s",
         len(run.records),
