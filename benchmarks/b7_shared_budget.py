@@ -190,6 +190,18 @@ def verdicts(load: Any) -> list[str]:
             f"| B7 | 0 responses of 429 | {r['rate_limited_429']} "
             f"| {_ok(r['rate_limited_429'] == 0)} |"
         )
+    repeats = load("b7-repeats")
+    if repeats:
+        # One run is one draw from a noisy machine: the repeats' median decides.
+        runs = repeats["runs"]
+        figures = ", ".join(str(x["makespan_over_L"]) for x in runs)
+        rows.append(
+            f"| B7 | (the same, {len(runs)} runs of the final code, {repeats['when']}: the "
+            f"median decides) | {figures} x L: median {repeats['median_over_L']} x L, "
+            f"{repeats['met']} of {len(runs)} within 1.10; 429s: "
+            f"{sum(x['rate_limited_429'] for x in runs)} | "
+            f"{_ok(repeats['median_over_L'] <= 1.10)} |"
+        )
     served = load("b1-voxlake-prefect-server")
     if served and "makespan_over_L" in (served.get("rows") or [{}])[0]:
         r = served["rows"][0]
