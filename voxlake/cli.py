@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
-import sys
-import threading
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -430,37 +426,5 @@ def serve(
         raise typer.Exit(2) from None
 
 
-def main() -> None:
-    """The ``voxlake`` command (console script).
-
-    It leaves without tearing the interpreter down once nothing is left to wait for: finalising
-    the modules of Prefect, pandas and pyarrow takes ~0.5 s after the work is done, which every
-    ``voxlake run`` would otherwise add to its wall time. Exit handlers (Prefect's log and event
-    flushes, logging's shutdown) still run, and output is flushed, as in a normal exit.
-    """
-    try:
-        app()
-        code: object = 0
-    except SystemExit as exc:
-        code = exc.code
-    _exit_now(code)
-
-
-def _exit_now(code: object) -> NoReturn:
-    if code is None:
-        code = 0
-    if not isinstance(code, int):  # sys.exit("message"): printed, status 1
-        print(code, file=sys.stderr)
-        code = 1
-    busy = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    if busy != [threading.main_thread()]:
-        sys.exit(code)  # a thread still works: the normal exit waits for it
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    main()
+    app()
