@@ -600,16 +600,14 @@ class Ledger:
         """
         for _ in range(3):
             names = self._store.listdir(EVENTS_DIR)
-            with ThreadPoolExecutor(self._store.parallel_reads) as pool:
-                logs = list(pool.map(lambda name: _Log.read(self._events_file(name)), names))
-            offsets = np.cumsum([0] + [len(log.status) for log in logs]).tolist()
-            read_details = functools.partial(
-                self._read_details, list(zip(names, offsets, strict=False))
-            )
             try:
-                self.states = _fold(_Log.concat(logs), read_details)
+                with ThreadPoolExecutor(self._store.parallel_reads) as pool:
+                    logs = list(pool.map(lambda name: _Log.read(self._events_file(name)), names))
+                offsets = np.cumsum([0] + [len(log.status) for log in logs]).tolist()
+                files = list(zip(names, offsets, strict=False))  # offsets: one more, the total
+                self.states = _fold(_Log.concat(logs), functools.partial(self._read_details, files))
             except FileNotFoundError:
-                continue  # another run merged the files between the passes: read again
+                continue  # another run merged the files while we read them: read again
             return self.states
         raise VoxlakeError(f"the ledger under {self._store.root} kept changing while being read")
 
@@ -901,7 +899,7 @@ class _Folded:
             _STATUS_BY_CODE[self.status[i]],
             self._tid[i].as_py(),
             self._url[i].as_py(),
-            _time(int(self.at[i])) or _UTC_EPOCH,
+            _UTC_EPOCH + _MICRO * int(self.at[i]),  # never null: the schema says so
             _time(int(self.submitting_at[i])),
             bool(self.ever_completed[i]),
         )
