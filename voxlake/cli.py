@@ -229,7 +229,7 @@ def run(
         try:
             from voxlake.storage import S3Options
 
-            S3Options.model_validate(s3)
+            s3_options = S3Options.model_validate(s3) if s3 else None
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         from voxlake.errors import VoxlakeError
@@ -244,8 +244,8 @@ def run(
 
         try:
             summary = run_manifest(
-                manifest,
-                output,
+                manifest=manifest,
+                output=output,
                 prefect_api=prefect_api,
                 options=options or None,
                 chunk_size=chunk_size,
@@ -253,7 +253,7 @@ def run(
                 fail_on_error=fail_on_error,
                 max_uploads=max_uploads,
                 progress=progress,
-                s3=s3 or None,
+                s3=s3_options,
                 media_extensions=extensions,
                 content_hash=content_hash,
                 force=force,

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -101,27 +101,11 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
 
 
 def run_manifest(
-    manifest: str,
-    output: str,
-    *,
-    prefect_api: TemporaryPrefectAPI,
-    options: dict[str, object] | None,
-    chunk_size: int | None,
-    on_invalid: Literal["fail", "skip"],
-    fail_on_error: bool,
-    max_uploads: int,
-    progress: bool,
-    s3: dict[str, object] | None = None,
-    media_extensions: list[str] | None = None,
-    content_hash: bool = False,
-    force: bool = False,
-    retry_failed: bool = False,
-    dry_run: bool = False,
-    max_audio_hours: float | None = None,
-    price_table: dict[str, float] | None = None,
-    report: bool = True,
+    *, prefect_api: TemporaryPrefectAPI, progress: bool, **parameters: Any
 ) -> RunSummary | Estimate:
     """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
+
+    ``parameters`` are the flow's (:func:`voxlake.flows.transcribe.transcribe_manifest`).
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
     Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
@@ -130,9 +114,8 @@ def run_manifest(
     import asyncio
 
     from voxlake.flows.transcribe import transcribe_manifest
-    from voxlake.storage import S3Options
 
-    s3_options = S3Options.model_validate(s3) if s3 else None
+    dry_run = bool(parameters.get("dry_run"))
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
     backend = contextlib.nullcontext() if dry_run else api_backend()
 
@@ -141,25 +124,7 @@ def run_manifest(
     ) -> State[Any]:
         # The flow returns its final State itself; Prefect's annotations nest it (State[State]).
         return await transcribe_manifest(
-            manifest=manifest,
-            output=output,
-            options=options,
-            chunk_size=chunk_size,
-            on_invalid=on_invalid,
-            fail_on_error=fail_on_error,
-            max_uploads=max_uploads,
-            s3=s3_options,
-            media_extensions=media_extensions,
-            content_hash=content_hash,
-            force=force,
-            retry_failed=retry_failed,
-            dry_run=dry_run,
-            max_audio_hours=max_audio_hours,
-            price_table=price_table,
-            report=report,
-            credentials=credentials,
-            on_progress=on_progress,
-            return_state=True,
+            **parameters, credentials=credentials, on_progress=on_progress, return_state=True
         )
 
     with (
