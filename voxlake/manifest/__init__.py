@@ -46,6 +46,7 @@ from voxlake.manifest.options import (
 from voxlake.manifest.resolve import (
     MEDIA_EXTENSIONS,
     Stat,
+    check_listed,
     filesystem,
     fs_error,
     fs_path,
@@ -146,12 +147,7 @@ def _read(
             raise ManifestError(text, [Problem(None, None, str(exc), "fix the URL")]) from None
         if not found:
             raise ManifestError(text, [_no_media_problem(extensions)])
-        # Rows are the files in sorted path order, numbered from 1. They go through the same
-        # validation as manifest rows, so e.g. an empty file is reported the same way.
-        raw_rows = [RawRow(n, {"source": url}) for n, url in enumerate(found, start=1)]
-        return _validate_rows(
-            shown, _folder(fs, base), raw_rows, [], base_options, on_invalid, s3_options, found
-        )
+        return _listed_items(shown, _folder(fs, base), found, base_options, on_invalid)
 
     try:
         with fs.open(fs_path(location), "rb") as binary:
@@ -356,7 +352,42 @@ def _validate_rows(
         assert media_id is not None and r is not None and r.kind is not None
         assert r.source is not None and not isinstance(options, list)
         items.append(MediaItem(media_id, r.source, r.kind, options, raw.row, r.info))
+    return _finish(manifest_path, items, invalid, header_problems, on_invalid)
 
+
+def _listed_items(
+    manifest_path: Path | str,
+    base: str,
+    found: Mapping[str, Stat],
+    defaults: TranscriptionOptions,
+    on_invalid: Literal["fail", "skip"],
+) -> Manifest:
+    """The files a folder, glob or prefix listed: rows in sorted path order, from 1.
+
+    A listed file can only be wrong in what its metadata shows (vanished, empty, unreadable),
+    reported as for a manifest row; the rest of row validation has nothing to check. Kept apart
+    from :func:`_validate_rows` because its per-row garbage, for 100,000 files, left the
+    process ~60 MB larger for the rest of the run.
+    """
+    items: list[MediaItem] = []
+    invalid: list[InvalidRow] = []
+    for row, url in enumerate(found, start=1):
+        r = check_listed(url, base, row, found)
+        if r.problem is not None:
+            invalid.append(InvalidRow(row, r.media_id, url, (r.problem,)))
+            continue
+        assert r.media_id is not None and r.kind is not None
+        items.append(MediaItem(r.media_id, url, r.kind, defaults, row, r.info))
+    return _finish(manifest_path, items, invalid, [], on_invalid)
+
+
+def _finish(
+    manifest_path: Path | str,
+    items: list[MediaItem],
+    invalid: list[InvalidRow],
+    header_problems: list[Problem],
+    on_invalid: Literal["fail", "skip"],
+) -> Manifest:
     all_problems = header_problems + [p for bad in invalid for p in bad.problems]
     if header_problems or (invalid and on_invalid == "fail"):
         raise ManifestError(manifest_path, all_problems)
