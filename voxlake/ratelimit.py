@@ -32,6 +32,9 @@ from typing import Protocol
 
 log = logging.getLogger("voxlake.ratelimit")
 
+#: A shared batch that takes this long to arrive is logged: the whole process waited for it.
+SLOW_SHARED_TAKE_S = 5.0
+
 
 class SharedBudgetUnavailable(Exception):
     """The shared budget cannot be used (API unreachable, limit missing); fall back locally."""
@@ -127,8 +130,18 @@ class RequestBudget:
     async def _take_batch(self) -> None:
         try:
             assert self._shared is not None
+            asked = time.monotonic()
             await self._shared.take(self.batch)
             self._granted += self.batch
+            waited = time.monotonic() - asked
+            if waited >= SLOW_SHARED_TAKE_S:
+                # Every request of this process waited with it: say so, and on whom.
+                log.warning(
+                    "waited %.1f s for %d slots of the shared request budget %r",
+                    waited,
+                    self.batch,
+                    self._shared,
+                )
         except Exception as exc:  # unreachable, refused or missing: never "unlimited"
             self._fall_back(exc)
         finally:
