@@ -18,7 +18,7 @@ from voxlake.manifest import read_manifest
 from voxlake.pipeline import RunSettings, RunSummary, TranscriptionRun
 from voxlake.tables import read_table
 
-FAST_POLLS = RunSettings(poll_min_interval_s=0.05, poll_max_interval_s=0.2)
+FAST_POLLS = RunSettings(poll_first_s=0.05, poll_min_interval_s=0.05, poll_max_interval_s=0.2)
 
 
 @pytest.mark.parametrize("group_words", [pipeline._WRITE_GROUP_WORDS, 5])
@@ -115,4 +115,37 @@ def test_finished_items_are_committed_during_the_run_not_only_at_its_end(
     # Before the run finished, the first chunk's rows were published and the ledger knew.
     assert rows == set(first) and done == set(first)
     assert committed() == ({i.media_id for i in manifest.items},) * 2
+    check_invariants(out)
+
+
+def test_jobs_adopted_from_an_earlier_run_are_polled_at_once(
+    tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
+) -> None:
+    api(make_server())
+    manifest = read_manifest(write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "a", 3)))
+    out = tmp_path / "out"
+    # A first poll an hour after the submit: only a resumed job's first poll can come sooner.
+    hour = dataclasses.replace(FAST_POLLS, poll_first_s=3600.0)
+
+    async def go() -> RunSummary:
+        async with (
+            AssemblyAIClient() as client,
+            TranscriptionRun(manifest, out, client=client, flow_run_id="r1", settings=hour) as run,
+        ):
+            await run.start()
+            assert len(await run.submit(await run.upload(run.media_ids))) == 3
+        # The first run ended without waiting; the next one adopts its jobs.
+        async with (
+            AssemblyAIClient() as client,
+            TranscriptionRun(manifest, out, client=client, flow_run_id="r2", settings=hour) as run,
+        ):
+            await run.start()
+            ids = run.media_ids
+            assert {r.origin for r in run.records.values()} == {"resume"}
+            assert await run.collect(await run.wait(ids)) == 3
+            return await run.finish()
+
+    summary = asyncio.run(go())
+
+    assert (summary.resumed, summary.completed, summary.failed) == (3, 3, 0)
     check_invariants(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator
 from urllib.parse import parse_qs
@@ -15,6 +16,8 @@ from voxlake.errors import PollTimeoutError, TranscriptFailedError
 from voxlake.models import Transcript, TranscriptStatus
 from voxlake.polling import (
     BatchPoller,
+    PollResult,
+    SharedPoller,
     estimate_processing_s,
     fetch_statuses,
     interval_sequence,
@@ -113,6 +116,80 @@ class FakeAccount:
             "next_url": f"{url}&after_id={page[0]}" if page else None,
         }
         return httpx.Response(200, json={"page_details": details, "transcripts": items})
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when the test wakes the one sleeper waiting on it.
+
+    Each ``sleep`` reports its wake-up time on ``naps`` and parks; :meth:`wake` moves the clock
+    there and resumes the sleeper. A sleep cancelled before that (the poller woken by a
+    registration) just ends, and the clock stays where it is.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.naps: asyncio.Queue[float] = asyncio.Queue()
+        self._sleeper: tuple[float, asyncio.Future[None]] | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._sleeper = (self.now + seconds, fut)
+        self.naps.put_nowait(self.now + seconds)
+        try:
+            await fut
+        finally:
+            if self._sleeper is not None and self._sleeper[1] is fut:
+                self._sleeper = None
+
+    def wake(self) -> None:
+        assert self._sleeper is not None, "nobody sleeps"
+        self.now, fut = self._sleeper
+        fut.set_result(None)
+
+
+class TimedAccount(FakeAccount):
+    """A FakeAccount whose jobs finish at given times of ``clock``; it notes when lists are read."""
+
+    def __init__(self, clock: SteppedClock, finish_at: dict[str, float]) -> None:
+        super().__init__(0)
+        self.clock = clock
+        self.finish_at = finish_at
+        self.ids = list(finish_at)
+        self.list_times: list[float] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        for tid, at in self.finish_at.items():
+            done = self.clock.now >= at
+            self.status[tid] = TranscriptStatus.completed if done else TranscriptStatus.processing
+        if request.url.path == "/v2/transcript":
+            self.list_times.append(self.clock.now)
+        return super().handle(request)
+
+
+def shared_poller(client: AssemblyAIClient, clock: SteppedClock) -> SharedPoller:
+    """The run's settings (voxlake.pipeline.RunSettings) on the test's clock."""
+    return SharedPoller(
+        client,
+        min_interval_s=2.0,
+        max_interval_s=15.0,
+        tail_interval_s=0.5,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+
+
+async def wake_until_done(clock: SteppedClock, waiting: asyncio.Task[list[PollResult]]) -> None:
+    """Wake each sleep of the poller at its time until ``waiting`` has its results."""
+    while not waiting.done():
+        nap = asyncio.ensure_future(clock.naps.get())
+        await asyncio.wait((nap, waiting), return_when=asyncio.FIRST_COMPLETED)
+        if nap.done():
+            clock.wake()  # the poller sleeps (perhaps on other ids' behalf): its time has come
+        else:
+            nap.cancel()
 
 
 class ScriptedStatuses:
@@ -299,3 +376,51 @@ async def test_batch_poller_timeout_is_resumable() -> None:
     assert info.value.transcript_id in account.ids
     assert clock.sleeps == [10, 10, 10]
     assert len(poller.pending) == 3  # still tracked: resume by calling results() again
+
+
+@pytest.mark.anyio
+async def test_shared_poller_first_polls_fresh_jobs_when_due_then_every_tail_interval() -> None:
+    clock = SteppedClock()
+    account = TimedAccount(clock, {"a": 1003.2, "b": 1003.9, "c": 1004.2})
+    async with account.client() as client:
+        poller = shared_poller(client, clock)
+        waiting = asyncio.create_task(poller.wait(dict.fromkeys(account.ids, 3.0)))
+        assert await clock.naps.get() == 1003.0  # nothing to ask before the jobs are due
+        assert account.list_requests == 0
+        clock.wake()
+        await wake_until_done(clock, waiting)
+    results = waiting.result()
+    assert [(r.transcript_id, r.status) for r in results] == [
+        (tid, TranscriptStatus.completed) for tid in ("a", "b", "c")
+    ]
+    # Due at 1003 (none done yet), then every 0.5 s (one page pending: the tail) until c is.
+    assert account.list_times == [1003.0, 1003.5, 1004.0, 1004.5]
+    assert account.get_requests == 0
+
+
+@pytest.mark.anyio
+async def test_shared_poller_polls_resumed_jobs_at_once_and_registering_never_polls() -> None:
+    clock = SteppedClock()
+    account = TimedAccount(clock, {"old": 0.0, "a": 1004.0, "b": 1006.2})
+    async with account.client() as client:
+        poller = shared_poller(client, clock)
+        fresh = asyncio.create_task(poller.wait({"a": 3.0}))
+        assert await clock.naps.get() == 1003.0
+        # A job adopted from an earlier run may be done already: due at once, even while the
+        # loop sleeps until a later due time.
+        resumed = asyncio.create_task(poller.wait({"old": 0.0}))
+        assert await clock.naps.get() == 1003.0  # polled "old" (done), back to a's due time
+        assert account.list_times == [1000.0]
+        assert [r.status for r in await resumed] == [TranscriptStatus.completed]
+        clock.wake()
+        assert await clock.naps.get() == 1003.5  # a not done: the tail interval
+        # Registering more ids only moves the next round to their due time if that is later.
+        later = asyncio.create_task(poller.wait({"b": 3.0}))
+        assert await clock.naps.get() == 1003.5
+        assert account.list_times == [1000.0, 1003.0]
+        clock.wake()
+        await wake_until_done(clock, fresh)
+        await wake_until_done(clock, later)
+    assert [r.status for r in later.result()] == [TranscriptStatus.completed]
+    # a was seen at 1004; b, due at 1006, was not asked for again until then.
+    assert account.list_times == [1000.0, 1003.0, 1003.5, 1004.0, 1006.0, 1006.5]

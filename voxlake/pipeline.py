@@ -47,7 +47,7 @@ from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
-from voxlake.polling import SharedPoller
+from voxlake.polling import DEFAULT_FIRST_POLL_S, SharedPoller
 from voxlake.redact import redact_text
 from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import S3Options, output_filesystem
@@ -188,6 +188,7 @@ class RunSettings:
     # pool stays small: httpx checks every idle pooled connection (two syscalls each) on every
     # request, a large share of a big run's CPU with ~100 pooled connections.
     max_requests: int = 16
+    poll_first_s: float = DEFAULT_FIRST_POLL_S  # a chunk's submit to its first status poll
     poll_min_interval_s: float = 2.0
     poll_max_interval_s: float = 15.0
     poll_tail_interval_s: float = 0.5
@@ -493,7 +494,14 @@ class TranscriptionRun:
         }
         if not by_tid:
             return []
-        waiting = self._poller.wait(list(by_tid))
+        # A job this run submitted is rarely done within poll_first_s (AssemblyAI's usual
+        # minimum turnaround); one adopted from an earlier run (resumed) may be done already.
+        waiting = self._poller.wait(
+            {
+                tid: self.settings.poll_first_s if self.records[m].submitted_at else 0.0
+                for tid, m in by_tid.items()
+            }
+        )
         try:
             results = await asyncio.wait_for(waiting, timeout=self.settings.poll_timeout_s)
         except TimeoutError:

@@ -27,6 +27,8 @@ Many transcripts: the trade-off
 One loop per run
     :class:`SharedPoller` drives one :class:`BatchPoller` for a whole run: the pipeline's chunks
     register ids and await them, and the loop's request count does not grow with the chunks.
+    A just-submitted job is first polled :data:`DEFAULT_FIRST_POLL_S` after it registers, a
+    resumed one at once; registering never polls by itself.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -298,8 +300,16 @@ class SharedPoller:
 
     Chunks register their transcript ids and await them; a single background loop asks the list
     endpoint for every pending id at once (``ceil(pending / 200)`` requests a round), so the
-    request count does not grow with the number of chunks. The interval backs off while nothing
-    finishes and snaps back when something does.
+    request count does not grow with the number of chunks.
+
+    Each id is *due* ``first_poll_s`` after it registers: a job just submitted is rarely done
+    sooner than :data:`DEFAULT_FIRST_POLL_S`, one adopted from an earlier run may be done
+    already (0). While no pending id is due the loop sleeps until the
+    earliest due time; registering ids wakes it only to recompute that time, never to poll at
+    once. Once ids are due, rounds come every interval: it backs off x1.5 while nothing finishes
+    and snaps back to ``min_interval_s`` when something does, and in the tail (one list page of
+    ids or fewer pending) it is at most ``tail_interval_s``, so the run ends close to the last
+    job's completion. A round asks for every pending id, due or not: they share the pages.
     """
 
     def __init__(
@@ -309,23 +319,34 @@ class SharedPoller:
         min_interval_s: float,
         max_interval_s: float,
         tail_interval_s: float,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._poller = BatchPoller(client)
         self._min_interval_s = min_interval_s
         self._max_interval_s = max_interval_s
         self._tail_interval_s = tail_interval_s
+        self._sleep = sleep
+        self._clock = clock
         self._waiters: dict[str, asyncio.Future[PollResult]] = {}
+        self._due: dict[str, float] = {}  # pending id -> when it is first worth polling
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    async def wait(self, transcript_ids: Sequence[str]) -> list[PollResult]:
+    async def wait(self, first_poll_s: Mapping[str, float]) -> list[PollResult]:
+        """Await the ids of ``first_poll_s`` (id -> seconds from now to its first poll).
+
+        Results come in the mapping's order. An id already waited on keeps its due time.
+        """
         loop = asyncio.get_running_loop()
+        now = self._clock()
         futures = []
-        for tid in transcript_ids:
+        for tid, delay in first_poll_s.items():
             fut = self._waiters.get(tid)
             if fut is None:
                 fut = self._waiters[tid] = loop.create_future()
                 self._poller.add(tid)
+                self._due[tid] = now + delay
             futures.append(fut)
         self._wake.set()
         if self._loop_task is None or self._loop_task.done():
@@ -334,8 +355,16 @@ class SharedPoller:
 
     async def _run(self) -> None:
         interval = self._min_interval_s
-        while self._poller.pending:
+        last_round = -math.inf
+        while self._due:
             self._wake.clear()
+            # The interval after the last round, and not before the first pending id is due.
+            next_round = max(last_round + interval, min(self._due.values()))
+            now = self._clock()
+            if next_round > now:
+                await self._nap(next_round - now)
+                continue  # woken by a registration, or it is time: look again
+            last_round = now
             try:
                 results = await self._poller.poll_once()
             except VoxlakeError as exc:
@@ -344,9 +373,8 @@ class SharedPoller:
                 log.warning("status poll round failed: %s", exc)
                 results = []
                 if not exc.transient:
-                    for tid in list(self._poller.pending):
+                    for tid in list(self._due):
                         self._resolve(PollResult(tid, None, error=exc))
-                        self._poller.discard(tid)
                     return
             crashpoint("poll")
             for result in results:
@@ -355,16 +383,24 @@ class SharedPoller:
                 interval = self._min_interval_s
             else:
                 interval = min(interval * 1.5, self._max_interval_s)
-            if 0 < len(self._poller.pending) <= self._poller.page_limit:
+            if len(self._due) <= self._poller.page_limit:
                 # The tail: one list page a round, so polling faster costs little and the run
                 # ends closer to the last job's completion.
                 interval = min(interval, self._tail_interval_s)
-            if self._poller.pending:
-                # Newly registered ids do not need to wait out a backed-off interval.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if ids register meanwhile."""
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((nap, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            woken.cancel()
 
     def _resolve(self, result: PollResult) -> None:
+        self._poller.discard(result.transcript_id)
+        self._due.pop(result.transcript_id, None)
         fut = self._waiters.pop(result.transcript_id, None)
         if fut is not None and not fut.done():
             fut.set_result(result)
@@ -373,6 +409,7 @@ class SharedPoller:
         """Stop tracking ids whose waiters gave up (poll timeout)."""
         for tid in transcript_ids:
             self._poller.discard(tid)
+            self._due.pop(tid, None)
             fut = self._waiters.pop(tid, None)
             if fut is not None and not fut.done():
                 fut.cancel()
