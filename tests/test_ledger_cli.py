@@ -61,8 +61,9 @@ def words_once(out: Path) -> bool:
     return len({(w["transcript_id"], w["word_index"]) for w in words}) == len(words)
 
 
-# poll:1: the first status round comes when the first jobs are due (3 s after their submit);
-# with this server's 0.1-s jobs it finds them done, and there may be no second round.
+# poll:1: the first status round comes when the first jobs are due (VOXLAKE_POLL_FIRST_S after
+# their submit, 0.2 s in the suite); it may find this server's 0.1-s jobs all done, and then
+# there is no second round.
 CRASH_POINTS = ["upload:3", "after_submit:2", "poll:1", "write:1", "finish:1"]
 
 

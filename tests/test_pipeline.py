@@ -149,3 +149,19 @@ def test_jobs_adopted_from_an_earlier_run_are_polled_at_once(
 
     assert (summary.resumed, summary.completed, summary.failed) == (3, 3, 0)
     check_invariants(out)
+
+
+def test_the_first_poll_delay_comes_from_the_environment_and_a_bad_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voxlake.errors import ConfigurationError
+    from voxlake.pipeline import POLL_FIRST_ENV, RunSettings
+
+    monkeypatch.delenv(POLL_FIRST_ENV, raising=False)
+    assert RunSettings().poll_first_s == 3.0
+    monkeypatch.setenv(POLL_FIRST_ENV, "0.5")
+    assert RunSettings().poll_first_s == 0.5
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv(POLL_FIRST_ENV, bad)
+        with pytest.raises(ConfigurationError, match=f"{POLL_FIRST_ENV}='{bad}'"):
+            RunSettings()

@@ -22,11 +22,12 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -34,6 +35,7 @@ from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
 from voxlake.errors import (
     AuthenticationError,
+    ConfigurationError,
     ForbiddenError,
     NetworkError,
     PollTimeoutError,
@@ -179,6 +181,27 @@ class RunSummary:
         )
 
 
+#: Seconds from a job's submit to its first status poll (default :data:`DEFAULT_FIRST_POLL_S`,
+#: as AssemblyAI rarely finishes sooner). A local server whose jobs take less may set less.
+POLL_FIRST_ENV = "VOXLAKE_POLL_FIRST_S"
+
+
+def _poll_first_s() -> float:
+    text = os.environ.get(POLL_FIRST_ENV, "").strip()
+    if not text:
+        return DEFAULT_FIRST_POLL_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= 3600:
+        raise ConfigurationError(
+            f"{POLL_FIRST_ENV}={text!r} is not a number of seconds from 0 to 3600; "
+            f"unset it to poll {DEFAULT_FIRST_POLL_S:g} s after each submit"
+        )
+    return seconds
+
+
 @dataclass
 class RunSettings:
     """Tuning knobs of a run (not credentials: those come from the environment or a Block)."""
@@ -188,7 +211,8 @@ class RunSettings:
     # pool stays small: httpx checks every idle pooled connection (two syscalls each) on every
     # request, a large share of a big run's CPU with ~100 pooled connections.
     max_requests: int = 16
-    poll_first_s: float = DEFAULT_FIRST_POLL_S  # a chunk's submit to its first status poll
+    # A chunk's submit to its first status poll (VOXLAKE_POLL_FIRST_S, else 3 s).
+    poll_first_s: float = field(default_factory=_poll_first_s)
     poll_min_interval_s: float = 2.0
     poll_max_interval_s: float = 15.0
     poll_tail_interval_s: float = 0.5
