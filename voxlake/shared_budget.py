@@ -133,9 +133,9 @@ assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batc
 
 
 #: A shared batch not granted within this is treated as an unreachable API (local share). Seen:
-#: a Prefect server on SQLite, busy with two flow runs ("database is locked" in its log), took
-#: 62-72 s over one ``rate_limit`` call (what Prefect's client retry back-off adds up to), and
-#: every request of the process waited for it (B7 in benchmarks/RESULTS.md).
+#: a Prefect server on SQLite, busy with two flow runs, answering "database is locked"; Prefect's
+#: client then retries with exponential back-off, and every request of the process waited
+#: 62-72 s (B7 in benchmarks/RESULTS.md).
 TAKE_TIMEOUT_S = 15.0
 
 
