@@ -156,27 +156,3 @@ def test_the_figures_keep_any_account_limit_and_the_default_is_the_documented_on
     assert account_figures({}) == DEFAULT_FIGURES
     with pytest.raises(ValueError, match="REQUESTS/SECONDS"):
         account_figures({"VOXLAKE_ACCOUNT_RATE_LIMIT": "600"})
-
-
-@pytest.mark.anyio
-async def test_an_api_that_never_answers_is_unavailable_within_the_timeout() -> None:
-    # A real TCP endpoint that accepts and never replies: what a Prefect server stuck on its
-    # database looks like to a client retrying it.
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        with (
-            temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}),
-            pytest.raises(SharedBudgetUnavailable, match=r"within 0\.5 s"),
-        ):
-            await PrefectSlots("assemblyai-requests", timeout_s=0.5).take(1)
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()

@@ -29,8 +29,7 @@ finish a few per second, a few requests per file. With a bucket of a tenth of th
 (2,000 and 56/s), two concurrent runs of 1,000 short files spread their creates over a minute
 and took 1.35 x the bound (B7 in benchmarks/RESULTS.md); with 8,000 they are not held back.
 
-**Fallback.** Without a reachable Prefect API (including one that grants no batch within
-``TAKE_TIMEOUT_S``, 15 s), or without the limit (``voxlake serve`` creates
+**Fallback.** Without a reachable Prefect API, or without the limit (``voxlake serve`` creates
 it; ``prefect gcl create`` does too), a budget keeps to ``LOCAL_SHARE``: a quarter of the
 account per window, never "unlimited", so four such processes together still fit.
 
@@ -43,7 +42,6 @@ alike for ``voxlake serve`` and every worker.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 from collections.abc import Mapping
@@ -132,19 +130,11 @@ assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batc
 )
 
 
-#: A shared batch not granted within this is treated as an unreachable API (local share). Seen:
-#: a Prefect server on SQLite, busy with two flow runs, answering "database is locked"; Prefect's
-#: client then retries with exponential back-off, and every request of the process waited
-#: 62-72 s (B7 in benchmarks/RESULTS.md).
-TAKE_TIMEOUT_S = 15.0
-
-
 class PrefectSlots:
     """A :class:`~voxlake.ratelimit.SlotSource` backed by a Prefect global concurrency limit."""
 
-    def __init__(self, name: str = LIMIT_NAME, *, timeout_s: float = TAKE_TIMEOUT_S) -> None:
+    def __init__(self, name: str = LIMIT_NAME) -> None:
         self.name = name
-        self.timeout_s = timeout_s
 
     async def take(self, n: int) -> None:
         from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit
@@ -156,15 +146,9 @@ class PrefectSlots:
         try:
             # strict: a missing limit raises instead of limiting nothing.
 
-            await asyncio.wait_for(
-                rate_limit(self.name, occupy=n, strict=True), timeout=self.timeout_s
-            )
+            await rate_limit(self.name, occupy=n, strict=True)
         except ConcurrencySlotAcquisitionError as exc:
             raise SharedBudgetUnavailable(str(exc)) from exc
-        except TimeoutError:
-            raise SharedBudgetUnavailable(
-                f"the Prefect API granted no slots of {self.name!r} within {self.timeout_s:g} s"
-            ) from None
 
     def __repr__(self) -> str:
         return f"PrefectSlots({self.name!r})"
