@@ -119,18 +119,34 @@ def _scope(
 def preload() -> None:
     """Import matplotlib and draw one throwaway chart: the imports, the font cache and the
     renderer are then ready (a run calls this while it waits for its last jobs)."""
-    fig = _figure(1.0, 1.0)
+    fig = _figure()
     fig.add_subplot().set_title("warm-up")
     fig.savefig(io.BytesIO(), format="png")
 
 
-def _figure(width: float = 7.0, height: float = 3.0) -> Any:
+def _figure(width: float = 7.0, height: float = 3.0, *, left: float = 0.85,
+            bottom: float = 0.55, gap: float = 0.0) -> Any:  # fmt: skip
+    """A figure whose axes leave ``left`` and ``bottom`` inches for labels (0.35 on top for the
+    title, 0.2 on the right) and ``gap`` inches between stacked axes.
+
+    Fixed margins instead of a layout engine: constrained layout draws every chart twice and
+    measured half of a run's report time (~0.35 s of 0.8 s for four charts). The charts' labels
+    are known (short titles, counts, dates), so the margins can be too.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display, no GUI toolkit: works on any server
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - 0.2 / width,
+        bottom=bottom / height,
+        top=1 - 0.35 / height,
+        hspace=gap / ((height - bottom - 0.35 - gap) / 2) if gap else None,
+    )
+    return fig
 
 
 def _png(fig: Any, alt: str) -> str:
@@ -152,7 +168,9 @@ def _histogram(counts: dict[int, int], title: str, xlabel: str) -> str:
 
 
 def _bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> str:
-    fig = _figure(7.0, max(2.0, 0.35 * len(labels) + 1))
+    # ~0.08 in per character of a 10-pt label, and room for the tick marks.
+    left = 0.3 + 0.08 * max((len(label) for label in labels), default=1)
+    fig = _figure(7.0, max(2.0, 0.35 * len(labels) + 1), left=min(left, 3.0))
     ax = fig.add_subplot()
     ax.barh(list(labels)[::-1], list(values)[::-1], color="#55a868")
     ax.set(title=title, xlabel=ylabel)
@@ -161,7 +179,7 @@ def _bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: st
 
 def _per_day(rows: list[tuple[Any, ...]]) -> str:
     days = [r[0].isoformat() for r in rows]
-    fig = _figure(7.0, 4.5)
+    fig = _figure(7.0, 4.5, bottom=0.95, gap=0.45)  # dates at 45 degrees below the lower axes
     hours_ax, items_ax = fig.subplots(2, 1, sharex=True)
     hours_ax.bar(days, [r[1] for r in rows], color="#4c72b0")
     hours_ax.set(title="Audio hours transcribed per day (run_date)", ylabel="hours")
