@@ -148,6 +148,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.prefect == "server":
             prefect_proc, prefect_url = stack.enter_context(prefect_server(base, work))
             flow_env["PREFECT_API_URL"] = prefect_url
+            # A server a scheduled run meets has served its worker's clients. The first
+            # GET /admin/version a fresh server answers takes ~0.3 s (0.004 s after), and every
+            # Prefect client's first call is that version check: paid once per server, not per run.
+            httpx.get(f"{prefect_url}/admin/version", timeout=60).raise_for_status()
             counter = TaskRunCounter(prefect_url).start()
         flow_cmd = [py, "-m", "voxlake.cli", "run", str(manifest), "--output", str(output)]
         flow_cmd += ["--no-progress", "--max-uploads", str(args.max_uploads)]
