@@ -144,9 +144,9 @@ def test_the_figures_keep_any_account_limit_and_the_default_is_the_documented_on
     from voxlake.shared_budget import DEFAULT_FIGURES, MAX_PROCESSES, account_figures, figures_for
 
     assert (DEFAULT_FIGURES.limit, DEFAULT_FIGURES.decay_per_s, DEFAULT_FIGURES.batch) == (
-        8_000,
+        6_000,
         33.0,
-        50,
+        100,
     )
     for requests, window in ((20_000, 300.0), (600, 60.0), (100, 10.0), (1_000_000, 60.0)):
         figures = figures_for(requests, window)

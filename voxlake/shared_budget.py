@@ -15,19 +15,23 @@ the next batch while half of the current one is left, so that requests do not wa
 server that answers in seconds under load). So the account's sliding window holds when::
 
     LIMIT + 300 * DECAY_PER_S + 2 * BATCH * MAX_PROCESSES <= 20,000
-    8,000 + 300 * 33    + 2 * 50 * 20        =  19,900
+    6,000 + 300 * 33    + 2 * 100 * 20       =  19,900
 
-that is bursts of up to 8,000 requests and 9,900 per 5 minutes sustained (about half the
+that is bursts of up to 6,000 requests and 9,900 per 5 minutes sustained (about half the
 account), for up to 20 processes drawing on it at once. Prefect rounds decay down at every
 write, and a denied attempt restarts the decay clock, so it can only grant fewer slots than
 this, never more.
 
-**Why a large bucket.** A run spends its requests in a burst: an upload and a create per file
-as fast as they go, then one fetch per finished job. The sustained rate matters less, because
-the account's concurrent-jobs limit binds first for real audio: 100 jobs of a few minutes each
-finish a few per second, a few requests per file. With a bucket of a tenth of the account
-(2,000 and 56/s), two concurrent runs of 1,000 short files spread their creates over a minute
-and took 1.35 x the bound (B7 in benchmarks/RESULTS.md); with 8,000 they are not held back.
+**Why a large bucket and large batches.** A run spends its requests in a burst: an upload and a
+create per file as fast as they go, then one fetch per finished job. The sustained rate matters
+less, because the account's concurrent-jobs limit binds first for real audio: 100 jobs of a few
+minutes each finish a few per second, a few requests per file. With a bucket of a tenth of the
+account (2,000 and 56/s), two concurrent runs of 1,000 short files spread their creates over a
+minute and took 1.35 x the bound (B7 in benchmarks/RESULTS.md). In a burst a process spends
+about one batch per ``rate_limit`` call, and a Prefect server taking two flow runs' task runs
+and logs answers that call in 1-7 s: batches of 100 instead of 50 halve the calls a burst waits
+on, for a bucket of 6,000 instead of 8,000 (still three times what two runs of 1,000 files send
+in their first 20 s).
 
 **Fallback.** Without a reachable Prefect API, or without the limit (``voxlake serve`` creates
 it; ``prefect gcl create`` does too), a budget keeps to ``LOCAL_SHARE``: a quarter of the
@@ -52,9 +56,9 @@ from voxlake.ratelimit import RequestBudget, SharedBudgetUnavailable
 LIMIT_NAME = "assemblyai-requests"
 ACCOUNT_REQUESTS = 20_000
 WINDOW_S = 300.0
-LIMIT = 8_000
+LIMIT = 6_000
 DECAY_PER_S = 33.0
-BATCH = 50
+BATCH = 100
 MAX_PROCESSES = 20
 LOCAL_SHARE = ACCOUNT_REQUESTS // 4
 
@@ -85,9 +89,9 @@ def figures_for(
 ) -> BudgetFigures:
     """Figures with ``limit + window * decay + 2 * batch * max_processes <= account_requests``.
 
-    The bucket holds two fifths of the account (bursts); each process may hold two batches of
-    up to 50, a fifth of the account for all processes together; decay takes the rest, rounded
-    down. For 20,000 / 300 s this gives the documented 8,000, 33/s and 50.
+    The bucket holds three tenths of the account (bursts); each process may hold two batches of
+    up to 100, a fifth of the account for all processes together; decay takes the rest, rounded
+    down. For 20,000 / 300 s this gives the documented 6,000, 33/s and 100.
     """
     if account_requests < 2 * max_processes or window_s <= 0:
         raise ValueError(
@@ -95,7 +99,7 @@ def figures_for(
             f"among {max_processes} processes"
         )
     batch = max(1, min(BATCH, account_requests // (10 * max_processes)))
-    limit = max(1, account_requests * 2 // 5)
+    limit = max(1, account_requests * 3 // 10)
     rest = (account_requests - limit - 2 * batch * max_processes) / window_s
     # Whole slots per second where possible (as documented); hundredths for tiny accounts.
     decay = float(math.floor(rest)) if rest >= 1 else math.floor(rest * 100) / 100
