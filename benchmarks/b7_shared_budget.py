@@ -43,6 +43,7 @@ from benchmarks.harness import (
     ChildMonitor,
     bounds,
     clean_env,
+    compile_project,
     local_server,
     make_media,
     prefect_server,
@@ -263,6 +264,7 @@ def main() -> None:
     if args.which == "_flow":
         _flow_child(*args.rest)
         return
+    compile_project()
     result = b7() if args.which == "b7" else b1_server()
     path = save(result)
     from benchmarks.report import write_results

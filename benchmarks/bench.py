@@ -48,6 +48,7 @@ from benchmarks.harness import (
     ServerSpec,
     bounds,
     clean_env,
+    compile_project,
     local_server,
     make_media,
     prefect_server,
@@ -565,6 +566,8 @@ def main() -> None:
         _b3_child(int(args.rest[0]), int(args.rest[1]))
         return
     from benchmarks.report import write_results
+
+    compile_project()
 
     t0 = time.perf_counter()
     if args.which in ("b1", "all"):
