@@ -3,9 +3,11 @@
 Every part is the real thing, each as its own process: ``prefect server start``;
 ``voxlake serve --no-worker`` against it (the work pool, the shared request limit, the block
 types and ``prefect deploy --all`` of deployments/prefect.yaml); two ``prefect worker start
---pool voxlake``; and ``voxlake serve-local`` allowing only 600 requests per 60 s, fewer than the
+--pool voxlake``; and ``voxlake serve-local`` allowing only 600 requests per 30 s, fewer than the
 backfill needs, so the four shards on two workers must share the account's budget through the
-Prefect limit (``VOXLAKE_ACCOUNT_RATE_LIMIT=600/60`` sizes it). The AssemblyAI key reaches the
+Prefect limit (``VOXLAKE_ACCOUNT_RATE_LIMIT=600/30`` sizes it). A 30-s window rather than the
+issue's example of 60 s: the same shortfall, and the budget-bound part of the test takes half as
+long. The AssemblyAI key reaches the
 flow runs only through an ``AssemblyAICredentials`` block, as deployments are meant to be used:
 the workers' environment has no ``ASSEMBLYAI_*`` variable.
 
@@ -38,7 +40,7 @@ from voxlake.tables import read_current
 
 REPO = Path(__file__).resolve().parents[1]
 ITEMS, SHARDS, NEW_FOR_NIGHTLY = 200, 4, 10
-RATE, WINDOW_S = 600, 60
+RATE, WINDOW_S = 600, 30
 BLOCK = "e2e-serve-local"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 # The machine is shared and loaded: deadlines are generous, and only bound how long a broken

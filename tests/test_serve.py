@@ -124,6 +124,7 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         # What the worker's flow runs use, as an operator would export it.
         ASSEMBLYAI_BASE_URL=local_server.base_url,
         ASSEMBLYAI_API_KEY=KEY_A,
+        PREFECT_WORKER_QUERY_SECONDS="2",  # the worker picks the run up sooner than every 10 s
     )
     log = tmp_path / "serve.log"
     serve = _start_serve(tmp_path, port, env)
