@@ -77,11 +77,20 @@ def test_check_bind_allows_loopback_and_authenticated_binds() -> None:
 
 
 def _start_serve(tmp_path: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`voxlake serve` (the installed script) on ``port``; its output goes to serve.log."""
+    """`voxlake serve` (the installed script) on ``port``; its output goes to serve.log.
+
+    It starts with SIGINT ignored, as a non-interactive shell starts a background job (and as
+    CI may start this suite): serve must still stop on SIGINT.
+    """
     voxlake = str(Path(sys.executable).with_name("voxlake"))
+    ignoring_sigint = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    serving = ["--port", str(port), "--home", str(tmp_path / "prefect")]
     with (tmp_path / "serve.log").open("w") as log:
         return subprocess.Popen(
-            [voxlake, *("serve", "--port", str(port), "--home", str(tmp_path / "prefect"))],
+            [sys.executable, "-c", ignoring_sigint, voxlake, "serve", *serving],
             env=env,
             cwd=tmp_path,  # the checkout is found from the package, not the current folder
             stdout=log,
@@ -158,9 +167,12 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         serve.send_signal(signal.SIGINT)  # Ctrl-C
         try:
             serve.wait(timeout=120)
+            stopped_by_sigint = True
         except subprocess.TimeoutExpired:
             serve.kill()
             serve.wait()
+            stopped_by_sigint = False
+    assert stopped_by_sigint, "voxlake serve ignored SIGINT for 120 s"
     _wait_for(lambda: not _running(children), "serve's server and worker stopped")
 
 
