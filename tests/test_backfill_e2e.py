@@ -7,9 +7,8 @@ types and ``prefect deploy --all`` of deployments/prefect.yaml); two ``prefect w
 backfill needs, so the four shards on two workers must share the account's budget through the
 Prefect limit (``VOXLAKE_ACCOUNT_RATE_LIMIT=600/30`` sizes it). A 30-s window rather than the
 issue's example of 60 s: the same shortfall, and the budget-bound part of the test takes half as
-long. The AssemblyAI key reaches the
-flow runs only through an ``AssemblyAICredentials`` block, as deployments are meant to be used:
-the workers' environment has no ``ASSEMBLYAI_*`` variable.
+long. The AssemblyAI key reaches the flow runs only through an ``AssemblyAICredentials`` block,
+as deployments are meant to be used: the workers' environment has no ``ASSEMBLYAI_*`` variable.
 
 The backfill of 200 items in 4 shards starts with ``prefect deployment run``, as an operator
 would. Then the nightly deployment runs twice over the same folder and output root.

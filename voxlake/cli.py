@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -464,7 +465,12 @@ def main() -> NoReturn:
     0.5-0.8 s after each ``voxlake run`` (Prefect, pandas, pyarrow, ...) and does nothing a
     finished command needs. This does those first steps the same way, flushes the output and
     leaves. A command that raises (not ``SystemExit``) takes the normal exit.
+
+    Ctrl-C (SIGINT) interrupts every command, even one started with SIGINT ignored, as a
+    non-interactive shell starts its background jobs: Python then installs no handler, and
+    ``voxlake serve`` ran on after ``kill -INT`` until it was killed.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
     except SystemExit as exc:

@@ -26,10 +26,8 @@ import contextlib
 import ipaddress
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -210,11 +208,6 @@ def serve(
     """Run everything until interrupted (or until the server or worker exits)."""
     import asyncio
 
-    if threading.current_thread() is threading.main_thread():
-        # Ctrl-C (SIGINT) stops the worker and the server, even when this process inherited
-        # SIGINT ignored, as a non-interactive shell starts its background jobs: Python then
-        # installs no handler, and `kill -INT` was silently dropped while serve ran on.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     env = dict(os.environ)
     processes: list[subprocess.Popen[bytes]] = []
     with _stopped_at_exit(processes):
