@@ -1,8 +1,8 @@
-"""Every query in README.md and docs/tables.md runs against demo-like output.
+"""Every query in docs/analysts.md and docs/tables.md runs against demo-like output.
 
 The ```sql blocks run statement by statement on a voxlake.views connection (so both the
 read_parquet queries and the view queries work) from a folder holding the output as ``output/``
-(README) and ``out/`` (docs/tables.md); each must return rows. The ```python blocks that read
+(docs/analysts.md) and ``out/`` (docs/tables.md); each must return rows. The ```python blocks that read
 the tables run too. The output: two runs over Harvard-sentence transcripts, like `make demo`
 twice, with speaker labels on for some items and the demo's two failures.
 """
@@ -22,7 +22,7 @@ from voxlake.tables import TableSink
 from voxlake.views import connect
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "docs/tables.md"]
+DOCS = ["docs/analysts.md", "docs/tables.md"]
 RUNS = [
     ("run-early", dt.date(2026, 11, 19), dt.datetime(2026, 11, 19, 9, tzinfo=dt.UTC), 0.3),
     ("run-late", dt.date(2026, 11, 20), dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC), 0.7),
@@ -119,7 +119,7 @@ ALL_SQL = [(doc, i, sql) for doc in DOCS for i, sql in enumerate(sql_statements(
 
 
 def test_the_docs_have_the_queries_this_test_runs() -> None:
-    assert len(sql_statements("README.md")) >= 7  # 2 examples + the 5 worked queries
+    assert len(sql_statements("docs/analysts.md")) >= 7  # 2 examples + the 5 worked queries
     assert len(sql_statements("docs/tables.md")) >= 5
 
 
@@ -139,7 +139,7 @@ def test_least_confident_items_of_the_latest_run_are_only_that_runs(
         for _, _, s in ALL_SQL
         if "least confident items of the latest run" in s.splitlines()[0].lower()
     ]
-    assert len(queries) >= 2  # README's example and worked query 3
+    assert len(queries) >= 2  # analysts.md: the example and worked query 3
     latest = con.sql(
         "select media_id, round(confidence, 3) from transcripts "
         "where flow_run_id = 'run-late' and status = 'completed'"

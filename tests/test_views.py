@@ -167,7 +167,7 @@ def test_every_reader_gives_the_declared_types(tmp_path: Path, speakers: bool) -
     write_demo_like(tmp_path, speakers=speakers)
     for table, schema in SCHEMAS.items():
         want = _normalised(schema)
-        # The documented reads (README "For analysts", docs/tables.md "Querying").
+        # The documented reads (docs/analysts.md, docs/tables.md "Querying").
         duck = duckdb.sql(
             f"select * from read_parquet('{tmp_path}/{table}/**/*.parquet', hive_partitioning=1)"
         ).to_arrow_table()

@@ -1,4 +1,4 @@
-"""The README's "From Python" snippet, run as written: a script in a fresh process.
+"""docs/usage.md's "From Python" snippet, run as written: a script in a fresh process.
 
 It runs from a folder outside the checkout (only the installed package importable), with no
 ``ASSEMBLYAI_*`` variable set, reporting to the suite's Prefect API. Its ``data/manifest.csv``
@@ -23,16 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def readme_snippet() -> str:
-    text = (REPO / "README.md").read_text()
-    section = text.split("### From Python", 1)[1]
+def usage_snippet() -> str:
+    text = (REPO / "docs" / "usage.md").read_text()
+    section = text.split("## From Python", 1)[1]
     found = re.search(r"```python\n(.*?)```", section, re.S)
-    assert found, "no python block under '### From Python'"
+    assert found, "no python block under '## From Python'"
     return found.group(1)
 
 
 @pytest.mark.timeout(600)
-def test_the_readme_python_example_runs_as_written(tmp_path: Path, prefect_harness: None) -> None:
+def test_the_usage_python_example_runs_as_written(tmp_path: Path, prefect_harness: None) -> None:
     from prefect.settings import PREFECT_API_URL
 
     data = tmp_path / "data"
@@ -43,7 +43,7 @@ def test_the_readme_python_example_runs_as_written(tmp_path: Path, prefect_harne
         f"{REPO / 'data/media/harvard-03.mp3'},harvard-03\n"
     )
     script = tmp_path / "example.py"
-    script.write_text(readme_snippet())
+    script.write_text(usage_snippet())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "VOXLAKE_"))}
     env.pop("PYTHONPATH", None)  # the checkout must not be what makes the imports work
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
