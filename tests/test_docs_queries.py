@@ -2,9 +2,9 @@
 
 The ```sql blocks run statement by statement on a voxlake.views connection (so both the
 read_parquet queries and the view queries work) from a folder holding the output as ``output/``
-(docs/analysts.md) and ``out/`` (docs/tables.md); each must return rows. The ```python blocks that read
-the tables run too. The output: two runs over Harvard-sentence transcripts, like `make demo`
-twice, with speaker labels on for some items and the demo's two failures.
+(docs/analysts.md) and ``out/`` (docs/tables.md); each must return rows. The ```python blocks
+that read the tables run too. The output: two runs over Harvard-sentence transcripts, like
+`make demo` twice, with speaker labels on for some items and the demo's two failures.
 """
 
 from __future__ import annotations
