@@ -237,7 +237,7 @@ def run(
             from voxlake.errors import VoxlakeError
             from voxlake.estimate import Estimate, load_prices
             from voxlake.flows import transcribe  # noqa: F401  Prefect: most of the start-up
-            from voxlake.report import print_estimate, print_summary
+            from voxlake.report import print_estimate, print_summary, voxlake_command
             from voxlake.runner import run_manifest
             from voxlake.storage import S3Options
         try:
@@ -276,7 +276,8 @@ def run(
     if isinstance(summary, Estimate):
         print_estimate(summary)
         return
-    print_summary(summary)
+    # This very command with --retry-failed: what submits the items whose job failed again.
+    print_summary(summary, retry_command=voxlake_command([*sys.argv[1:], "--retry-failed"]))
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
 
