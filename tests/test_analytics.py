@@ -54,6 +54,8 @@ def test_default_is_every_items_current_outcome(root: Path) -> None:
     assert path == str(root / "report.html")
     page = Path(path).read_text()
     assert f"<h1>voxlake report: {root}</h1>" in page
+    # Only the local server's model, which has no list price: no cost, rather than "$0.00".
+    assert "n/a estimated cost (at list prices; no list price for pocketsphinx" in text_of(page)
     runs = section(page, "Runs")  # every item's current row is run-late's
     assert "run-late" in runs and "run-early" not in runs
     outcomes = section(page, "Outcomes")

@@ -474,10 +474,16 @@ def _headline(f: Figures) -> str:
         confidence_note = f"over {_plural(f.with_words, 'item')} with words"
     if f.no_words:
         confidence_note += f"; {_plural(f.no_words, 'item')} had no words"
+    # Nothing priced (every model unknown, as on the local server): no figure, not "$0.00".
+    priced = f.completed > sum(f.unpriced.values())
     figures = [
         (str(f.items), "items", f"{f.completed} completed, {f.failed} failed"),
-        (f"{f.audio_hours:.2f}", "audio hours", "of completed items"),
-        (f"${f.cost_usd:.2f}", "estimated cost", cost_note),
+        (
+            f"{f.audio_hours:.{2 if f.audio_hours >= 0.1 else 3}f}",
+            "audio hours",
+            "of completed items",
+        ),
+        (f"${f.cost_usd:.2f}" if priced else "n/a", "estimated cost", cost_note),
         (confidence, "mean confidence", confidence_note),
     ]
     cells = "".join(
