@@ -181,6 +181,14 @@ def test_ledger_view_is_each_items_latest_state(tmp_path: Path) -> None:
     assert name_types(con, "ledger") == LEDGER_COLUMNS
 
 
+def test_the_ledger_view_reads_the_ledgers_files_and_columns() -> None:
+    from voxlake import ledger
+
+    assert views._EVENTS_DIR == ledger.EVENTS_DIR
+    columns = [(f.name, f.type) for f in views._EVENT_COLUMNS]
+    assert columns == [(f.name, f.type) for f in ledger.EVENT_SCHEMA]
+
+
 LEDGER_COLUMNS = {  # the columns docs/tables.md documents, in order
     "media_id": "VARCHAR",
     "source": "VARCHAR",

@@ -35,7 +35,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from voxlake.ledger import EVENT_SCHEMA, EVENTS_DIR, LEDGER_DIR
 from voxlake.tables import (
     PARTITION_COLUMN,
     SCHEMAS,
@@ -55,6 +54,29 @@ __all__ = [
 
 HISTORY_VIEWS = ("transcripts", "words", "utterances")
 CURRENT_VIEWS = ("transcripts_current", "words_current", "utterances_current")
+# The ledger's event files and columns (voxlake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
+# tests/test_views.py holds these to). Not imported from there: voxlake.ledger imports pandas
+# and the manifest code, seconds of start-up that `voxlake query` does not need.
+LEDGER_DIR = "_ledger"
+_EVENTS_DIR = f"{LEDGER_DIR}/events"
+_EVENT_COLUMNS = pa.schema(
+    [
+        ("item_key", pa.string()),
+        ("media_id", pa.string()),
+        ("source", pa.string()),
+        ("source_fingerprint", pa.string()),
+        ("source_size", pa.int64()),
+        ("options_hash", pa.string()),
+        ("status", pa.string()),
+        ("audio_url", pa.string()),
+        ("transcript_id", pa.string()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("audio_duration_s", pa.float64()),
+        ("run_id", pa.string()),
+        ("at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 #: What ``voxlake run --output`` makes under a root: a root holds at least one of them.
 _ROOT_MARKERS = (*HISTORY_VIEWS, LEDGER_DIR)
 
@@ -152,20 +174,20 @@ def _arrow_source(
 
 def _ledger_source(con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str) -> str:
     """The ledger's event files (``<root>/_ledger/events/*.parquet``) as a relation typed as
-    :data:`voxlake.ledger.EVENT_SCHEMA`; empty when no run has recorded anything."""
-    typed = _typed_empty(EVENT_SCHEMA)
+    ``voxlake.ledger.EVENT_SCHEMA``; empty when no run has recorded anything."""
+    typed = _typed_empty(_EVENT_COLUMNS)
     if _is_local(fs):
-        folder = Path(os.path.abspath(root)) / EVENTS_DIR
+        folder = Path(os.path.abspath(root)) / _EVENTS_DIR
         if next(folder.glob("*.parquet"), None) is None:
             return typed
         glob = _sql_string(f"{folder.as_posix()}/*.parquet")
         return f"(SELECT * FROM {typed} UNION ALL BY NAME SELECT * FROM read_parquet({glob}))"
     import pyarrow.dataset as ds
 
-    path = f"{root.rstrip('/')}/{EVENTS_DIR}"
-    data: Any = EVENT_SCHEMA.empty_table()
+    path = f"{root.rstrip('/')}/{_EVENTS_DIR}"
+    data: Any = _EVENT_COLUMNS.empty_table()
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        data = ds.dataset(path, format="parquet", schema=EVENT_SCHEMA, filesystem=fs)
+        data = ds.dataset(path, format="parquet", schema=_EVENT_COLUMNS, filesystem=fs)
     con.register("_voxlake_ledger", data)
     return "_voxlake_ledger"
 
