@@ -227,14 +227,17 @@ def _figures(
     }
     tl = timeline(output, items, start or mon.started_wall)
     counts = re.search(
-        r"(\d+) new, (\d+) retried, (\d+) resumed, (\d+) skipped as already done", log
+        r"(\d+) items? in the manifest: (\d+) new, (\d+) retried, (\d+) resumed, "
+        r"(\d+) skipped as already done",
+        log,
     )
     return {
         "completed": completed,
         "failed": failed,
-        "manifest_items": int(m.group(2)),
-        "new": int(counts.group(1)) if counts else None,
-        "skipped_done": int(counts.group(4)) if counts else None,
+        # The summary's first line counts the items this run worked on; its second the manifest.
+        "manifest_items": int(counts.group(1)) if counts else int(m.group(2)),
+        "new": int(counts.group(2)) if counts else None,
+        "skipped_done": int(counts.group(5)) if counts else None,
         "wall_s": round(mon.wall_s, 2),
         "flow_elapsed_s": elapsed,
         "files_per_s_flow": round(n / elapsed, 2),

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests.test_views import write_ledger
 from voxlake.emulator.harvard import H1
 from voxlake.tables import TableSink
 from voxlake.views import connect
@@ -105,6 +106,7 @@ def _only_comments(sql: str) -> bool:
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("docs")
     write_demo_runs(folder / "output")
+    write_ledger(folder / "output")  # for the `ledger` view's queries
     (folder / "out").symlink_to(folder / "output")
     return folder
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_views import write_two_runs
+from tests.test_views import write_ledger, write_two_runs
 from voxlake.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("query") / "output"
     write_two_runs(out)
+    write_ledger(out)
     return out
 
 
@@ -166,3 +167,50 @@ def test_shell_exit_code_is_0_when_every_statement_ran(root: Path) -> None:
     done = query_process(str(root), stdin="select 42 as answer;\n.quit\nselect 1;\n")
     assert done.returncode == 0, done.stderr
     assert "42" in done.stdout and "answer" in done.stdout
+
+
+# --- through the real CLI process: the checks before any SQL, the ledger view --------------
+
+
+def test_a_path_that_is_not_an_output_root_is_an_error_as_in_report(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for bad in (tmp_path / "outptu", empty):  # a misspelled folder; a folder with no tables
+        done = query_process(str(bad), "select count(*) from transcripts")
+        report = subprocess.run(
+            [sys.executable, "-m", "voxlake.cli", "report", str(bad)],
+            capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout) == (2, ""), done.stdout + done.stderr
+        assert done.stderr.startswith(f"error: {bad} ") and done.stderr.count("\n") == 1
+        assert "--output folder of a voxlake run" in done.stderr, done.stderr
+        assert (report.returncode, report.stderr) == (2, done.stderr)  # one check, one message
+    assert not (tmp_path / "outptu").exists()  # nothing was created by looking
+
+
+def test_out_into_a_missing_folder_creates_it(root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "exports" / "2024" / "current.csv"
+    done = query_process(
+        str(root), "select media_id from transcripts_current order by 1", "--format", "csv",
+        "--out", str(target),
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert target.read_text().splitlines() == ['"media_id"', *[f'"{m}"' for m in sorted(
+        ["again", "kept", "late", "never", "twice"])]]  # fmt: skip
+
+
+def test_ledger_view_lists_deferred_in_flight_and_failed_items(root: Path) -> None:
+    sql = (
+        "select media_id, status, stage, transcript_id, audio_hours from ledger "
+        "where status in ('deferred', 'submitting', 'submitted', 'failed', 'job_failed') "
+        "order by media_id"
+    )
+    done = query_process(str(root), sql, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert list(csv.reader(io.StringIO(done.stdout))) == [
+        ["media_id", "status", "stage", "transcript_id", "audio_hours"],
+        ["big", "deferred", "", "", "2"],
+        ["flying", "submitted", "", "t-flying", ""],
+        ["never", "failed", "upload", "", ""],
+        ["unknown", "submitting", "", "", ""],
+    ]

@@ -60,6 +60,62 @@ def write_two_runs(root: Path | str, **sink_kw: Any) -> None:
         _add(sink, "kept", None, T2, error="upload failed: HTTP 500")
 
 
+def write_ledger(root: Path | str) -> None:
+    """Ledger events beside :func:`write_two_runs`' tables (and for items no table row has yet):
+    an item completed, one failed then completed, one whose job failed, one deferred by a
+    budget, one in flight, one whose submit outcome is unknown."""
+    from voxlake.ledger import Event, Ledger, Status
+    from voxlake.manifest import MediaItem, SourceInfo, SourceKind, TranscriptionOptions
+
+    options = TranscriptionOptions()
+
+    def item(media_id: str) -> MediaItem:
+        return MediaItem(media_id, f"/media/{media_id}.wav", SourceKind.local, options, 1,
+                         SourceInfo(10, "10:1"))  # fmt: skip
+
+    def at(base: dt.datetime, second: int) -> dt.datetime:
+        return base + dt.timedelta(seconds=second)
+
+    url = "https://cdn.example/upload/"
+    for run_id, events in (
+        ("run-1", [
+            Event(item("again"), Status.submitting, audio_url=url + "a1", at=at(T1, 1)),
+            Event(item("again"), Status.submitted, transcript_id="t-again-1", at=at(T1, 2)),
+            Event(item("again"), Status.completed, transcript_id="t-again-1",
+                  audio_duration_s=1800.0, at=at(T1, 3)),
+            Event(item("late"), Status.submitting, audio_url=url + "l1", at=at(T1, 1)),
+            Event(item("late"), Status.submitted, transcript_id="t-late-1", at=at(T1, 2)),
+            Event(item("late"), Status.job_failed, transcript_id="t-late-1", stage="poll",
+                  error="Audio duration is too short.", at=at(T1, 3)),
+            Event(item("never"), Status.failed, stage="upload", error="upload failed: HTTP 500",
+                  at=at(T1, 1)),
+            Event(item("big"), Status.deferred, error="not submitted: the run's budget of 1 "
+                  "audio hours", audio_duration_s=7200.0, at=at(T1, 1)),
+        ]),
+        ("run-2", [
+            Event(item("late"), Status.submitting, audio_url=url + "l2", at=at(T2, 1)),
+            Event(item("late"), Status.submitted, transcript_id="t-late-2", at=at(T2, 2)),
+            Event(item("late"), Status.completed, transcript_id="t-late-2",
+                  audio_duration_s=3600.0, at=at(T2, 3)),
+            Event(item("flying"), Status.submitting, audio_url=url + "f2", at=at(T2, 1)),
+            Event(item("flying"), Status.submitted, transcript_id="t-flying", at=at(T2, 2)),
+            Event(item("unknown"), Status.submitting, audio_url=url + "u2", at=at(T2, 1)),
+        ]),
+    ):  # fmt: skip
+        with Ledger.open(str(root), run_id=run_id) as ledger:
+            ledger.append(events)
+
+
+EXPECTED_LEDGER = {  # media_id -> (status, stage, error, transcript_id, audio_hours)
+    "again": ("completed", None, None, "t-again-1", 0.5),
+    "big": ("deferred", None, "not submitted: the run's budget of 1 audio hours", None, 2.0),
+    "flying": ("submitted", None, None, "t-flying", None),
+    "late": ("completed", None, None, "t-late-2", 1.0),
+    "never": ("failed", "upload", "upload failed: HTTP 500", None, None),
+    "unknown": ("submitting", None, None, None, None),
+}
+
+
 EXPECTED_CURRENT = {  # media_id -> (flow_run_id, status, transcript_id)
     "again": ("run-2", "completed", "t-again-2"),
     "kept": ("run-1", "completed", "t-kept"),
@@ -113,10 +169,45 @@ def test_current_view_picks_one_row_per_item(tmp_path: Path) -> None:
         assert got.to_pylist() == want.sort_by([(k, "ascending") for k in key]).to_pylist()
 
 
+def test_ledger_view_is_each_items_latest_state(tmp_path: Path) -> None:
+    write_two_runs(tmp_path)
+    write_ledger(tmp_path)
+    con = views.connect(tmp_path)
+    rows = con.sql(
+        "select media_id, status, stage, error, transcript_id, audio_hours from ledger"
+    ).fetchall()
+    assert {m: tuple(rest) for m, *rest in rows} == EXPECTED_LEDGER
+    assert len(rows) == len(EXPECTED_LEDGER)  # one row per item
+    assert name_types(con, "ledger") == LEDGER_COLUMNS
+
+
+def test_the_ledger_view_reads_the_ledgers_files_and_columns() -> None:
+    from voxlake import ledger
+
+    assert views._EVENTS_DIR == ledger.EVENTS_DIR
+    columns = [(f.name, f.type) for f in views._EVENT_COLUMNS]
+    assert columns == [(f.name, f.type) for f in ledger.EVENT_SCHEMA]
+
+
+LEDGER_COLUMNS = {  # the columns docs/tables.md documents, in order
+    "media_id": "VARCHAR",
+    "source": "VARCHAR",
+    "status": "VARCHAR",
+    "stage": "VARCHAR",
+    "error": "VARCHAR",
+    "transcript_id": "VARCHAR",
+    "audio_hours": "DOUBLE",
+    "run_id": "VARCHAR",
+    "recorded_at": "TIMESTAMP WITH TIME ZONE",
+    "item_key": "VARCHAR",
+}
+
+
 def test_views_over_a_root_without_files_are_empty_and_typed(tmp_path: Path) -> None:
     con = views.connect(tmp_path / "nothing-yet")
-    for name in (*views.HISTORY_VIEWS, *views.CURRENT_VIEWS):
+    for name in (*views.HISTORY_VIEWS, *views.CURRENT_VIEWS, "ledger"):
         assert con.sql(f"select count(*) from {name}").fetchall() == [(0,)]
+    assert name_types(con, "ledger") == LEDGER_COLUMNS
     table = name_types(con, "transcripts_current")
     assert table["recorded_at"] == "TIMESTAMP WITH TIME ZONE" and table["run_date"] == "DATE"
     assert read_current(tmp_path / "nothing-yet", "words").schema.equals(tables.WORDS_SCHEMA)
@@ -145,6 +236,9 @@ def test_current_view_on_s3(s3fs_fs: Any, make_bucket: Callable[[str], str]) -> 
     assert con.sql("select count(*) from words_current").fetchall() == [(16,)]
     assert read_current(root, "words").num_rows == 16
     assert read_current(f"s3://{bucket}/empty", "utterances").num_rows == 0
+    write_ledger(root)
+    ledger = views.connect(root).sql("select media_id, status from ledger").fetchall()
+    assert dict(ledger) == {m: v[0] for m, v in EXPECTED_LEDGER.items()}
 
 
 # --- every dataset exists, and every documented reader agrees on the types ---------------------
@@ -201,3 +295,12 @@ def test_a_run_without_rows_for_a_table_leaves_an_empty_typed_file(tmp_path: Pat
         assert path.parent.name == "run_date=2024-05-17"
         assert read_table(tmp_path, table).num_rows == 0
     assert pd.read_parquet(tmp_path / "utterances").shape == (0, len(tables.UTTERANCES_SCHEMA))
+    # Once the tables exist, a later run adds no empty files; a run with no rows writes nothing.
+    files = sorted(tmp_path.rglob("*.parquet"))
+    with TableSink(tmp_path, flow_run_id="run-2", run_date=DAY2) as sink:
+        _add(sink, "bad", None, T2, error="upload failed")
+    assert len(sorted(tmp_path.rglob("*.parquet"))) == len(files) + 1  # its transcripts row
+    files = sorted(tmp_path.rglob("*"))
+    with TableSink(tmp_path, flow_run_id="run-3", run_date=DAY2):
+        pass
+    assert sorted(tmp_path.rglob("*")) == files

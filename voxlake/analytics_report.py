@@ -6,9 +6,17 @@ seconds and little memory (benchmarks/report_scale.py). Charts are matplotlib fi
 with the Agg backend to PNG and inlined as base64 ``data:`` URLs; the page has no script, no
 stylesheet and no font to fetch.
 
-Scope: ``run_id`` (default: the run with the newest ``recorded_at``), or ``since``/``until`` on
-``run_date``. A range counts every run's rows in it (how the runs went), so an item transcribed
-by two runs counts twice; word error rates use each item's latest completed row in scope.
+Scope: by default every item's current outcome under the root (``transcripts_current``: one row
+per ``media_id``, whichever run wrote it); ``run_id`` narrows it to one run (a run's own report,
+``<root>/reports/<run id>.html``, is that); ``since``/``until`` on ``run_date`` take the runs of
+a date range. A range counts every run's rows in it (how the runs went), so an item
+transcribed by two runs counts twice; word error rates use each item's latest completed row in
+scope.
+
+Confidence figures (means, histogram, lowest items) count only transcripts with words: a clip
+of silence completes with no words and a confidence of 0 that says nothing about recognition;
+the report says how many there were instead. Costs are estimates from the list prices of
+:data:`voxlake.estimate.DEFAULT_PRICES_USD_PER_HOUR`, by the speech model AssemblyAI reports.
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from typing import Any
 
 import duckdb
 
+from voxlake.estimate import DEFAULT_PRICES_USD_PER_HOUR
 from voxlake.tables import _as_arrow_fs, _is_local, _resolve_root
-from voxlake.views import connect
+from voxlake.views import NotAnOutputRootError, check_output_root, connect
 
 __all__ = ["ReportError", "build_report_html", "normalise", "reference_texts", "write_report"]
 
@@ -80,12 +89,17 @@ def _literal(value: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    title: str
-    where: str  # SQL predicate over a history view
+    title: str  # what a person reads first: the root, or when the run was
+    about: str  # one line under the title: what the figures count
+    rows: str  # SQL relation of the transcripts rows in scope
 
 
 def _scope(
-    con: duckdb.DuckDBPyConnection, run_id: str | None, since: str | None, until: str | None
+    con: duckdb.DuckDBPyConnection,
+    run_id: str | None,
+    since: str | None,
+    until: str | None,
+    root_label: str,
 ) -> Scope:
     if run_id and (since or until):
         raise ReportError("give --run-id or --since/--until, not both")
@@ -95,22 +109,32 @@ def _scope(
             last = dt.date.fromisoformat(until) if until else dt.date.max
         except ValueError as exc:
             raise ReportError(f"--since/--until: {exc}") from None
-        title = f"run dates {since or '…'} to {until or '…'}"
-        return Scope(title, f"run_date BETWEEN DATE '{first}' AND DATE '{last}'")
+        if first > last:
+            raise ReportError(f"--since {since} is after --until {until}")
+        return Scope(
+            f"runs from {since or 'the first'} to {until or 'the last'}",
+            "Every run's rows with a run_date in the range: an item two runs worked on counts "
+            "twice.",
+            f"(SELECT * FROM transcripts WHERE run_date BETWEEN DATE '{first}' AND DATE '{last}')",
+        )
     if run_id is None:
-        latest = con.sql(
-            "SELECT flow_run_id FROM transcripts ORDER BY recorded_at DESC NULLS LAST LIMIT 1"
-        ).fetchall()
-        if not latest:
+        if con.sql("SELECT count(*) FROM transcripts_current").fetchall() == [(0,)]:
             raise ReportError("no transcripts rows under this output root yet")
-        run_id = str(latest[0][0])
-        title = f"latest run {run_id}"
-    else:
-        title = f"run {run_id}"
-    where = f"flow_run_id = {_literal(run_id)}"
-    if con.sql(f"SELECT count(*) FROM transcripts WHERE {where}").fetchall() == [(0,)]:
-        raise ReportError(f"no transcripts rows for flow run {run_id!r}")
-    return Scope(title, where)
+        return Scope(
+            root_label,
+            "The current outcome of every item under this output root (one row per media_id, "
+            "from whichever run wrote it last: transcripts_current).",
+            "transcripts_current",
+        )
+    rows = f"(SELECT * FROM transcripts WHERE flow_run_id = {_literal(run_id)})"
+    started = con.sql(f"SELECT min(recorded_at) FROM {rows}").fetchall()[0][0]
+    if started is None:
+        raise ReportError(f"no transcripts rows for flow run {run_id}")
+    return Scope(
+        f"run of {started:%Y-%m-%d %H:%M} UTC",
+        f"The items flow run {run_id} worked on, under {root_label}.",
+        rows,
+    )
 
 
 # --- charts -----------------------------------------------------------------------------------
@@ -166,17 +190,29 @@ def _histogram(counts: dict[int, int], title: str, xlabel: str) -> str:
     width = 1 / _BINS
     lefts = [b * width for b in range(_BINS)]
     ax.bar(lefts, [counts.get(b, 0) for b in range(_BINS)], width=width, align="edge",
-           color="#4c72b0", edgecolor="white")  # fmt: skip
+           color=_BLUE, edgecolor="white")  # fmt: skip
     ax.set(title=title, xlabel=xlabel, ylabel="count", xlim=(0, 1))
     return _png(fig, title)
 
 
-def _bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> str:
+# What a colour means, the same in every chart: completed green, error red, neutral blue.
+_GREEN, _RED, _BLUE = "#55a868", "#c44e52", "#4c72b0"
+_STATUS_COLOURS = {"completed": _GREEN, "error": _RED}
+
+
+def _bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    ylabel: str,
+    colours: Sequence[str] | None = None,
+) -> str:
     # ~0.08 in per character of a 10-pt label, and room for the tick marks.
     left = 0.3 + 0.08 * max((len(label) for label in labels), default=1)
     fig = _figure(7.0, max(2.0, 0.35 * len(labels) + 1), left=min(left, 3.0))
     ax = fig.add_subplot()
-    ax.barh(list(labels)[::-1], list(values)[::-1], color="#55a868")
+    colour: Any = list(colours)[::-1] if colours is not None else _BLUE
+    ax.barh(list(labels)[::-1], list(values)[::-1], color=colour)
     ax.set(title=title, xlabel=ylabel)
     return _png(fig, title)
 
@@ -185,11 +221,11 @@ def _per_day(rows: list[tuple[Any, ...]]) -> str:
     days = [r[0].isoformat() for r in rows]
     fig = _figure(7.0, 4.5, bottom=0.95, gap=0.45)  # dates at 45 degrees below the lower axes
     hours_ax, items_ax = fig.subplots(2, 1, sharex=True)
-    hours_ax.bar(days, [r[1] for r in rows], color="#4c72b0")
+    hours_ax.bar(days, [r[1] for r in rows], color=_BLUE)
     hours_ax.set(title="Audio hours transcribed per day (run_date)", ylabel="hours")
     completed, failed = [r[2] for r in rows], [r[3] for r in rows]
-    items_ax.bar(days, completed, color="#55a868", label="completed")
-    items_ax.bar(days, failed, bottom=completed, color="#c44e52", label="error")
+    items_ax.bar(days, completed, color=_GREEN, label="completed")
+    items_ax.bar(days, failed, bottom=completed, color=_RED, label="error")
     items_ax.set(title="Items per day", ylabel="items")
     items_ax.legend(loc="upper left")
     items_ax.tick_params(axis="x", labelrotation=45)
@@ -223,6 +259,10 @@ th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; vertica
 th { background: #f3f3f3; } td.num { text-align: right; }
 img.chart { display: block; max-width: 100%; margin: 0.5em 0; }
 .none { color: #777; } .meta { color: #555; font-size: 0.9em; }
+.headline { display: flex; flex-wrap: wrap; gap: 1em; margin: 1em 0; }
+.figure { border: 1px solid #ddd; border-radius: 4px; padding: 0.5em 0.8em; min-width: 10em; }
+.figure .value { display: block; font-size: 1.6em; font-weight: bold; }
+.figure .note { display: block; color: #555; font-size: 0.85em; }
 """
 
 
@@ -237,9 +277,8 @@ def build_report_html(
     root_label: str = "",
 ) -> str:
     """The report page, from a connection with voxlake's views (:func:`voxlake.views.connect`)."""
-    scope = _scope(con, run_id, since, until)
-    where = scope.where
-    con.execute(f"CREATE OR REPLACE TEMP VIEW scope_t AS SELECT * FROM transcripts WHERE {where}")
+    scope = _scope(con, run_id, since, until, root_label)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW scope_t AS SELECT * FROM {scope.rows}")
     # Words and utterances of the scope's completed rows only (the same run's rows).
     for name, view in (("scope_w", "words"), ("scope_u", "utterances")):
         con.execute(
@@ -259,25 +298,29 @@ def build_report_html(
     )
 
     status = con.sql("SELECT status, count(*) FROM scope_t GROUP BY 1 ORDER BY 1").fetchall()
-    totals = con.sql(
-        "SELECT count(*), sum(audio_duration_s) / 3600, avg(confidence), sum(word_count) "
-        "FROM scope_t"
-    ).fetchall()[0]
+    figures = _figures(con)
     sections.append("<h2>Outcomes</h2>")
     sections.append(
         _table(
             ["measure", "value"],
             [
                 *[(f"items {s}", n) for s, n in status],
-                ("items", totals[0]),
-                ("audio hours (completed)", totals[1] or 0.0),
-                ("mean transcript confidence", totals[2]),
-                ("words", totals[3] or 0),
+                ("items", figures.items),
+                ("audio hours (completed)", figures.audio_hours),
+                ("mean transcript confidence (items with words)", figures.confidence),
+                ("items with no words", figures.no_words),
+                ("words", figures.words),
             ],
         )
     )
     sections.append(
-        _bars([s for s, _ in status], [n for _, n in status], "Items by status", "items")
+        _bars(
+            [s for s, _ in status],
+            [n for _, n in status],
+            "Items by status",
+            "items",
+            colours=[_STATUS_COLOURS.get(s, _BLUE) for s, _ in status],
+        )
     )
 
     failures = con.sql(
@@ -302,7 +345,7 @@ def build_report_html(
 
     sections.append("<h2>Confidence</h2>")
     for view, label in (
-        ("scope_t WHERE status = 'completed'", "transcripts"),
+        ("scope_t WHERE status = 'completed' AND word_count > 0", "transcripts"),
         ("scope_w", "words"),
     ):
         bins = dict(
@@ -316,10 +359,22 @@ def build_report_html(
 
     lowest = con.sql(
         "SELECT media_id, confidence, word_count, audio_duration_s, flow_run_id FROM scope_t "
-        f"WHERE status = 'completed' ORDER BY confidence NULLS FIRST, media_id LIMIT {_TOP}"
+        "WHERE status = 'completed' AND word_count > 0 "
+        f"ORDER BY confidence NULLS FIRST, media_id LIMIT {_TOP}"
     ).fetchall()
     sections.append("<h2>Lowest-confidence items</h2>")
     sections.append(_table(["media_id", "confidence", "words", "audio s", "flow_run_id"], lowest))
+    if figures.no_words:
+        silent = con.sql(
+            "SELECT media_id FROM scope_t WHERE status = 'completed' AND "
+            f"coalesce(word_count, 0) = 0 ORDER BY media_id LIMIT {_TOP}"
+        ).fetchall()
+        names = ", ".join(html.escape(str(m)) for (m,) in silent)
+        more = " …" if figures.no_words > len(silent) else ""
+        sections.append(
+            f"<p class=meta>Not counted above: {_plural(figures.no_words, 'item')} with no "
+            f"words ({names}{more}).</p>"
+        )
 
     # Words compared without case and punctuation, so "Smoke," and "smoke" are one word.
     unsure = con.sql(
@@ -355,10 +410,89 @@ def build_report_html(
         f"<title>voxlake report: {html.escape(scope.title)}</title><style>{_STYLE}</style>"
         "</head><body>"
         f"<h1>voxlake report: {html.escape(scope.title)}</h1>"
-        f"<p class=meta>Tables under {html.escape(root_label)}; generated {generated}.</p>"
+        + _headline(figures)
+        + f"<p class=meta>{html.escape(scope.about)} Generated {generated}.</p>"
         + "\n".join(sections)
         + "</body></html>\n"
     )
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The headline figures of the rows in scope."""
+
+    items: int
+    completed: int
+    failed: int
+    audio_hours: float  # of the completed rows
+    confidence: float | None  # mean transcript confidence of completed rows with words
+    with_words: int
+    no_words: int  # completed with no words: in no confidence figure
+    words: int
+    cost_usd: float  # at list prices, of the rows whose speech model has one
+    unpriced: dict[str, int]  # speech model -> completed rows with no list price
+
+
+def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
+    (items, completed, failed, hours, confidence, with_words, no_words, words) = con.sql(
+        "SELECT count(*), count(*) FILTER (status = 'completed'), "
+        "count(*) FILTER (status <> 'completed'), "
+        "coalesce(sum(audio_duration_s) FILTER (status = 'completed'), 0) / 3600, "
+        "avg(confidence) FILTER (status = 'completed' AND word_count > 0), "
+        "count(*) FILTER (status = 'completed' AND word_count > 0), "
+        "count(*) FILTER (status = 'completed' AND coalesce(word_count, 0) = 0), "
+        "coalesce(sum(word_count), 0) FROM scope_t"
+    ).fetchall()[0]
+    cost, unpriced = 0.0, {}
+    for model, model_hours, n in con.sql(
+        "SELECT coalesce(speech_model, 'unknown'), sum(audio_duration_s) / 3600, count(*) "
+        "FROM scope_t WHERE status = 'completed' GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        price = DEFAULT_PRICES_USD_PER_HOUR.get(model)
+        if price is None:
+            unpriced[model] = n
+        else:
+            cost += (model_hours or 0.0) * price
+    return Figures(items, completed, failed, hours, confidence, with_words, no_words, words,
+                   cost, unpriced)  # fmt: skip
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _headline(f: Figures) -> str:
+    """The four figures a person reads first, above every table and chart."""
+    cost_note = "at list prices"
+    if f.unpriced:
+        models = ", ".join(f"{m} ({_plural(n, 'item')})" for m, n in f.unpriced.items())
+        cost_note += f"; no list price for {models}"
+    if f.confidence is None:
+        confidence, confidence_note = "n/a", "no item with words"
+    else:
+        confidence = f"{f.confidence:.3f}"
+        confidence_note = f"over {_plural(f.with_words, 'item')} with words"
+    if f.no_words:
+        confidence_note += f"; {_plural(f.no_words, 'item')} had no words"
+    # Nothing priced (every model unknown, as on the local server): no figure, not "$0.00".
+    priced = f.completed > sum(f.unpriced.values())
+    figures = [
+        (str(f.items), "items", f"{f.completed} completed, {f.failed} failed"),
+        (
+            f"{f.audio_hours:.{2 if f.audio_hours >= 0.1 else 3}f}",
+            "audio hours",
+            "of completed items",
+        ),
+        (f"${f.cost_usd:.2f}" if priced else "n/a", "estimated cost", cost_note),
+        (confidence, "mean confidence", confidence_note),
+    ]
+    cells = "".join(
+        f"<div class=figure><span class=value>{html.escape(value)}</span> "
+        f"<span class=label>{html.escape(label)}</span> "
+        f"<span class=note>({html.escape(note)})</span></div>"
+        for value, label, note in figures
+    )
+    return f"<div class=headline>{cells}</div>"
 
 
 def _wer_section(con: duckdb.DuckDBPyConnection, references: dict[str, str]) -> str:
@@ -405,7 +539,10 @@ def write_report(
     refs = reference_texts(references) if references is not None else None
     root_text = os.fspath(root)
     try:
+        check_output_root(root, filesystem=filesystem)
         con = connect(root, filesystem=filesystem)
+    except NotAnOutputRootError as exc:
+        raise ReportError(str(exc)) from None
     except (duckdb.Error, OSError) as exc:
         raise ReportError(f"cannot read the tables under {root_text}: {exc}") from None
     with con:

@@ -237,7 +237,7 @@ def run(
             from voxlake.errors import VoxlakeError
             from voxlake.estimate import Estimate, load_prices
             from voxlake.flows import transcribe  # noqa: F401  Prefect: most of the start-up
-            from voxlake.report import print_estimate, print_summary
+            from voxlake.report import print_estimate, print_summary, voxlake_command
             from voxlake.runner import run_manifest
             from voxlake.storage import S3Options
         try:
@@ -276,7 +276,8 @@ def run(
     if isinstance(summary, Estimate):
         print_estimate(summary)
         return
-    print_summary(summary)
+    # This very command with --retry-failed: what submits the items whose job failed again.
+    print_summary(summary, retry_command=voxlake_command([*sys.argv[1:], "--retry-failed"]))
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
 
@@ -325,7 +326,10 @@ def query(
         ),
     ] = "table",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the result to this file, not stdout.")
+        Path | None,
+        typer.Option(
+            "--out", help="Write the result to this file, not stdout (its folder is created)."
+        ),
     ] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.")] = 100,
 ) -> None:
@@ -337,7 +341,7 @@ def query(
     import sys
 
     from voxlake.query import FORMATS, QueryError, repl, run_statement, write_result
-    from voxlake.views import connect
+    from voxlake.views import check_output_root, connect
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
@@ -347,6 +351,7 @@ def query(
         )
         raise typer.Exit(2)
     try:
+        check_output_root(output)  # a misspelled folder is an error, not an empty result
         con = connect(output)
     except Exception as exc:  # unreadable files, missing bucket, ...: a message, no traceback
         typer.echo(f"error: {exc}", err=True)
@@ -355,7 +360,14 @@ def query(
         if out is None:
             text, binary = sys.stdout, sys.stdout.buffer
         else:
-            binary = stack.enter_context(out.open("wb"))
+            # Created like `voxlake report --out`'s: an export folder is asked for, not a typo
+            # (the root, which may be mistyped, has been checked above).
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                binary = stack.enter_context(out.open("wb"))
+            except OSError as exc:
+                typer.echo(f"error: --out {out}: {exc.strerror or exc}", err=True)
+                raise typer.Exit(2) from None
             text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", newline=""))
         if sql is None:
             failures = repl(
@@ -385,7 +397,10 @@ def report(
     output: Annotated[str, typer.Argument(help="Root of the Parquet tables (local or s3://).")],
     run_id: Annotated[
         str | None,
-        typer.Option(help="One flow run (flow_run_id). Default: the latest run by recorded_at."),
+        typer.Option(
+            help="One flow run (flow_run_id). Default: every item's current outcome "
+            "(transcripts_current)."
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="First run_date to include (YYYY-MM-DD); a date range.")
@@ -408,7 +423,8 @@ def report(
         typer.Option("--out", help="Where to write the HTML (default OUTPUT/report.html)."),
     ] = None,
 ) -> None:
-    """Write a self-contained HTML report (inline charts, no network) of one run or a date range."""
+    """Write a self-contained HTML report (inline charts, no network): every item's current
+    outcome under OUTPUT, or one run (--run-id), or the runs of a date range."""
     from voxlake.analytics_report import ReportError, write_report
 
     try:

@@ -127,6 +127,9 @@ class AssemblyAIClient:
         self._budget = budget
         if budget is None and settings.request_budget is not None:
             self._budget = RequestBudget(settings.request_budget, settings.request_budget_window_s)
+        #: HTTP requests this client sent, retries included: what a run reports as its
+        #: AssemblyAI requests (one client per run).
+        self.requests_sent = 0
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport,
@@ -370,6 +373,7 @@ class AssemblyAIClient:
         if self._budget is not None:
             # Flow control, so this run never causes a 429; reads may wait for uploads/submits.
             await self._budget.acquire(deferrable=method == "GET")
+        self.requests_sent += 1
         try:
             response = await self._http.request(
                 method,

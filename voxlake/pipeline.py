@@ -91,8 +91,11 @@ class ItemRecord:
     status: Literal["pending", "completed", "error"] = "pending"
     error: str | None = None
     failed_stage: Stage | None = None
-    confidence: float | None = None
+    confidence: float | None = None  # None for a transcript with no words: no mean counts it
+    no_words: bool = False  # completed with no words (silence, music)
     audio_duration_s: float | None = None
+    # Its job failed (ledger `job_failed`): later runs skip it unless --retry-failed.
+    job_failed: bool = False
 
     @property
     def done(self) -> bool:
@@ -153,6 +156,11 @@ class RunSummary:
     deferred: int = 0  # over the run's audio budget: the next run picks them up
     fatal: str | None = None  # why the run stopped early (API key refused, lease lost)
     report: str | None = None  # the run's HTML report beside the tables, once written
+    requests: int = 0  # AssemblyAI requests this run sent, retries included
+    no_words: int = 0  # completed with no words: left out of mean_confidence
+    # Items later runs skip because their job failed (before, or in this run): --retry-failed
+    # submits them again.
+    retry_failed_ids: tuple[str, ...] = ()
 
     @property
     def message(self) -> str:
@@ -282,6 +290,7 @@ class TranscriptionRun:
         self._run_date = run_date or dt.datetime.now(dt.UTC).date()
         self.records: dict[str, ItemRecord] = {}
         self.counts: PlanCounts = {}
+        self._skipped_failed: list[str] = []  # media ids whose job failed in an earlier run
         self.fatal: VoxlakeError | None = None
         self.ledger: Ledger | None = None
         # The sink is not thread-safe and its writes run in worker threads (they are CPU and
@@ -366,6 +375,7 @@ class TranscriptionRun:
                     unknown=p.state.status is Status.submitting,
                     submitting_at=p.state.submitting_at,
                 )
+        self._skipped_failed = [p.item.media_id for p in planned if p.action == "skip_failed"]
         origins = Counter(r.origin for r in self.records.values())
         self.counts = {
             "new": origins["new"],
@@ -637,6 +647,12 @@ class TranscriptionRun:
             files={table: len(files) for table, files in self._files.items()},
             elapsed_s=time.monotonic() - self._started,
             fatal=str(self.fatal) if self.fatal else None,
+            requests=self.client.requests_sent,
+            no_words=sum(r.no_words for r in completed),
+            retry_failed_ids=(
+                *self._skipped_failed,
+                *(r.item.media_id for r in recs if r.job_failed),
+            ),
             **self.counts,
         )
 
@@ -758,7 +774,10 @@ class TranscriptionRun:
             )
             if transcript.status is TranscriptStatus.completed:
                 rec.status = "completed"
-                rec.confidence = transcript.confidence
+                # A transcript with no words (silence) has a confidence of 0 that says nothing
+                # about the recognition: it stays out of the means and the lowest confidences.
+                rec.no_words = not transcript.words
+                rec.confidence = None if rec.no_words else transcript.confidence
                 rec.audio_duration_s = duration
                 event = Event(
                     rec.item,
@@ -769,6 +788,7 @@ class TranscriptionRun:
             else:
                 rec.status = "error"
                 rec.failed_stage = "poll"
+                rec.job_failed = True
                 # The error text may quote a presigned audio_url: its query string is removed.
                 rec.error = (
                     redact_text(transcript.error) or "transcript failed without an error message"
@@ -855,6 +875,7 @@ class TranscriptionRun:
         for later in _PROGRESS_STAGES[_PROGRESS_STAGES.index(_progress_stage(stage)) + 1 :]:
             self._progress(later, 1)
         event = _failure_event(rec, stage, exc)
+        rec.job_failed = event is not None and event.status is Status.job_failed
         with self._sink_lock:
             self._sink.add(
                 media_id,

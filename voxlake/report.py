@@ -1,7 +1,20 @@
-"""The run summary as Markdown (Prefect artifact), table rows (artifact) and terminal output."""
+"""The run summary as Markdown (Prefect artifact), table rows (artifact) and terminal output.
+
+What a run did is said in the same terms everywhere: of the manifest's items, how many were new,
+retried, resumed, skipped as already done, skipped as failed before and deferred by the budget;
+how many AssemblyAI requests the run sent; the mean confidence over the items with words (a
+clip of silence has none, and its confidence of 0 says nothing); and, when items are skipped
+because their job failed, how to submit them again. A run with nothing to do says so.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,10 +28,70 @@ def _confidence(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _worked(summary: RunSummary) -> int:
+    """Items this run worked on (submitted, resumed, or recorded as invalid rows)."""
+    return summary.total - summary.skipped - summary.skipped_failed - summary.deferred
+
+
+def _plan_line(summary: RunSummary) -> str:
+    invalid = sum(f.stage == "manifest" for f in summary.failures)
+    return (
+        f"{_count(summary.total, 'item')} in the manifest: {summary.new} new, "
+        f"{summary.retried} retried, {summary.resumed} resumed, {summary.skipped} skipped as "
+        f"already done, {summary.skipped_failed} skipped as failed before, "
+        f"{summary.deferred} deferred by the budget"
+        + (f", {_count(invalid, 'invalid row')}" if invalid else "")
+    )
+
+
+def _confidence_label(summary: RunSummary) -> str:
+    """``mean confidence`` and over what, e.g. ``(2 items with words; 1 had none)``."""
+    with_words = summary.completed - summary.no_words
+    note = _count(with_words, "item") + " with words"
+    if summary.no_words:
+        note += f"; {summary.no_words} had none"
+    return f"mean confidence ({note})"
+
+
+def _failed_jobs(summary: RunSummary) -> str | None:
+    """Which items later runs skip because their job failed, or None."""
+    ids = summary.retry_failed_ids
+    if not ids:
+        return None
+    names = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+    verb = "is" if len(ids) == 1 else "are"
+    return (
+        f"{_count(len(ids), 'item')} whose AssemblyAI job failed {verb} skipped by later runs "
+        f"({names})"
+    )
+
+
+def voxlake_command(args: Sequence[str]) -> str:
+    """``voxlake ARGS`` as a shell command that runs as printed where this one was started.
+
+    Under ``uv run`` the environment's ``bin`` is on PATH only for the command's duration, so a
+    bare ``voxlake`` would not be found afterwards; an installed ``voxlake`` on PATH is used as
+    is; anything else runs through this interpreter.
+    """
+    if os.environ.get("UV_RUN_RECURSION_DEPTH"):  # set by `uv run` for what it starts
+        uv = "uv" if shutil.which("uv") else os.environ.get("UV", "uv")
+        program = [uv, "run", "voxlake"]
+    elif (found := shutil.which("voxlake")) and Path(found).parent == Path(sys.executable).parent:
+        program = ["voxlake"]
+    else:
+        program = [sys.executable, "-m", "voxlake.cli"]
+    return shlex.join([*program, *args])
+
+
 def summary_markdown(summary: RunSummary) -> str:
-    lines = [
-        "# voxlake run summary",
-        "",
+    lines = ["# voxlake run summary", ""]
+    if not _worked(summary):
+        lines += ["Nothing to do: no request was sent and no table file was written.", ""]
+    lines += [
         "| measure | value |",
         "|---|---|",
         f"| items | {summary.total} |",
@@ -31,7 +104,8 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| completed | {summary.completed} |",
         f"| failed | {summary.failed} |",
         f"| audio hours | {summary.audio_hours:.3f} |",
-        f"| mean confidence | {_confidence(summary.mean_confidence)} |",
+        f"| {_confidence_label(summary)} | {_confidence(summary.mean_confidence)} |",
+        f"| AssemblyAI requests | {summary.requests} |",
         f"| elapsed | {summary.elapsed_s:.1f} s |",
         f"| tables written to | `{summary.output}` |",
         f"| report | `{summary.report or 'not written'}` |",
@@ -39,6 +113,15 @@ def summary_markdown(summary: RunSummary) -> str:
     ]
     if summary.fatal:
         lines += [f"**The run stopped early:** {summary.fatal}", ""]
+    failed_jobs = _failed_jobs(summary)
+    if failed_jobs:
+        lines += [
+            "## Failed jobs",
+            "",
+            f"{failed_jobs}. To submit them again, run with `--retry-failed` (`voxlake run`) "
+            "or the flow parameter `retry_failed=True`.",
+            "",
+        ]
     if summary.failures:
         lines += [
             "## Failures",
@@ -95,19 +178,35 @@ def print_estimate(estimate: Estimate, console: Console | None = None) -> None:
         console.print(line, highlight=False)
 
 
-def print_summary(summary: RunSummary, console: Console | None = None) -> None:
-    console = console or Console()
-    console.print(
-        f"[bold]{summary.completed}/{summary.total} completed[/], {summary.failed} failed, "
-        f"{summary.audio_hours * 60:.1f} audio minutes, mean confidence "
-        f"{_confidence(summary.mean_confidence)}, {summary.elapsed_s:.1f} s"
-    )
-    console.print(
-        f"{summary.new} new, {summary.retried} retried, {summary.resumed} resumed, "
-        f"{summary.skipped} skipped as already done, {summary.skipped_failed} skipped as "
-        f"failed before, {summary.deferred} deferred by the budget",
-        highlight=False,
-    )
+def print_summary(
+    summary: RunSummary, console: Console | None = None, *, retry_command: str | None = None
+) -> None:
+    """The summary on the terminal. ``retry_command``: the command that submits the failed
+    jobs again (the CLI's own command line with ``--retry-failed``)."""
+    # Lines are not wrapped at the terminal's width: a command must stay one line to be copied.
+    console = console or Console(soft_wrap=True)
+    written = sum(summary.files.values())
+    requests = _count(summary.requests, "AssemblyAI request")
+    if not _worked(summary):
+        state = "nothing written" if not written else f"{_count(written, 'file')} written"
+        console.print(
+            f"[bold]Nothing to do[/]: {requests}, {state}, {summary.elapsed_s:.1f} s",
+            highlight=False,
+        )
+    else:
+        confidence = f"mean confidence {_confidence(summary.mean_confidence)}"
+        if summary.no_words:
+            with_words = summary.completed - summary.no_words
+            confidence += (
+                f" over {_count(with_words, 'item')} with words ({summary.no_words} had none)"
+            )
+        console.print(
+            f"[bold]{summary.completed}/{_worked(summary)} completed[/], {summary.failed} failed, "
+            f"{summary.audio_hours * 60:.1f} audio minutes, {confidence}, {requests}, "
+            f"{summary.elapsed_s:.1f} s",
+            highlight=False,
+        )
+    console.print(_plan_line(summary), highlight=False)
     if summary.fatal:
         console.print(f"[bold red]run stopped early:[/] {summary.fatal}")
     if summary.failures:
@@ -120,6 +219,18 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         for m, c in summary.lowest_confidence:
             table.add_row(m, f"{c:.3f}")
         console.print(table)
-    console.print(f"Tables written under [bold]{summary.output}[/] ({summary.files})")
+    failed_jobs = _failed_jobs(summary)
+    if failed_jobs:
+        them = "it" if len(summary.retry_failed_ids) == 1 else "them"
+        if retry_command:
+            console.print(f"{failed_jobs}; to submit {them} again:", highlight=False)
+            console.print(f"  {retry_command}", highlight=False, markup=False)
+        else:
+            console.print(f"{failed_jobs}; --retry-failed submits {them} again", highlight=False)
+    if written:
+        files = ", ".join(
+            f"{n} {table} file{'' if n == 1 else 's'}" for table, n in summary.files.items() if n
+        )
+        console.print(f"Tables written under [bold]{summary.output}[/]: {files}", highlight=False)
     if summary.report:
         console.print(f"Report: {summary.report}", highlight=False)

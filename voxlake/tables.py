@@ -655,6 +655,11 @@ class DatasetWriter:
         self.files.append(written)
         return written
 
+    def exists(self) -> bool:
+        """True once the table's folder exists under the root (an earlier run wrote it)."""
+        info = self.fs.get_file_info(f"{self.root}/{self.table}")
+        return bool(info.type != pafs.FileType.NotFound)
+
     def _row_group_size(self, table: pa.Table) -> int:
         # Cap by bytes too: 128k rows of transcripts (full texts) would be gigabytes.
         avg = max(1, int(table.nbytes) // max(1, int(table.num_rows)))
@@ -806,13 +811,15 @@ class TableSink:
         self.transcripts.flush()
 
     def close(self) -> dict[str, list[WrittenFile]]:
-        """Flush everything; a table this run wrote no rows to gets one empty file, so all
-        three datasets exist (with their schemas) after any run."""
+        """Flush everything. Once a run has written rows, every table exists: one it wrote no
+        rows to and that has no files yet gets one empty file (with its schema). A run that
+        wrote no rows at all writes nothing, so a run with nothing to do leaves no trace."""
         self.flush()
         writers = (self.words, self.utterances, self.transcripts)
-        for w in writers:
-            if not w.files and not w._closed:
-                w.write_empty(self.run_date)
+        if any(w.files for w in writers):
+            for w in writers:
+                if not w.files and not w._closed and not w.exists():
+                    w.write_empty(self.run_date)
         return {w.table: w.close() for w in writers}
 
     def __enter__(self) -> TableSink:

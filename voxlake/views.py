@@ -8,7 +8,10 @@ defined, over the Parquet tables under ``root``:
 - ``transcripts_current``: one row per ``media_id``, its latest completed row by
   ``recorded_at``, or its latest row if it never completed;
 - ``words_current``, ``utterances_current``: the rows of the current completed transcripts, each
-  transcript once even when two runs wrote its rows.
+  transcript once even when two runs wrote its rows;
+- ``ledger``: one row per ``media_id``, its latest ledger event (``voxlake.ledger``): status,
+  stage, error, transcript id and audio hours, so deferred, in-flight and failed items can be
+  listed with SQL.
 
 A local root is read by DuckDB's own Parquet reader. An ``s3://`` root (or any explicit
 ``filesystem``) is read through pyarrow.dataset and the filesystem voxlake writes with (s3fs,
@@ -17,6 +20,8 @@ downloaded on first use, which an offline machine cannot do, and it would need t
 handed over in SQL. DuckDB still pushes projections and filters down into the Arrow scan.
 
 Nothing is written: a table with no files yet reads as empty with its schema.
+:func:`check_output_root` tells a folder that is no output root (a misspelled path) from one
+that is: ``voxlake query`` and ``voxlake report`` refuse the first with one line.
 """
 
 from __future__ import annotations
@@ -38,10 +43,69 @@ from voxlake.tables import (
     _resolve_root,
 )
 
-__all__ = ["CURRENT_VIEWS", "HISTORY_VIEWS", "connect", "views_sql"]
+__all__ = [
+    "CURRENT_VIEWS",
+    "HISTORY_VIEWS",
+    "NotAnOutputRootError",
+    "check_output_root",
+    "connect",
+    "views_sql",
+]
 
 HISTORY_VIEWS = ("transcripts", "words", "utterances")
 CURRENT_VIEWS = ("transcripts_current", "words_current", "utterances_current")
+# The ledger's event files and columns (voxlake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
+# tests/test_views.py holds these to). Not imported from there: voxlake.ledger imports pandas
+# and the manifest code, seconds of start-up that `voxlake query` does not need.
+LEDGER_DIR = "_ledger"
+_EVENTS_DIR = f"{LEDGER_DIR}/events"
+_EVENT_COLUMNS = pa.schema(
+    [
+        ("item_key", pa.string()),
+        ("media_id", pa.string()),
+        ("source", pa.string()),
+        ("source_fingerprint", pa.string()),
+        ("source_size", pa.int64()),
+        ("options_hash", pa.string()),
+        ("status", pa.string()),
+        ("audio_url", pa.string()),
+        ("transcript_id", pa.string()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("audio_duration_s", pa.float64()),
+        ("run_id", pa.string()),
+        ("at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+#: What ``voxlake run --output`` makes under a root: a root holds at least one of them.
+_ROOT_MARKERS = (*HISTORY_VIEWS, LEDGER_DIR)
+
+
+class NotAnOutputRootError(Exception):
+    """The path holds no voxlake tables or ledger (a misspelled folder, or no run wrote it)."""
+
+
+def check_output_root(root: str | os.PathLike[str], *, filesystem: Any | None = None) -> None:
+    """Raise :class:`NotAnOutputRootError` unless ``root`` holds a table folder or the ledger.
+
+    Reading a folder that is no output root would give empty views, and a misspelled path
+    would look like a root where nothing happened. Nothing is created by looking.
+    """
+    filesystem, root_text = _resolve_root(root, filesystem)
+    fs = _as_arrow_fs(filesystem)
+    base = root_text.rstrip("/")
+    if _is_local(fs):
+        base = os.path.abspath(base)
+    shown = os.fspath(root)
+    hint = "give the --output folder of a voxlake run"
+    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+        raise NotAnOutputRootError(f"{shown} does not exist: {hint}")
+    found = fs.get_file_info([f"{base}/{name}" for name in _ROOT_MARKERS])
+    if all(info.type == pafs.FileType.NotFound for info in found):
+        raise NotAnOutputRootError(
+            f"{shown} is not a voxlake output root (it has no transcripts/, words/, "
+            f"utterances/ or {LEDGER_DIR}/ folder): {hint}"
+        )
 
 
 def views_sql() -> str:
@@ -65,11 +129,9 @@ _DUCKDB_TYPES = {
 }
 
 
-def _typed_empty(table: str) -> str:
-    """A relation with no rows and exactly the table's declared columns and types."""
-    columns = ", ".join(
-        f'CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in SCHEMAS[table]
-    )
+def _typed_empty(schema: pa.Schema) -> str:
+    """A relation with no rows and exactly the schema's columns and types."""
+    columns = ", ".join(f'CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema)
     return f"(SELECT {columns} LIMIT 0)"
 
 
@@ -77,7 +139,7 @@ def _local_source(root: str, table: str) -> str:
     # The typed empty relation comes first: the view then has every declared column, in order
     # and typed as declared, even over files written before a column existed, and over a table
     # with no files at all (read_parquet fails on an empty glob).
-    typed = _typed_empty(table)
+    typed = _typed_empty(SCHEMAS[table])
     folder = Path(root) / table
     if not folder.is_dir() or next(folder.rglob("*.parquet"), None) is None:
         return typed
@@ -110,6 +172,26 @@ def _arrow_source(
     return name
 
 
+def _ledger_source(con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str) -> str:
+    """The ledger's event files (``<root>/_ledger/events/*.parquet``) as a relation typed as
+    ``voxlake.ledger.EVENT_SCHEMA``; empty when no run has recorded anything."""
+    typed = _typed_empty(_EVENT_COLUMNS)
+    if _is_local(fs):
+        folder = Path(os.path.abspath(root)) / _EVENTS_DIR
+        if next(folder.glob("*.parquet"), None) is None:
+            return typed
+        glob = _sql_string(f"{folder.as_posix()}/*.parquet")
+        return f"(SELECT * FROM {typed} UNION ALL BY NAME SELECT * FROM read_parquet({glob}))"
+    import pyarrow.dataset as ds
+
+    path = f"{root.rstrip('/')}/{_EVENTS_DIR}"
+    data: Any = _EVENT_COLUMNS.empty_table()
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        data = ds.dataset(path, format="parquet", schema=_EVENT_COLUMNS, filesystem=fs)
+    con.register("_voxlake_ledger", data)
+    return "_voxlake_ledger"
+
+
 def connect(
     root: str | os.PathLike[str], *, filesystem: Any | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -130,6 +212,7 @@ def connect(
                 sources[table] = _local_source(os.path.abspath(root_text), table)
             else:
                 sources[table] = _arrow_source(con, fs, root_text.rstrip("/"), table)
+        sources["ledger"] = _ledger_source(con, fs, root_text)
         con.execute(views_sql().format(**sources))
     except BaseException:
         con.close()

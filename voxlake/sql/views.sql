@@ -3,7 +3,8 @@
 -- {transcripts}, {words} and {utterances} are replaced by the relation that reads each table
 -- with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive
 -- partitioning (run_date typed DATE) and union_by_name for a local root, a registered Arrow
--- dataset for S3 and other filesystems. The rest is plain SQL over those three views.
+-- dataset for S3 and other filesystems; {ledger} likewise reads the ledger's event files
+-- (<root>/_ledger/events/*.parquet, voxlake.ledger.EVENT_SCHEMA). The rest is plain SQL.
 
 -- History: every row of every run.
 CREATE OR REPLACE VIEW transcripts AS SELECT * FROM {transcripts};
@@ -44,3 +45,21 @@ SEMI JOIN (
     FROM transcripts_current
     WHERE status = 'completed'
 ) AS c USING (media_id, transcript_id, flow_run_id);
+
+-- One row per media_id: its latest ledger event (docs/ledger.md), so what is deferred, in
+-- flight (submitting, submitted) or failed (failed, job_failed) is one WHERE away. stage and
+-- error are those of that event; audio_hours is the latest duration recorded for the item
+-- (AssemblyAI's once completed, the media header's when deferred). Events of one item never
+-- share a timestamp; the tie-breakers only make the choice deterministic.
+CREATE OR REPLACE VIEW ledger AS
+SELECT media_id, source, status, stage, error, transcript_id,
+       duration_s / 3600 AS audio_hours, run_id, "at" AS recorded_at, item_key
+FROM (
+    SELECT *,
+           last_value(audio_duration_s IGNORE NULLS) OVER (
+               PARTITION BY item_key ORDER BY "at"
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+           ) AS duration_s
+    FROM {ledger}
+)
+QUALIFY row_number() OVER (PARTITION BY media_id ORDER BY "at" DESC, run_id DESC, status) = 1;
