@@ -28,6 +28,7 @@ that is already up (its start-up is not in the wall), the case of a configured A
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -78,8 +79,8 @@ def one_run(work: Path, clip: Path, extra_env: dict[str, str]) -> dict[str, Any]
     for d in (home, media):
         d.mkdir(parents=True)
     shutil.copy(clip, media / clip.name)
-    env = clean_env(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), **extra_env)
-    env = {k: v for k, v in env.items() if not k.startswith("VOXLAKE_")}
+    env = clean_env(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    env = {k: v for k, v in env.items() if not k.startswith("VOXLAKE_")} | extra_env
     cmd = [sys.executable, "-c", WRAPPER, str(VOXLAKE), "run", str(media), "--output", str(out)]
     load = os.getloadavg()[0]
     mon = ChildMonitor(cmd, env, work / "run.log")
@@ -102,8 +103,15 @@ def one_run(work: Path, clip: Path, extra_env: dict[str, str]) -> dict[str, Any]
     }
 
 
-def b10(runs: int = RUNS, prefect: str = "temporary", clip: Path = CLIP) -> dict[str, Any]:
-    """``runs`` fresh runs per Prefect mode ("temporary", "server" or "both")."""
+def b10(
+    runs: int = RUNS,
+    prefect: str = "temporary",
+    clip: Path = CLIP,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``runs`` fresh runs per Prefect mode ("temporary", "server" or "both"); ``env``: extra
+    environment of every run (an experiment, such as ``VOXLAKE_POLL_FIRST_S``)."""
+    env = env or {}
     work = WORK / f"b10-{time.strftime('%Y%m%d-%H%M%S')}"
     modes = ["temporary", "server"] if prefect == "both" else [prefect]
     result: dict[str, Any] = {
@@ -112,6 +120,7 @@ def b10(runs: int = RUNS, prefect: str = "temporary", clip: Path = CLIP) -> dict
         "target_overhead_s": TARGET_OVERHEAD_S,
         "command": "voxlake run FOLDER_WITH_THE_CLIP --output OUT (fresh HOME, no ASSEMBLYAI_*, "
         "no PREFECT_*)",
+        "env": env,
         "modes": {},
     }
     for mode in modes:
@@ -121,11 +130,13 @@ def b10(runs: int = RUNS, prefect: str = "temporary", clip: Path = CLIP) -> dict
             home.mkdir(parents=True)
             with prefect_server(clean_env(PREFECT_HOME=str(home)), work) as (_, url):
                 for k in range(runs):
-                    rows.append(one_run(work / f"{mode}-{k}", clip, {"PREFECT_API_URL": url}))
+                    rows.append(
+                        one_run(work / f"{mode}-{k}", clip, {**env, "PREFECT_API_URL": url})
+                    )
                     print(mode, k, rows[-1], flush=True)
         else:
             for k in range(runs):
-                rows.append(one_run(work / f"{mode}-{k}", clip, {}))
+                rows.append(one_run(work / f"{mode}-{k}", clip, env))
                 print(mode, k, rows[-1], flush=True)
         overheads = [r["overhead_s"] for r in rows]
         result["modes"][mode] = {
@@ -164,43 +175,49 @@ def verdicts(load: Any) -> list[str]:
 
 
 def section(load: Any) -> list[str]:
-    """RESULTS.md's B10 section: every run."""
-    r = load("b10")
-    if not r:
+    """RESULTS.md's B10 section: every run, of the code before the work on it (``b10-before``,
+    when kept) and of the latest."""
+    runs = [(name, load(name)) for name in ("b10-before", "b10")]
+    runs = [(name, r) for name, r in runs if r]
+    if not runs:
         return []
+    r0 = runs[-1][1]
     lines = [
         "## B10: time to first result (one clip, embedded default)",
         "",
-        f"`{r['command']}`, the clip `{r['clip']}`. Each run is a fresh process with a fresh "
+        f"`{r0['command']}`, the clip `{r0['clip']}`. Each run is a fresh process with a fresh "
         "`HOME`: a new user's first run. Decode is the sphinx engine's own time for the clip in "
         "that run (logged by the embedded server; model load and worker start-up not included); "
-        "overhead = wall - decode. Method: README.md.",
+        "overhead = wall - decode. The machine is shared: the decode time and the load average "
+        "show how busy it was. Method: README.md.",
         "",
     ]
-    for mode, m in r["modes"].items():
-        lines += [
-            f"Prefect API: **{mode}**"
-            + (
-                " (none configured: `voxlake run` starts its temporary API)"
+    for name, r in runs:
+        label = r.get("label") or ("before" if name == "b10-before" else "latest")
+        for mode, m in r["modes"].items():
+            api = (
+                "none configured: `voxlake run` starts its temporary API"
                 if mode == "temporary"
-                else " (`PREFECT_API_URL` names a server already up)"
-            ),
-            "",
-            "| run | wall s | decode s | overhead s | model load s | CPU s (all processes) "
-            "| load before |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for k, x in enumerate(m["runs"]):
-            lines.append(
-                f"| {k + 1} | {x['wall_s']} | {x['decode_s']} | {x['overhead_s']} "
-                f"| {x['model_load_s']} | {x['cpu_s']} | {x['loadavg_1min_before']} |"
+                else "`PREFECT_API_URL` names a server already up"
             )
-        lines += [
-            "",
-            f"Worst overhead {m['overhead_max_s']} s, median {m['overhead_median_s']} s "
-            f"(target ≤ {r['target_overhead_s']:g} s: {_ok(m['met'])}).",
-            "",
-        ]
+            lines += [
+                f"**{label}** ({r['finished_at']}), Prefect API {mode} ({api}):",
+                "",
+                "| run | wall s | decode s | overhead s | model load s | CPU s (all processes) "
+                "| load before |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for k, x in enumerate(m["runs"]):
+                lines.append(
+                    f"| {k + 1} | {x['wall_s']} | {x['decode_s']} | {x['overhead_s']} "
+                    f"| {x['model_load_s']} | {x['cpu_s']} | {x['loadavg_1min_before']} |"
+                )
+            lines += [
+                "",
+                f"Worst overhead {m['overhead_max_s']} s, median {m['overhead_median_s']} s "
+                f"(target ≤ {r['target_overhead_s']:g} s: {_ok(m['met'])}).",
+                "",
+            ]
     return lines
 
 
@@ -210,17 +227,27 @@ def main() -> None:
     parser.add_argument("--prefect", choices=("temporary", "server", "both"), default="temporary")
     parser.add_argument("--clip", type=Path, default=CLIP)
     parser.add_argument("--out", type=Path, default=RESULTS / "b10.json")
+    parser.add_argument("--label", help="What this result measures, shown in RESULTS.md.")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for every run (an experiment)."
+    )
     args = parser.parse_args()
-    from benchmarks.bench import save
-
-    compile_project()
-    result = b10(args.runs, args.prefect, args.clip.resolve())
-    save(result)
-    if args.out != RESULTS / "b10.json":
-        (RESULTS / "b10.json").replace(args.out)
+    from benchmarks.bench import machine, save
     from benchmarks.report import write_results
 
-    write_results()
+    compile_project()
+    env = dict(item.split("=", 1) for item in args.env)
+    result = b10(args.runs, args.prefect, args.clip.resolve(), env)
+    if args.label:
+        result["label"] = args.label
+    if args.out == RESULTS / "b10.json":
+        save(result)
+        write_results()
+        return
+    # An experiment: its own file (under .work/), RESULTS.md untouched.
+    result |= {"finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ logger = logging.getLogger("voxlake.prefect_api")
 # What Prefect's SubprocessASGIServer sets for its ephemeral server: no UI, ephemeral services.
 # Less than it: no block types registered at start-up. A run reports to this API with its
 # credentials in hand and names no block, and registering them first imports every installed
-# Prefect collection (prefect-aws: boto3) and writes ~30 block types into a new database, on the
+# Prefect collection (prefect-aws: boto3) and writes 54 block types into a new database, on the
 # way to the run's first request (benchmarks/README.md, B10). `prefect server start` on the same
 # database registers them as usual.
 SERVER_ENV = {
