@@ -10,6 +10,7 @@ One command per benchmark, and ``all``::
     uv run --group bench python benchmarks/bench.py b7   # 2 x 1,000 files, one account
     uv run python benchmarks/bench.py b6                 # 10,000 items done + 100 new
     uv run python benchmarks/bench.py ledger100k         # the ledger lookup of 100,000 items
+    uv run python benchmarks/bench.py b10                # one clip: time to first result
     uv run --group bench python benchmarks/bench.py all  # everything (``make bench``)
     uv run python benchmarks/bench.py report             # RESULTS.md from results/*.json
 
@@ -554,6 +555,7 @@ def main() -> None:
             "b5",
             "b6",
             "b7",
+            "b10",
             "ledger100k",
             "all",
             "report",
@@ -597,6 +599,10 @@ def main() -> None:
         from benchmarks.b7_shared_budget import b7
 
         save(b7())
+    if args.which in ("b10", "all"):  # benchmarks/b10_first_result.py
+        from benchmarks.b10_first_result import b10
+
+        save(b10())
     if args.which == "all":
         total = {"total_s": round(time.perf_counter() - t0), "finished_at": time.strftime("%c")}
         (RESULTS / "suite.json").write_text(json.dumps(total) + "\n")

@@ -26,6 +26,7 @@ uv run --locked --group bench python benchmarks/bench.py b7  # two flow runs, on
 uv run --locked python benchmarks/b7_shared_budget.py b1-server  # B1, Prefect server up
 uv run --locked python benchmarks/bench.py b6                # 10,000 done + 100 new
 uv run --locked python benchmarks/bench.py ledger100k        # ledger lookup, 100,000 items
+uv run --locked python benchmarks/bench.py b10               # one clip: time to first result
 uv run --locked python benchmarks/bench.py report            # RESULTS.md from results/*.json"""
 
 
@@ -464,9 +465,19 @@ def write_results() -> Path:
             f"(finished {suite['finished_at']})"
         )
     lines += ["", "## Commands", "", "```bash", COMMANDS, "```", ""]
-    from benchmarks import b7_shared_budget  # B7 and B1 with a server up: their own module
+    from benchmarks import (
+        b7_shared_budget,  # B7 and B1 with a server up: their own module
+        b10_first_result,
+    )
 
-    lines += ["## Targets", "", *_verdicts(results), *b7_shared_budget.verdicts(_load), ""]
+    lines += [
+        "## Targets",
+        "",
+        *_verdicts(results),
+        *b7_shared_budget.verdicts(_load),
+        *b10_first_result.verdicts(_load),
+        "",
+    ]
     b1 = results["b1"]
     if b1:
         s = b1["setup"]
@@ -549,6 +560,7 @@ def write_results() -> Path:
             "",
         ]
     lines += b7_shared_budget.section(_load)
+    lines += b10_first_result.section(_load)
     lines += _b1_before_after()
     if results["b6"]:
         lines += _b6_section(results["b6"])

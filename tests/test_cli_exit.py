@@ -1,10 +1,5 @@
-"""The ``voxlake`` command leaves without finalising every module, yet exits as Python does.
-
-``voxlake.cli.main`` runs the interpreter's first steps of exiting itself (threading's exit
-handlers and the wait for non-daemon threads, then atexit's handlers), flushes and calls
-``os._exit``. These tests hold it to that: the handlers run in Python's order, threads are
-waited for, exit statuses and messages are Python's, and a flow run's logs, which Prefect sends
-from an exit handler, reach the Prefect server.
+"""The ``voxlake`` command exits as Python does: click's statuses, and a flow run's logs, which
+Prefect sends from an exit handler, reach the Prefect server before the command is gone.
 """
 
 from __future__ import annotations
@@ -12,69 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-# A command whose exit is watched: what each handler and thread did is printed, in order.
-_PROGRAM = textwrap.dedent(
-    """
-    import atexit, sys, threading, time
-    import typer
-    import voxlake.cli as cli
-
-    def worker():
-        time.sleep(0.3)
-        print("thread finished", flush=True)
-
-    @cli.app.command("probe-exit")
-    def probe_exit(code: str = "0") -> None:
-        atexit.register(lambda: print("atexit handler", flush=True))
-        threading._register_atexit(lambda: print("threading handler", flush=True))
-        threading.Thread(target=worker).start()
-        print("buffered output", end="")  # left for the exit to flush
-        if code == "message":
-            sys.exit("a message for stderr")
-        raise typer.Exit(int(code))
-
-    cli.main()
-    """
-)
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", _PROGRAM, "probe-exit", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
-    )
-
-
-@pytest.mark.parametrize("code", [0, 1, 2])
-def test_exit_runs_python_exit_steps_in_order_and_keeps_the_status(code: int) -> None:
-    done = _run("--code", str(code))
-
-    assert done.returncode == code, done.stderr
-    # Threading's handlers run before the threads are waited for, atexit's after: as Python.
-    assert done.stdout.splitlines() == [
-        "buffered outputthreading handler",
-        "thread finished",
-        "atexit handler",
-    ], done.stdout + done.stderr
-
-
-def test_exit_with_a_message_prints_it_with_status_1() -> None:
-    done = _run("--code", "message")
-
-    assert done.returncode == 1
-    assert done.stderr.strip().endswith("a message for stderr"), done.stderr
-    assert "atexit handler" in done.stdout
 
 
 def test_usage_errors_keep_click_status() -> None:

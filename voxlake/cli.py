@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gc
 import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -288,10 +286,12 @@ def _imports_without_gc() -> Iterator[None]:
 
     Importing Prefect, the flow, pyarrow and pandas makes ~300,000 objects, and the collector's
     full passes over them during the imports took ~0.3 s of every run's start-up. Frozen
-    (``gc.freeze``), those objects also stay out of the collections during the run. The imports'
-    own garbage (~130,000 small objects, ~3 MB) is kept instead of collected. In a process
-    that has imported Prefect already (a test, a notebook), the imports are cheap and that
-    process's objects are not frozen.
+    (``gc.freeze``, public and documented), those objects also stay out of the collections
+    during the run and out of the interpreter's last collections when it exits: without it,
+    the exit of a one-clip ``voxlake run`` took 2.3-3.0 s longer on a loaded 2-core machine
+    (benchmarks/RESULTS.md, B10). The imports' own garbage (~130,000 small objects, ~3 MB) is
+    kept instead of collected. In a process that has imported Prefect already (a test, a
+    notebook), the imports are cheap and that process's objects are not frozen.
     """
     if "prefect" in sys.modules or not gc.isenabled():
         yield
@@ -471,45 +471,15 @@ def serve(
         raise typer.Exit(2) from None
 
 
-def main() -> NoReturn:
+def main() -> None:
     """The ``voxlake`` command (console script and ``python -m voxlake.cli``).
-
-    It exits as the interpreter does, but without its last step. The interpreter first joins
-    the threads and runs the exit handlers: threading's (Prefect sends the logs and events it
-    still holds; concurrent.futures stops its process pools), then atexit's (multiprocessing
-    reaps its children, logging flushes). Only then does it finalise every module, which took
-    0.5-0.8 s after each ``voxlake run`` (Prefect, pandas, pyarrow, ...) and does nothing a
-    finished command needs. This does those first steps the same way, flushes the output and
-    leaves. A command that raises (not ``SystemExit``) takes the normal exit.
 
     Ctrl-C (SIGINT) interrupts every command, even one started with SIGINT ignored, as a
     non-interactive shell starts its background jobs: Python then installs no handler, and
     ``voxlake serve`` ran on after ``kill -INT`` until it was killed.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        app()
-    except SystemExit as exc:
-        _exit_without_teardown(exc.code)
-    _exit_without_teardown(0)
-
-
-def _exit_without_teardown(code: object) -> NoReturn:
-    shutdown = getattr(threading, "_shutdown", None)  # CPython's own first step of exiting
-    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
-    if shutdown is None or run_exitfuncs is None:  # another interpreter: exit normally
-        raise SystemExit(code)
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):  # sys.exit("message"): printed, status 1, as Python does
-        print(code, file=sys.stderr)
-        code = 1
-    shutdown()  # threading's exit handlers, then wait for every non-daemon thread
-    run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+    app()
 
 
 if __name__ == "__main__":

@@ -44,10 +44,17 @@ from voxlake.lifeline import on_stdin_eof
 logger = logging.getLogger("voxlake.prefect_api")
 
 # What Prefect's SubprocessASGIServer sets for its ephemeral server: no UI, ephemeral services.
+# Less than it: no block types registered at start-up. A run reports to this API with its
+# credentials in hand and names no block, and registering them first imports every installed
+# Prefect collection (prefect-aws: boto3) and writes 54 block types into a new database, on the
+# way to the run's first request (benchmarks/README.md, B10). `prefect server start` on the same
+# database registers them as usual.
 SERVER_ENV = {
     "PREFECT_UI_ENABLED": "0",
     "PREFECT__SERVER_EPHEMERAL": "1",
     "PREFECT__SERVER_FINAL": "1",
+    "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "0",
+    "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "0",
 }
 # How often readiness and recording are checked: the run waits on both, and a check is one
 # local request.

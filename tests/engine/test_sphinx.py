@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,9 +42,10 @@ def test_format_words() -> None:
     assert plain == ["i've", "got", "it", "then"]
 
 
-def test_recognises_speech_with_timings_and_posteriors() -> None:
+def test_recognises_speech_with_timings_and_posteriors(caplog: pytest.LogCaptureFixture) -> None:
     path = DATA / "harvard-03.mp3"
-    result = SphinxEngine().transcribe(path, {})
+    with caplog.at_level(logging.INFO, logger="voxlake.emulator.sphinx"):
+        result = SphinxEngine().transcribe(path, {})
     text = " ".join(w.text for w in result.words)
     assert text[0].isupper() and text.endswith(".")
     lowered = text.lower()
@@ -57,6 +62,26 @@ def test_recognises_speech_with_timings_and_posteriors() -> None:
     confidences = {w.confidence for w in result.words}
     assert all(0.0 <= c <= 1.0 for c in confidences)
     assert len(confidences) > 5  # from the lattice, never a constant
+    # The engine's own time for the file, apart from the worker's start-up (benchmark B10).
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "voxlake.emulator.sphinx"]
+    timing = r"recognised 1\d\.\d\d s of audio in (\d+\.\d{3}) s "
+    timing += r"\(model loaded first in \d+\.\d{3} s\)"
+    found = re.fullmatch(timing, line)
+    assert found is not None and float(found.group(1)) > 0, line
+
+
+def test_engine_workers_do_not_import_the_server() -> None:
+    """A worker process imports ``voxlake.emulator.sphinx``; the server's libraries (uvicorn,
+    FastAPI) are not its start-up, which the first file of a run waits for."""
+    program = (
+        "import sys, voxlake.emulator.sphinx; "
+        "print([m for m in ('voxlake.emulator.server', 'uvicorn', 'fastapi') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_trim_window_and_speech_threshold() -> None:
