@@ -44,7 +44,7 @@ from voxlake.errors import (
     UploadAccessError,
     VoxlakeError,
 )
-from voxlake.estimate import media_durations, within_budget
+from voxlake.estimate import deferral_reason, media_durations, within_budget
 from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
@@ -344,11 +344,16 @@ class TranscriptionRun:
         deferred: list[MediaItem] = []
         if self._max_audio_hours is not None:
             durations = await asyncio.to_thread(media_durations, to_submit, self.s3)
-            _, deferred = within_budget(_longest_first(to_submit), durations, self._max_audio_hours)
+            # In manifest order (see within_budget); the chunks then go longest first.
+            _, deferred = within_budget(to_submit, durations, self._max_audio_hours)
             if deferred:
-                reason = f"not submitted: the run's budget of {self._max_audio_hours} audio hours"
                 events = [
-                    Event(i, Status.deferred, error=reason, audio_duration_s=durations[i.media_id])
+                    Event(
+                        i,
+                        Status.deferred,
+                        error=deferral_reason(durations[i.media_id], self._max_audio_hours),
+                        audio_duration_s=durations[i.media_id],
+                    )
                     for i in deferred
                 ]
                 await asyncio.to_thread(self.ledger.append, events)
