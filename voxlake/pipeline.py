@@ -50,7 +50,7 @@ from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import DEFAULT_FIRST_POLL_S, SharedPoller
-from voxlake.redact import redact_text
+from voxlake.redact import redact_text, redact_url
 from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import S3Options, output_filesystem
 from voxlake.tables import SinkEntry, TableSink, WrittenFile
@@ -419,12 +419,15 @@ class TranscriptionRun:
         try:
             await self.client.list_transcripts(limit=1)
         except (AuthenticationError, ForbiddenError) as exc:
+            # The same error, its advice said once and for where the key comes from in a run.
             raise type(exc)(
                 exc.status_code,
-                f"{exc.message} — AssemblyAI refused the API key: check ASSEMBLYAI_API_KEY (or "
-                "the credentials block). Nothing was uploaded or submitted.",
+                exc.api_message,
                 method=exc.method,
                 path=exc.path,
+                hint=f"AssemblyAI at {redact_url(self.client.settings.base_url)} refused the API "
+                "key: check ASSEMBLYAI_API_KEY (or the credentials block) and that the key "
+                "belongs to that endpoint's region. Nothing was uploaded or submitted",
             ) from None
         await self.resolve_unknown()
 
