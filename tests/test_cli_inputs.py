@@ -179,6 +179,19 @@ def test_a_budget_that_is_not_positive_is_refused(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_s3_option_out_of_range_names_the_cli_option(
+    tmp_path: Path, no_servers: dict[str, str]
+) -> None:
+    clip(tmp_path / "media" / "a.wav")
+
+    args = ["--output", str(tmp_path / "out"), "--presign", "--presign-expires", "10"]
+
+    done = voxlake_run([str(tmp_path / "media"), *args], no_servers)
+
+    (line,) = assert_one_input_error(done, "--presign-expires")
+    assert "greater than or equal to 60" in line, line
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_refuses_a_budget_that_is_not_positive(tmp_path: Path) -> None:
     from voxlake.flows.transcribe import transcribe_manifest

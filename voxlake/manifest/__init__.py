@@ -226,11 +226,15 @@ def _one_media_file(
 
 def _missing_problem(text: str, location: str) -> Problem:
     """Nothing at the path the user gave: say where it was looked for, and what it may be."""
-    where = "" if os.path.normpath(text) == location or is_s3_url(text) else f" ({location})"
+    if is_s3_url(text):
+        what, where = "no such object or prefix", ""
+    else:
+        what = "no such file or folder"
+        where = "" if os.path.normpath(text) == location else f" ({location})"
     return Problem(
         None,
         None,
-        f"no such file or folder{where}",
+        f"{what}{where}",
         "check the path: give a media file, a folder, a glob, or a manifest (.csv, .jsonl, "
         ".parquet); see docs/manifest.md",
     )
