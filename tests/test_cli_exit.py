@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from voxlake.emulator.synth import write_synth_wav
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,8 +33,8 @@ def test_a_flow_runs_logs_reach_the_prefect_server_before_the_command_exits(
     tmp_path: Path,
 ) -> None:
     """Prefect sends a run's logs in batches from a thread, the last ones from its exit
-    handler: a flow run that fails at once (an empty manifest folder) has logged an error
-    just before the command leaves."""
+    handler: a flow run that fails at once (its output is a file) has logged an error just
+    before the command leaves. (The terminal shows that error once, from the command.)"""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -40,17 +42,19 @@ def test_a_flow_runs_logs_reach_the_prefect_server_before_the_command_exits(
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL
 
-    (tmp_path / "no-media").mkdir()
+    (tmp_path / "media").mkdir()
+    write_synth_wav(tmp_path / "media" / "a.wav", "the birch canoe", 0.5, sample_rate=8000)
     output = tmp_path / "out"
+    output.write_text("a file, not a folder")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "VOXLAKE_"))}
     env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    cmd = [sys.executable, "-m", "voxlake.cli", "run", str(tmp_path / "no-media")]
+    cmd = [sys.executable, "-m", "voxlake.cli", "run", str(tmp_path / "media")]
     cmd += ["--output", str(output), "--no-progress"]
 
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=280)
 
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "no media files found" in done.stderr
+    assert done.stderr.count("is a file, not a folder") == 1, done.stderr
 
     async def logs_of_the_run() -> list[str]:
         async with get_client() as client:
@@ -62,4 +66,4 @@ def test_a_flow_runs_logs_reach_the_prefect_server_before_the_command_exits(
         return [log.message for log in logs]
 
     messages = asyncio.run(logs_of_the_run())
-    assert any("no media files found" in m for m in messages), messages
+    assert any("is a file, not a folder" in m for m in messages), messages

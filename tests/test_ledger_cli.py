@@ -206,9 +206,16 @@ def test_a_wrong_api_key_stops_after_one_request(
 
     done = voxlake_run([str(media), "--output", str(tmp_path / "out")], env)
 
-    assert done.returncode != 0
-    assert "refused the API key" in done.stderr, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "not-the-right-key-123" not in out
+    assert "Traceback" not in out and "Finished in state" not in out, out
+    # Said once, cleanly, naming the endpoint that refused the key.
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: "), out
+    assert line.count("HTTP 401") == 1 and line.count("refused the API key") == 1, line
+    assert f"AssemblyAI at {server.base_url} refused" in line, line
+    assert "ASSEMBLYAI_API_KEY" in line and ".." not in line, line
     stats = server.stats()
     assert sum(stats["requests_by_route"].values()) == 1
     assert stats["requests_by_status"] == {"401": 1}

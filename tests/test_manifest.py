@@ -137,7 +137,9 @@ def test_format_override_and_ndjson(tmp_path: Path) -> None:
     assert len(read_manifest(tmp_path / "list.txt", format="csv")) == 1
     (tmp_path / "list.ndjson").write_text('{"source": "a.wav"}\n')
     assert len(read_manifest(tmp_path / "list.ndjson")) == 1
-    with pytest.raises(ManifestError, match=r"cannot tell the format from the extension '\.txt'"):
+    with pytest.raises(
+        ManifestError, match=r"neither a manifest nor a media file \(extension '\.txt'\)"
+    ):
         read_manifest(tmp_path / "list.txt")
 
 
@@ -346,7 +348,7 @@ def test_skip_with_no_valid_rows_still_fails(tmp_path: Path) -> None:
 
 
 def test_missing_manifest(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="file not found"):
+    with pytest.raises(ManifestError, match=r"nope\.csv: no such file or folder — check the path"):
         read_manifest(tmp_path / "nope.csv")
 
 
@@ -478,9 +480,8 @@ def test_latin1_manifest_names_the_file_the_byte_offset_and_the_fix(tmp_path: Pa
             read_manifest(manifest)
         at = text.index("é")
         line = text.count("\n", 0, at) + 1
-        assert str(exc.value).splitlines()[0] == f"manifest {manifest} has 1 problem:"
         problem = f"not UTF-8 (byte 0xe9 at offset {at}, line {line})"
-        assert error_lines(exc) == [f"manifest: {problem} — {fix}"]
+        assert str(exc.value) == f"manifest {manifest}: {problem} — {fix}"
     # A BOM is not a problem, and counts in the offset like any other bytes.
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfsource\na.wav\nca\xe9.wav\n")

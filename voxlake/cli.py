@@ -10,9 +10,12 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from voxlake.inputs import RunInputs
 
 app = typer.Typer(help="voxlake: audio piles to Parquet via AssemblyAI.", no_args_is_help=True)
 
@@ -120,8 +123,8 @@ def run(
     manifest: Annotated[
         str,
         typer.Argument(
-            help="CSV / JSONL / Parquet manifest, a media directory, or a glob; local or "
-            "s3://bucket/... (a manifest object, a prefix, or a glob)."
+            help="A media file, a folder of media, a glob, or a CSV / JSONL / Parquet "
+            "manifest; local or s3://bucket/... (an object, a prefix, or a glob)."
         ),
     ],
     output: Annotated[
@@ -185,8 +188,8 @@ def run(
     max_audio_hours: Annotated[
         float | None,
         typer.Option(
-            help="Stop submitting once this much audio (from the media headers) is submitted; "
-            "the rest is left for the next run."
+            help="Audio hours (from the media headers, more than 0) this run may submit: "
+            "items are admitted in manifest order while they fit; the rest wait for the next run."
         ),
     ] = None,
     price_table: Annotated[
@@ -205,8 +208,6 @@ def run(
     # Our own progress lines at INFO; libraries (httpx logs every request at INFO) stay quiet.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("voxlake").setLevel(logging.INFO)
-    if on_invalid not in ("fail", "skip"):
-        raise typer.BadParameter("--on-invalid must be 'fail' or 'skip'")
     options: dict[str, object] = {}
     if speech_model:
         options["speech_models"] = speech_model
@@ -231,41 +232,44 @@ def run(
     quiet_prefect_defaults()
     # Before the heavy imports: a temporary Prefect API, if this run needs one, boots meanwhile.
     with TemporaryPrefectAPI() as prefect_api:
+        # Before any server is waited for or started: a bad input is one message, at once.
+        inputs = _checked_inputs(
+            manifest,
+            options=options or None,
+            on_invalid=on_invalid,
+            media_extensions=extensions,
+            s3=s3,
+            content_hash=content_hash,
+            max_audio_hours=max_audio_hours,
+            price_table=price_table,
+        )
         with _imports_without_gc():
             from voxlake.errors import VoxlakeError
-            from voxlake.estimate import Estimate, load_prices
+            from voxlake.estimate import Estimate
             from voxlake.flows import transcribe  # noqa: F401  Prefect: most of the start-up
             from voxlake.report import print_estimate, print_summary, voxlake_command
             from voxlake.runner import run_manifest
-            from voxlake.storage import S3Options
-        try:
-            s3_options = S3Options.model_validate(s3) if s3 else None
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-        try:
-            prices = load_prices(price_table) if price_table else None
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
 
         try:
             summary = run_manifest(
                 manifest=manifest,
                 output=output,
                 prefect_api=prefect_api,
+                inputs=inputs,
                 options=options or None,
                 chunk_size=chunk_size,
-                on_invalid="skip" if on_invalid == "skip" else "fail",  # checked above
+                on_invalid=inputs.read_arguments["on_invalid"],
                 fail_on_error=fail_on_error,
                 max_uploads=max_uploads,
                 progress=progress,
-                s3=s3_options,
+                s3=inputs.s3,
                 media_extensions=extensions,
                 content_hash=content_hash,
                 force=force,
                 retry_failed=retry_failed,
                 dry_run=dry_run,
                 max_audio_hours=max_audio_hours,
-                price_table=prices,
+                price_table=inputs.prices,
                 report=report,
             )
         except VoxlakeError as exc:
@@ -278,6 +282,22 @@ def run(
     print_summary(summary, retry_command=voxlake_command([*sys.argv[1:], "--retry-failed"]))
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
+
+
+def _checked_inputs(manifest: str, **checks: Any) -> RunInputs:
+    """The run's inputs (voxlake.inputs.check_run_inputs), or exit 2 with one message.
+
+    Runs before the embedded server starts and before the Prefect API is waited for: the
+    temporary API's process, already booting, is stopped on the way out (TemporaryPrefectAPI).
+    """
+    with _imports_without_gc():
+        from voxlake.errors import VoxlakeError
+        from voxlake.inputs import check_run_inputs
+    try:
+        return check_run_inputs(manifest, **checks)
+    except VoxlakeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager

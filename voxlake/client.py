@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -63,6 +64,7 @@ from voxlake.models import (
     WordSearchResponse,
 )
 from voxlake.ratelimit import RequestBudget
+from voxlake.redact import redact_url
 from voxlake.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("voxlake.client")
@@ -384,7 +386,8 @@ class AssemblyAIClient:
                 **kwargs,
             )
         except httpx.HTTPError as exc:
-            raise _translate_transport_error(exc, method, path, tid) from exc
+            base_url = self.settings.base_url
+            raise _translate_transport_error(exc, method, path, tid, base_url) from exc
         log.debug("%s %s -> HTTP %d", method, path, response.status_code)
         if response.status_code >= 300:
             raise _error_from_response(response, method, path, tid)
@@ -447,20 +450,47 @@ def _error_from_response(
     )
 
 
+def _os_reason(exc: BaseException) -> str | None:
+    """What the operating system said under an httpx error ("connection refused"), if known.
+
+    httpx's own text for an async connect is "All connection attempts failed"; the errno is on
+    the chain of causes.
+    """
+    seen: BaseException | None = exc
+    reason = None
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            reason = seen.strerror if isinstance(seen, socket.gaierror) else os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return reason.lower() if reason else None
+
+
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _translate_transport_error(
-    exc: httpx.HTTPError, method: str, path: str, transcript_id: str | None
+    exc: httpx.HTTPError, method: str, path: str, transcript_id: str | None, base_url: str
 ) -> VoxlakeError:
-    """The single place where httpx exceptions become voxlake errors."""
-    where = f"{method} {path}"
+    """The single place where httpx exceptions become voxlake errors.
+
+    Each names the URL it tried: a wrong ``ASSEMBLYAI_BASE_URL`` is then plain to see.
+    """
+    base = redact_url(base_url)
+    where = f"{method} {base}{path}"
     if transcript_id:
         where += f" [transcript {transcript_id}]"
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, httpx.UnsupportedProtocol):
         return ConfigurationError(f"{where}: {detail}. Check base_url (http:// or https://)")
     sent = not isinstance(exc, _NOT_SENT)
+    if isinstance(exc, httpx.ConnectError):
+        return NetworkError(
+            f"cannot reach AssemblyAI at {base} ({method} {path}: {_os_reason(exc) or detail}); "
+            "check the network and the base URL (ASSEMBLYAI_BASE_URL or ASSEMBLYAI_REGION, or "
+            "the credentials' base_url)",
+            transcript_id=transcript_id,
+            request_sent=sent,
+        )
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(
             f"{where} timed out ({detail}). The network or AssemblyAI is slow; the client "

@@ -116,7 +116,10 @@ class APIError(VoxlakeError):
         path: str | None = None,
         retry_after: float | None = None,
         transient: bool | None = None,
+        hint: str | None = None,
     ) -> None:
+        # ``hint`` replaces the class's advice where the caller knows better what to do.
+        self._hint = type(self).hint if hint is None else hint
         self.status_code = status_code
         self.api_message = message
         self.transcript_id = transcript_id
@@ -130,8 +133,8 @@ class APIError(VoxlakeError):
         text = f"{where}-> HTTP {self.status_code}: {self.api_message}"
         if self.transcript_id:
             text += f" [transcript {self.transcript_id}]"
-        if self.hint:
-            text += f". {self.hint}"
+        if self._hint:
+            text += f". {self._hint}"
         return text
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ they are estimates, not an invoice (docs/ledger.md).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -148,25 +149,49 @@ class Estimate:
         return out
 
 
+def check_budget(max_audio_hours: float | None) -> None:
+    """Refuse a budget that admits nothing: zero, negative or not a number (ValueError)."""
+    if max_audio_hours is not None and not (max_audio_hours > 0 and math.isfinite(max_audio_hours)):
+        raise ValueError(
+            f"max_audio_hours must be more than 0 (got {max_audio_hours:g}): it is the audio a run "
+            "may submit; leave it out for no budget"
+        )
+
+
 def within_budget(
     items: Iterable[MediaItem], durations: Mapping[str, float | None], max_audio_hours: float
 ) -> tuple[list[MediaItem], list[MediaItem]]:
-    """Split items, in order, into those that fit ``max_audio_hours`` and those over it.
+    """Split items into those admitted under ``max_audio_hours`` and those deferred.
 
-    An item of unknown duration counts as 0 h: the budget is about what the headers say.
-    The first item over the budget stops admission, so the run's order is kept.
+    In the order given (the manifest's), each item that still fits is admitted; one that does
+    not is deferred and admission goes on, so later, shorter items still use the budget. The
+    order is the user's: a nightly run over a growing folder takes the earliest-listed work
+    first, and a deferred item is first in line the next night (smallest-first would leave a
+    long file waiting for as long as short ones keep arriving). An item of unknown duration
+    counts as 0 h: the budget is about what the headers say.
     """
+    check_budget(max_audio_hours)
     admitted: list[MediaItem] = []
     over: list[MediaItem] = []
     hours = 0.0
     for item in items:
         duration = (durations.get(item.media_id) or 0.0) / 3600.0
-        if over or hours + duration > max_audio_hours + 1e-9:
+        if hours + duration > max_audio_hours + 1e-9:
             over.append(item)
             continue
         hours += duration
         admitted.append(item)
     return admitted, over
+
+
+def deferral_reason(duration_s: float | None, max_audio_hours: float) -> str:
+    """Why an item was deferred, as the ledger records it; says when no run can admit it."""
+    if duration_s is not None and duration_s / 3600.0 > max_audio_hours + 1e-9:
+        return (
+            f"not submitted: {duration_s / 3600.0:.4g} audio hours, longer than the run's whole "
+            f"budget of {max_audio_hours:g}; raise --max-audio-hours to transcribe it"
+        )
+    return f"not submitted: the run's budget of {max_audio_hours:g} audio hours was spent"
 
 
 def estimate_run(
@@ -194,8 +219,7 @@ def estimate_run(
     durations = media_durations([p.item for p in submit], s3)
     admitted = [p.item for p in submit]
     if max_audio_hours is not None:
-        by_size = sorted(admitted, key=lambda i: i.size or 0, reverse=True)
-        admitted, over = within_budget(by_size, durations, max_audio_hours)
+        admitted, over = within_budget(admitted, durations, max_audio_hours)
         estimate.deferred = len(over)
     admitted_ids = {i.media_id for i in admitted}
     for p in planned:

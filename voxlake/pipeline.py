@@ -44,13 +44,13 @@ from voxlake.errors import (
     UploadAccessError,
     VoxlakeError,
 )
-from voxlake.estimate import media_durations, within_budget
+from voxlake.estimate import deferral_reason, media_durations, within_budget
 from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import DEFAULT_FIRST_POLL_S, SharedPoller
-from voxlake.redact import redact_text
+from voxlake.redact import redact_text, redact_url
 from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import S3Options, output_filesystem
 from voxlake.tables import SinkEntry, TableSink, WrittenFile
@@ -353,11 +353,16 @@ class TranscriptionRun:
         deferred: list[MediaItem] = []
         if self._max_audio_hours is not None:
             durations = await asyncio.to_thread(media_durations, to_submit, self.s3)
-            _, deferred = within_budget(_longest_first(to_submit), durations, self._max_audio_hours)
+            # In manifest order (see within_budget); the chunks then go longest first.
+            _, deferred = within_budget(to_submit, durations, self._max_audio_hours)
             if deferred:
-                reason = f"not submitted: the run's budget of {self._max_audio_hours} audio hours"
                 events = [
-                    Event(i, Status.deferred, error=reason, audio_duration_s=durations[i.media_id])
+                    Event(
+                        i,
+                        Status.deferred,
+                        error=deferral_reason(durations[i.media_id], self._max_audio_hours),
+                        audio_duration_s=durations[i.media_id],
+                    )
                     for i in deferred
                 ]
                 await asyncio.to_thread(self.ledger.append, events)
@@ -424,12 +429,15 @@ class TranscriptionRun:
         try:
             await self.client.list_transcripts(limit=1)
         except (AuthenticationError, ForbiddenError) as exc:
+            # The same error, its advice said once and for where the key comes from in a run.
             raise type(exc)(
                 exc.status_code,
-                f"{exc.message} — AssemblyAI refused the API key: check ASSEMBLYAI_API_KEY (or "
-                "the credentials block). Nothing was uploaded or submitted.",
+                exc.api_message,
                 method=exc.method,
                 path=exc.path,
+                hint=f"AssemblyAI at {redact_url(self.client.settings.base_url)} refused the API "
+                "key: check ASSEMBLYAI_API_KEY (or the credentials block) and that the key "
+                "belongs to that endpoint's region. Nothing was uploaded or submitted",
             ) from None
         await self.resolve_unknown()
 

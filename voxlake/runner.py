@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import Estimate
+from voxlake.inputs import RunInputs, manifest_read_before
 from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
 
@@ -101,11 +102,17 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
 
 
 def run_manifest(
-    *, prefect_api: TemporaryPrefectAPI, progress: bool, **parameters: Any
+    *,
+    prefect_api: TemporaryPrefectAPI,
+    progress: bool,
+    inputs: RunInputs | None = None,
+    **parameters: Any,
 ) -> RunSummary | Estimate:
     """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
 
     ``parameters`` are the flow's (:func:`voxlake.flows.transcribe.transcribe_manifest`).
+    ``inputs`` (:func:`voxlake.inputs.check_run_inputs`) holds the manifest already read, which
+    the flow then does not read again.
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
     Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
@@ -128,6 +135,8 @@ def run_manifest(
         )
 
     with (
+        manifest_read_before(inputs) if inputs else contextlib.nullcontext(),
+        _outcome_said_once(),
         prefect_api.connected(),
         backend as credentials,
         progress_bar(enabled=progress and not dry_run) as on_progress,
@@ -142,4 +151,40 @@ def run_manifest(
         raise summary
     raise RuntimeError(f"flow run ended in {state.type.value}: {state.message}") from (
         summary if isinstance(summary, BaseException) else None
+    )
+
+
+# --- the run's outcome, said once -------------------------------------------------------------
+
+
+@contextmanager
+def _outcome_said_once() -> Iterator[None]:
+    """Keep the flow run's own report of its end off the terminal: the CLI prints the outcome.
+
+    Prefect logs "Finished in state Failed('…')" and the flow logs its error (``voxlake_outcome``
+    in the record); with the CLI's own line that made every run-stopping error appear three
+    times. The records still reach the Prefect API, whose UI shows them in the flow run's logs.
+    """
+    from prefect.logging.handlers import APILogHandler
+
+    handlers = {
+        handler
+        for name in (None, "prefect", "prefect.flow_runs")
+        for handler in logging.getLogger(name).handlers
+        if not isinstance(handler, APILogHandler)
+    }
+    for handler in handlers:
+        handler.addFilter(_not_the_outcome)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_not_the_outcome)
+
+
+def _not_the_outcome(record: logging.LogRecord) -> bool:
+    if getattr(record, "voxlake_outcome", False):
+        return False
+    return not (
+        record.name == "prefect.flow_runs" and str(record.msg).startswith("Finished in state")
     )

@@ -20,7 +20,7 @@ writing, a transient error the client never saw — so the two layers never mult
 import asyncio
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -28,12 +28,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
+from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import estimate_run
-from voxlake.manifest import read_manifest
+from voxlake.inputs import read_once
 from voxlake.pipeline import (
     ProgressCallback,
     RunSettings,
@@ -183,7 +184,7 @@ async def transcribe_manifest(
     force: bool = False,
     retry_failed: bool = False,
     dry_run: bool = False,
-    max_audio_hours: float | None = None,
+    max_audio_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
@@ -203,7 +204,8 @@ async def transcribe_manifest(
     ``retry_failed`` resubmits items whose job failed before. ``dry_run`` sends no request and
     writes nothing: it reports what would be submitted, its audio hours and estimated cost
     (``price_table`` overrides list prices, USD per hour by speech model). ``max_audio_hours``
-    stops submitting at that much audio; the rest is recorded as deferred for the next run.
+    (more than 0) admits, in manifest order, each item that still fits that much audio; the
+    rest is recorded as deferred for the next run.
     ``lease_group`` lets the shards of one backfill share the output root. With ``report`` the
     run writes its HTML report beside the tables (``<output>/reports/<run id>.html``) and names
     it in its summary (a markdown artifact cannot hold the report's images).
@@ -231,8 +233,9 @@ async def transcribe_manifest(
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
         s3_credentials = await aws_s3_credentials(aws_credentials_block)
         with use_s3_credentials(s3_credentials):
-            items = read_manifest(
-                manifest,
+            # `voxlake run` read it already, before starting any server (voxlake.inputs).
+            items = read_once(
+                path=manifest,
                 defaults=options,
                 on_invalid=on_invalid,
                 media_extensions=media_extensions,
@@ -305,5 +308,6 @@ async def transcribe_manifest(
     except VoxlakeError as exc:
         # Failed before any work (bad manifest, unusable output, refused key, lease held):
         # one clear message, and the flow run is Failed; no traceback for an expected error.
-        logger.error("%s", exc)
+        # voxlake_outcome: `voxlake run` prints this error itself (voxlake.runner).
+        logger.error("%s", exc, extra={"voxlake_outcome": True})
         return Failed(message=str(exc), data=exc)

@@ -45,6 +45,7 @@ from voxlake.manifest.options import (
 )
 from voxlake.manifest.resolve import (
     MEDIA_EXTENSIONS,
+    NotAFileError,
     Stat,
     check_listed,
     filesystem,
@@ -54,8 +55,9 @@ from voxlake.manifest.resolve import (
     list_media,
     normalize_extensions,
     resolve_sources,
+    stat_many,
 )
-from voxlake.storage import S3Options, StorageError, is_s3_url, split_s3
+from voxlake.storage import S3NotFoundError, S3Options, StorageError, is_s3_url, split_s3
 
 __all__ = [
     "DEFAULT_SPEECH_MODELS",
@@ -132,6 +134,10 @@ def _read(
         location = os.path.abspath(text)
     fs = filesystem(location, s3_options)
 
+    if format is None and _names_media(location, extensions):
+        one = _one_media_file(fs, location, shown, base_options)
+        if one is not None:
+            return one
     if _is_listing(fs, location, format):
         if format is not None:
             problem = Problem(
@@ -143,6 +149,8 @@ def _read(
             raise ManifestError(text, [problem])
         try:
             base, found = list_media(fs, location, extensions)
+        except FileNotFoundError:
+            raise ManifestError(text, [_missing_problem(text, location)]) from None
         except (OSError, StorageError) as exc:
             raise ManifestError(text, [Problem(None, None, str(exc), "fix the URL")]) from None
         if not found:
@@ -158,7 +166,7 @@ def _read(
     except Exception as exc:
         err = fs_error(fs, exc, location, "reading the manifest")
         if isinstance(err, FileNotFoundError):
-            problem = Problem(None, None, "file not found", "check the manifest path")
+            problem = _missing_problem(text, location)
         elif isinstance(err, StorageError):
             problem = Problem(None, None, str(err), "fix the manifest URL")
         else:
@@ -183,6 +191,55 @@ def _is_listing(fs: Any, location: str, format: ManifestFormat | None) -> bool:
     return bool(fs.isdir(path))
 
 
+def _names_media(location: str, extensions: frozenset[str]) -> bool:
+    """Whether ``location`` reads as one media file: a media extension, not a manifest's."""
+    suffix = _suffix(location)
+    return (
+        suffix not in FORMAT_BY_EXTENSION
+        and suffix[1:] in extensions
+        and not any(c in location for c in "*?[")
+    )
+
+
+def _one_media_file(
+    fs: Any, location: str, shown: Path | str, defaults: TranscriptionOptions
+) -> Manifest | None:
+    """The media file at ``location`` as a one-item manifest; None if it is a folder.
+
+    Its media_id is its name, as if its folder were listed. What is wrong with it concerns the
+    whole run, so it is reported without a row number.
+    """
+    found = stat_many(fs, [location])
+    stat = found[location]
+    if isinstance(stat, NotAFileError):
+        return None  # a folder named like a file ("take.wav/"): listed as folders are
+    if isinstance(stat, FileNotFoundError | S3NotFoundError):
+        raise ManifestError(shown, [_missing_problem(os.fspath(shown), location)])
+    folder = _folder(fs, location[: location.rfind("/") + 1])
+    r = check_listed(location, folder, 1, found)
+    if r.problem is not None:
+        raise ManifestError(shown, [Problem(None, None, r.problem.problem, "check the file")])
+    assert r.media_id is not None and r.kind is not None
+    item = MediaItem(r.media_id, location, r.kind, defaults, 1, r.info)
+    return Manifest([item], [], shown if isinstance(shown, Path) else None)
+
+
+def _missing_problem(text: str, location: str) -> Problem:
+    """Nothing at the path the user gave: say where it was looked for, and what it may be."""
+    if is_s3_url(text):
+        what, where = "no such object or prefix", ""
+    else:
+        what = "no such file or folder"
+        where = "" if os.path.normpath(text) == location else f" ({location})"
+    return Problem(
+        None,
+        None,
+        f"{what}{where}",
+        "check the path: give a media file, a folder, a glob, or a manifest (.csv, .jsonl, "
+        ".parquet); see docs/manifest.md",
+    )
+
+
 def _suffix(location: str) -> str:
     return os.path.splitext(location.rsplit("/", 1)[-1])[1].lower()
 
@@ -191,11 +248,14 @@ def _format_from_name(shown: str, location: str) -> ManifestFormat:
     fmt = FORMAT_BY_EXTENSION.get(_suffix(location))
     if fmt is None:
         suffix = os.path.splitext(location.rsplit("/", 1)[-1])[1]
+        # Says what a user can do from the CLI or a deployment: neither has read_manifest's
+        # ``format`` argument, and ``--media-extensions`` is how a file counts as media.
         problem = Problem(
             None,
             None,
-            f"cannot tell the format from the extension {suffix!r}",
-            "name it .csv, .jsonl/.ndjson or .parquet, or pass format='csv'|'jsonl'|'parquet'",
+            f"neither a manifest nor a media file (extension {suffix!r})",
+            "a manifest's name ends in .csv, .jsonl, .ndjson or .parquet; to transcribe the "
+            f"file as media, pass --media-extensions {suffix[1:] or 'EXT'}",
         )
         raise ManifestError(shown, [problem])
     return fmt

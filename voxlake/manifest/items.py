@@ -122,6 +122,11 @@ class ManifestError(VoxlakeError, ValueError):
         self.path = path
         self.problems = problems
         head = f"manifest {path}" if path is not None else "manifest"
+        if len(problems) == 1 and problems[0].row is None and problems[0].column is None:
+            # About the whole manifest (missing, unreadable, empty): one line says it all.
+            (p,) = problems
+            super().__init__(f"{head}: {p.problem} — {p.fix}")
+            return
         noun = "problem" if len(problems) == 1 else "problems"
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{head} has {len(problems)} {noun}:\n{lines}")
