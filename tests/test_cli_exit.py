@@ -106,7 +106,8 @@ def test_a_flow_runs_logs_reach_the_prefect_server_before_the_command_exits(
     (tmp_path / "no-media").mkdir()
     output = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "VOXLAKE_"))}
-    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    # The embedded server's state directory goes under the test's own cache.
+    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "XDG_CACHE_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "voxlake.cli", "run", str(tmp_path / "no-media")]
     cmd += ["--output", str(output), "--no-progress"]
 

@@ -22,6 +22,7 @@ from voxlake.emulator.engines import (
     get_engine,
     register_engine,
 )
+from voxlake.emulator.persist import StateDirInUseError
 from voxlake.emulator.server import LocalServer
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "FaultConfig",
     "FaultSpec",
     "LocalServer",
+    "StateDirInUseError",
     "available_engines",
     "get_engine",
     "key_fingerprint",

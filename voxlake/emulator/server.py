@@ -75,7 +75,11 @@ class LocalServer:
         sock.listen(2048)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self.state = EmulatorState(self.config, self.base_url)
+        try:
+            self.state = EmulatorState(self.config, self.base_url)
+        except BaseException:
+            sock.close()
+            raise
         if self.config.uses_default_key:
             log.warning("no API key configured: accepting the documented local demo key only")
         uv_config = uvicorn.Config(
