@@ -12,6 +12,7 @@ runs, and the ledger names one transcript id per item.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -20,16 +21,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.clikit import REPO, clean_env, wait_until
+from tests.clikit import LOCAL_KEY, REPO, clean_env, wait_until
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.tables import read_current
 
 pytestmark = pytest.mark.slow
 
-CLIPS = 10
+CLIPS = 6  # the embedded server runs 5 at a time: one waits in its queue
 INTERRUPTED = "Interrupted: jobs already submitted are kept"
 
 
@@ -158,7 +160,9 @@ def rerun_completes_every_item_once(tmp_path: Path, args: list[str], env: dict[s
     assert len(server_jobs(tmp_path)) == CLIPS, "a job was submitted twice"
 
 
-def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(
+    tmp_path: Path, prefect_url: str
+) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     make_clips(media)
     args = [str(media), "--output", str(out)]
@@ -171,7 +175,8 @@ def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(tmp_path:
     assert len(lines) == 1 and lines[0].startswith(INTERRUPTED), output
     assert "Traceback" not in output and "Error" not in output, output
     assert output.strip().endswith(lines[0]), output  # the last word, once everything stopped
-    rerun_completes_every_item_once(tmp_path, args, env)
+    # The same command; reporting to the suite's Prefect API only saves a second start-up.
+    rerun_completes_every_item_once(tmp_path, args, env | {"PREFECT_API_URL": prefect_url})
 
 
 def test_kill_9_of_the_group_then_the_same_command_finishes_it(
@@ -195,9 +200,11 @@ def test_jobs_gone_from_the_server_are_said_once_with_the_command_that_retries_t
     args = [str(media), "--output", str(out)]
     env = embedded_env(tmp_path, PREFECT_API_URL=prefect_url)
     interrupt_run(tmp_path, args, env, signal.SIGKILL)
-    gone = submitted(out)
+    events = ledger(out)
+    done = {r["media_id"] for r in events if r["status"] == "completed"}
+    gone = len({r["media_id"] for r in events if r["status"] == "submitted"} - done)
     # The embedded server's state is lost (a cleared cache): the submitted jobs are gone.
-    shutil.rmtree(tmp_path / "cache" / "voxlake" / "embedded-server")
+    shutil.rmtree(tmp_path / "cache" / "voxlake" / "embedded-server", ignore_errors=True)
 
     rerun = run(args, env)
 
@@ -207,10 +214,79 @@ def test_jobs_gone_from_the_server_are_said_once_with_the_command_that_retries_t
     assert len(said) == 1 and said[0].startswith(f"{gone} items could not be resumed"), output
     assert "404" not in output and "Traceback" not in output, output
     printed = shlex.split(said[0].split("(paid again): ", 1)[1])
-    assert printed[:2] == ["voxlake", "run"] and printed[-1] == "--retry-failed", printed
+    assert printed == ["voxlake", "run", *args, "--no-progress", "--retry-failed"], printed
 
-    retried = run(printed[2:], env)
 
-    assert retried.returncode == 0, retried.stdout + retried.stderr
-    view = read_current(out).select(["media_id", "status"]).to_pylist()
-    assert sorted(r["status"] for r in view) == ["completed"] * CLIPS, view
+def test_ctrl_c_stops_serve_local_mid_recognition_and_its_state_dir_finishes_the_job(
+    tmp_path: Path,
+) -> None:
+    """The real recogniser (sphinx) busy on a job: Ctrl-C to the group stops the server and its
+    recognition workers (not respawned), and a server started on the same --state-dir
+    finishes the job."""
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "voxlake.cli", "serve-local", "--port", "0", "--engine"]
+    cmd += ["sphinx", "--state-dir", str(state), "--api-key", LOCAL_KEY, "--log-level", "ERROR"]
+
+    def start(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                cmd, cwd=REPO, env=clean_env(), stdout=fh, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+        def address() -> str | None:
+            assert proc.poll() is None, log.read_text()
+            found = re.search(r"voxlake local server on (http://\S+)", log.read_text())
+            return found.group(1) if found else None
+
+        return proc, wait_until(address, "serve-local to print its address")
+
+    first_log = tmp_path / "first.log"
+    proc, url = start(first_log)
+    auth = {"Authorization": LOCAL_KEY}
+    try:
+        with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+            media = (REPO / "data" / "media" / "harvard-01.wav").read_bytes()
+            upload_url = http.post("/v2/upload", content=media).json()["upload_url"]
+            job = http.post(
+                "/v2/transcript", json={"audio_url": upload_url, "speech_models": ["universal-2"]}
+            ).json()
+
+            def recognising() -> bool:
+                workers = [c for c in group_alive(proc.pid) if "multiprocessing.spawn" in c]
+                status = http.get(f"/v2/transcript/{job['id']}").json()["status"]
+                assert status != "completed", "the job ended before the interrupt"
+                return status == "processing" and bool(workers)
+
+            wait_until(recognising, "the recognition workers to be busy on the job")
+        os.killpg(proc.pid, signal.SIGINT)
+
+        def gone() -> bool:
+            proc.poll()
+            return not group_alive(proc.pid)
+
+        wait_until(gone, "serve-local's process group to go", deadline_s=15)
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    output = first_log.read_text()
+    assert proc.returncode == 130, output
+    assert output.strip().splitlines()[-1] == (
+        f"Interrupted: the local server stopped; its jobs are kept in {state}."
+    ), output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+
+    again, url = start(tmp_path / "second.log")
+    try:
+        with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+
+            def finished() -> dict[str, object] | None:
+                body: dict[str, object] = http.get(f"/v2/transcript/{job['id']}").json()
+                return body if body["status"] in ("completed", "error") else None
+
+            done = wait_until(finished, "the restarted server to finish the job")
+    finally:
+        os.killpg(again.pid, signal.SIGINT)
+        again.wait(timeout=60)
+    assert done["status"] == "completed" and done["text"], done
