@@ -39,6 +39,7 @@ def test_run_without_a_key_uses_the_embedded_server_and_shows_progress(tmp_path:
         f"{REPO / 'data/media/harvard-03.mp3'},harvard-03\n"
     )
     env = _no_api_env() | {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "COLUMNS": "120"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # the embedded server's state, see below
 
     cmd = [sys.executable, "-m", "voxlake.cli", "run", str(manifest), "--output", "o"]
 
@@ -60,6 +61,8 @@ def test_run_without_a_key_uses_the_embedded_server_and_shows_progress(tmp_path:
         assert re.search(rf"{stage} .* 2/2 ", done.stdout), output
     statuses = read_current(tmp_path / "o").column("status").to_pylist()
     assert statuses == ["completed", "completed"]
+    # Its jobs are kept on disk, one directory per output root (docs/local-server.md).
+    assert len(list((tmp_path / "cache").glob("voxlake/embedded-server/*/transcripts/*"))) == 2
 
 
 def test_the_embedded_backend_hands_over_credentials_and_writes_no_environment(

@@ -47,7 +47,8 @@ def test_a_flow_runs_logs_reach_the_prefect_server_before_the_command_exits(
     output = tmp_path / "out"
     output.write_text("a file, not a folder")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "VOXLAKE_"))}
-    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    # The embedded server's state directory goes under the test's own cache.
+    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "XDG_CACHE_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "voxlake.cli", "run", str(tmp_path / "media")]
     cmd += ["--output", str(output), "--no-progress"]
 

@@ -25,7 +25,22 @@ def _main() -> None:
     """voxlake command line."""
 
 
+@contextlib.contextmanager
+def _stops_on_interrupt(message: str) -> Iterator[None]:
+    """Ctrl-C (SIGINT) ends a command with one line on stderr and status 130 (128 + SIGINT,
+    as shells report a command it killed), and no traceback. ``message`` says what happened and
+    what to do, unless the command said it itself (a ``KeyboardInterrupt`` subclass does:
+    voxlake.runner.RunInterrupted). A decorator of the commands that run until interrupted."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if type(exc) is KeyboardInterrupt:
+            typer.echo(message, err=True)
+        raise typer.Exit(130) from None
+
+
 @app.command("serve-local")
+@_stops_on_interrupt("Interrupted: the local server stopped.")
 def serve_local(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
     host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
@@ -48,6 +63,13 @@ def serve_local(
     rate_window: Annotated[float, typer.Option(help="Rate-limit window in seconds.")] = 300.0,
     upload_dir: Annotated[
         Path | None, typer.Option(help="Where uploads are stored (default: a temp dir).")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep uploads and jobs here, across restarts: a restarted server finishes the "
+            "jobs it had accepted (default: in memory only)."
+        ),
     ] = None,
     upload_ttl: Annotated[float, typer.Option(help="Seconds an upload URL stays valid.")] = (
         86_400.0
@@ -74,7 +96,13 @@ def serve_local(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run the AssemblyAI-compatible local server until interrupted."""
-    from voxlake.emulator import DEFAULT_API_KEY, EmulatorConfig, FaultConfig, LocalServer
+    from voxlake.emulator import (
+        DEFAULT_API_KEY,
+        EmulatorConfig,
+        FaultConfig,
+        LocalServer,
+        StateDirInUseError,
+    )
     from voxlake.emulator.config import fault_seed_from_env, faults_from_env, parse_fault_flag
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
@@ -95,6 +123,7 @@ def serve_local(
             rate_limit=rate_limit,
             rate_window_s=rate_window,
             upload_dir=upload_dir,
+            state_dir=state_dir,
             upload_ttl_s=upload_ttl,
             max_upload_bytes=max_upload_bytes,
             engine=engine,
@@ -108,17 +137,26 @@ def serve_local(
         # The demo key is public by design (documented), so printing it leaks nothing.
         log.warning("no --api-key given: accepting the demo key %r", DEFAULT_API_KEY)
     server = LocalServer(config, host=host, port=port)
-    server.start()
+    try:
+        server.start()
+    except StateDirInUseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"voxlake local server on {server.base_url}", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        server.stop()
+        kept = f"its jobs are kept in {state_dir}" if state_dir else "its jobs were in memory"
+        typer.echo(f"Interrupted: the local server stopped; {kept}.", err=True)
+        raise typer.Exit(130) from None
     finally:
         server.stop()
 
 
 @app.command("run")
+# Before the flow starts nothing was sent; from then on voxlake.runner says what happened.
+@_stops_on_interrupt("Interrupted before anything was submitted.")
 def run(
     manifest: Annotated[
         str,
@@ -279,7 +317,14 @@ def run(
         print_estimate(summary)
         return
     # This very command with --retry-failed: what submits the items whose job failed again.
-    print_summary(summary, retry_command=voxlake_command([*sys.argv[1:], "--retry-failed"]))
+    retry = voxlake_command([*sys.argv[1:]] + ["--retry-failed"] * (not retry_failed))
+    print_summary(summary, retry_command=retry)
+    if summary.gone:  # once for all of them, with the command that retries them
+        typer.echo(
+            f"{summary.gone} items could not be resumed: their jobs no longer exist on the "
+            f"server, so they count as failed from now on. To submit them again (paid "
+            f"again): {retry}"
+        )
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
 
@@ -464,6 +509,7 @@ def report(
 
 
 @app.command("serve")
+@_stops_on_interrupt("Interrupted: voxlake serve stopped its worker and Prefect server.")
 def serve(
     host: Annotated[
         str,

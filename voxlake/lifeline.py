@@ -22,6 +22,12 @@ starts. The pipe has none of these limits. ``voxlake run``'s temporary Prefect A
 (:mod:`voxlake.prefect_api`) watches the same kind of pipe from inside its own process, through
 :func:`on_stdin_eof`.
 
+Ctrl-C reaches every process of the terminal's foreground group at once. Helpers that the
+command stops itself (the temporary Prefect API, the local server's recognition workers) are
+started by :func:`sigint_blocked`, so only the command sees it and can stop them in order: a
+Prefect API that died first made the command's clean-up fail with connection errors, and
+recognition workers that died first were respawned for the next job.
+
 Standard library only: the watchdog starts fast and stays small (one per child).
 """
 
@@ -34,7 +40,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -59,6 +65,20 @@ def start(
         env=None if env is None else dict(env),
         cwd=cwd,
     )
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in the calling thread for the block: processes started in it begin with
+    SIGINT blocked (fork copies the thread's signal mask, exec keeps it), so a Ctrl-C at the
+    terminal leaves them alone, even while they are still starting up, and the process that
+    started them decides when they stop (SIGTERM, SIGKILL, or their lifeline). A SIGINT
+    that arrives meanwhile is delivered to this process when the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:

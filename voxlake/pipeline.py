@@ -38,6 +38,7 @@ from voxlake.errors import (
     ConfigurationError,
     ForbiddenError,
     NetworkError,
+    NotFoundError,
     PollTimeoutError,
     RateLimitError,
     ServerError,
@@ -96,6 +97,7 @@ class ItemRecord:
     audio_duration_s: float | None = None
     # Its job failed (ledger `job_failed`): later runs skip it unless --retry-failed.
     job_failed: bool = False
+    gone: bool = False  # resumed, and its job no longer exists on the server
 
     @property
     def done(self) -> bool:
@@ -154,6 +156,7 @@ class RunSummary:
     skipped: int = 0  # already completed in an earlier run (0 requests)
     skipped_failed: int = 0  # their job failed in an earlier run (--retry-failed resubmits)
     deferred: int = 0  # over the run's audio budget: the next run picks them up
+    gone: int = 0  # resumed, but their jobs no longer exist: failed (--retry-failed resubmits)
     fatal: str | None = None  # why the run stopped early (API key refused, lease lost)
     report: str | None = None  # the run's HTML report beside the tables, once written
     requests: int = 0  # AssemblyAI requests this run sent, retries included
@@ -233,6 +236,13 @@ class RunSettings:
     # Looking a job up by audio_url after an unknown create: rounds before giving up (the
     # ledger keeps `submitting`, so the next run looks again before it resubmits).
     submit_rounds: int = 4
+
+
+class JobGoneError(VoxlakeError):
+    """A job an earlier run submitted no longer exists on the server (404 when resumed).
+
+    Terminal: the item is ``job_failed``, and only ``--retry-failed`` pays for it again.
+    """
 
 
 class SubmitOutcomeUnknownError(VoxlakeError):
@@ -654,6 +664,7 @@ class TranscriptionRun:
             output=self.output,
             files={table: len(files) for table, files in self._files.items()},
             elapsed_s=time.monotonic() - self._started,
+            gone=sum(r.gone for r in recs),
             fatal=str(self.fatal) if self.fatal else None,
             requests=self.client.requests_sent,
             no_words=sum(r.no_words for r in completed),
@@ -873,8 +884,14 @@ class TranscriptionRun:
         rec = self.records[media_id]
         rec.status = "error"
         rec.failed_stage = stage
+        if rec.origin == "resume" and isinstance(exc, NotFoundError):
+            # The job an earlier run submitted is gone from the server (deleted, or a local
+            # server that lost its state): said once for all of them in the summary (gone).
+            exc = JobGoneError(f"job {rec.transcript_id} no longer exists on the server")
+            rec.gone = True
         rec.error = redact_text(f"{stage}: {exc}")  # never a presigned URL's signature
-        logger.warning("%s failed at %s", media_id, rec.error)
+        if not rec.gone:
+            logger.warning("%s failed at %s", media_id, rec.error)
         if _stops_the_run(exc) and self.fatal is None:
             self.fatal = exc if isinstance(exc, VoxlakeError) else VoxlakeError(str(exc))
         if stage == "upload":
@@ -921,7 +938,9 @@ def _failure_event(rec: ItemRecord, stage: Stage, exc: BaseException) -> Event |
     so the next run resumes it instead of paying again. A job that ended in error, or whose
     rows cannot be built, is ``job_failed``: resubmitted only with ``--retry-failed``.
     """
-    if isinstance(exc, _STAYS_IN_FLIGHT) or _stops_the_run(exc) or stage == "fetch":
+    if isinstance(exc, _STAYS_IN_FLIGHT) or _stops_the_run(exc):
+        return None
+    if stage == "fetch" and not isinstance(exc, JobGoneError):  # fetched again next run
         return None
     if rec.transcript_id is None:
         refused = stage == "submit" and isinstance(exc, VoxlakeError) and not _outcome_unknown(exc)

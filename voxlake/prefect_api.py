@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator
 
 from voxlake.errors import VoxlakeError
-from voxlake.lifeline import on_stdin_eof
+from voxlake.lifeline import on_stdin_eof, sigint_blocked
 
 logger = logging.getLogger("voxlake.prefect_api")
 
@@ -128,12 +128,15 @@ class TemporaryPrefectAPI:
         if "prefect" in sys.modules and not _needs_temporary_api():
             return self
         self._port = _free_port()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "voxlake.prefect_api", str(self._port), WATCH_STDIN],
-            env={**os.environ, **SERVER_ENV},
-            # The server's lifeline: it exits when this pipe closes (see the module doc).
-            stdin=subprocess.PIPE,
-        )
+        # Ctrl-C is for the CLI: the server keeps answering while the run records its end,
+        # and stops when the CLI stops it (or when its lifeline closes).
+        with sigint_blocked():
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "voxlake.prefect_api", str(self._port), WATCH_STDIN],
+                env={**os.environ, **SERVER_ENV},
+                # The server's lifeline: it exits when this pipe closes (see the module doc).
+                stdin=subprocess.PIPE,
+            )
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         get_engine,
         register_engine,
     )
+    from voxlake.emulator.persist import StateDirInUseError
     from voxlake.emulator.server import LocalServer
 
 #: Each public name and the module it comes from.
@@ -50,6 +51,7 @@ _MODULES = {
     "get_engine": "engines",
     "register_engine": "engines",
     "LocalServer": "server",
+    "StateDirInUseError": "persist",
 }
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "FaultConfig",
     "FaultSpec",
     "LocalServer",
+    "StateDirInUseError",
     "available_engines",
     "get_engine",
     "key_fingerprint",

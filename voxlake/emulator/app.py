@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -28,7 +28,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from voxlake.emulator.config import EmulatorConfig, key_fingerprint
-from voxlake.emulator.engines import EngineError, get_engine
+from voxlake.emulator.engines import EngineError, close_engine, get_engine
 from voxlake.emulator.faults import (
     EdgeMiddleware,
     FaultInjector,
@@ -37,6 +37,7 @@ from voxlake.emulator.faults import (
     install_log_filter,
 )
 from voxlake.emulator.params import ParamError, validate_transcript_request
+from voxlake.emulator.persist import StateDir
 from voxlake.emulator.render import (
     list_item,
     paragraphs_json,
@@ -80,16 +81,39 @@ class EmulatorState:
         self.base_url = (config.public_base_url or base_url).rstrip("/")
         self.upload_prefix = f"{self.base_url}/upload/"
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if config.upload_dir is None:
+        # Kept on disk (voxlake.emulator.persist), or in memory only: the default, and the
+        # fast path the tests and benchmarks take.
+        self.disk: StateDir | None = None
+        if config.state_dir is not None:
+            self.disk = StateDir(Path(config.state_dir))
+            root = self.disk.root
+        elif config.upload_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="voxlake-emulator-")
             root = Path(self._tmp.name)
         else:
             root = Path(config.upload_dir)
         self.root = root
-        self.uploads = UploadStore(root / "uploads", config.upload_ttl_s, config.clock)
+        disk = self.disk
+        self.uploads = UploadStore(
+            root / "uploads",
+            config.upload_ttl_s,
+            config.clock,
+            on_change=None
+            if disk is None
+            else lambda up: disk.forget_upload(up) if up.deleted else disk.save_upload(up),
+        )
         self.downloads = root / "downloads"
         self.downloads.mkdir(parents=True, exist_ok=True)
-        self.transcripts = TranscriptStore()
+        self.transcripts = TranscriptStore(None if disk is None else disk.save_transcript)
+        # Jobs a previous process accepted and did not finish: queued again at start.
+        self._unfinished: list[TranscriptRecord] = []
+        if disk is not None:
+            for up in disk.load_uploads():
+                self.uploads.restore(up)
+            for rec in disk.load_transcripts():
+                self.transcripts.restore(rec)
+                if not rec.done:
+                    self._unfinished.append(rec)
         self.stats = Stats()
         # Raw keys live only in this dict (never logged); everything else uses fingerprints.
         self._projects = {k.get_secret_value(): key_fingerprint(k) for k in config.secret_keys}
@@ -125,6 +149,10 @@ class EmulatorState:
             clock=self.config.clock,
             on_finished=self._on_finished,
         )
+        for rec in self._unfinished:  # oldest first, as they were queued
+            self.transcripts.set_status(rec, "queued")
+            self.scheduler.submit(rec)
+        self._unfinished = []
         self.spawn(self._sweeper())
 
     async def stop(self) -> None:
@@ -139,10 +167,20 @@ class EmulatorState:
             await self.http.aclose()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        # Last: recognitions still running are killed, not waited for (their jobs were
+        # cancelled above), so the server stops in a moment even mid-job.
+        close_engine(self.engine)
 
     def cleanup_files(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+        if self.disk is not None:
+            self.disk.close()
+
+    def changed(self, rec: TranscriptRecord) -> None:
+        """Keep a change other than of status (creation, deletion) on disk, if kept there."""
+        if self.transcripts.on_change is not None:
+            self.transcripts.on_change(rec)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -164,8 +202,22 @@ class EmulatorState:
         return self.uploads.sweep(lambda uid: uid in busy)
 
     # -- jobs ------------------------------------------------------------------------------
+    def upload_id_of(self, audio_url: str) -> str | None:
+        """The upload an ``audio_url`` names, if it is one of ours: under this server's upload
+        prefix, or under any address with the id of an upload kept from a previous process of
+        this server (which listened on another port). An upload id is a random UUID, so only
+        the server that issued it knows it."""
+        if audio_url.startswith(self.upload_prefix):
+            return audio_url[len(self.upload_prefix) :].split("?")[0]
+        if self.disk is not None:
+            path = urlsplit(audio_url).path
+            uid = path.rsplit("/", 1)[-1]
+            if path == f"/upload/{uid}" and uid in self.uploads._uploads:
+                return uid
+        return None
+
     async def resolve_media(self, rec: TranscriptRecord) -> tuple[Path, Callable[[], None]]:
-        if rec.audio_url.startswith(self.upload_prefix):
+        if rec.upload_id is not None or self.upload_id_of(rec.audio_url) is not None:
             up = self.uploads._uploads.get(rec.upload_id or "")
             if up is None or up.deleted or not up.path.exists():
                 raise EngineError(download_error(rec.audio_url))
@@ -361,9 +413,8 @@ def create_app(state: EmulatorState) -> ASGIApp:
         except ParamError as exc:
             raise ApiError(400, str(exc)) from None
         audio_url: str = params.pop("audio_url")
-        upload_id = None
-        if audio_url.startswith(state.upload_prefix):
-            upload_id = audio_url[len(state.upload_prefix) :].split("?")[0]
+        upload_id = state.upload_id_of(audio_url)
+        if upload_id is not None:
             up = state.uploads._uploads.get(upload_id)
             if up is not None and up.project != project:
                 raise ApiError(403, "Cannot access uploaded file")
@@ -377,6 +428,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
         state.stats.change(lambda s: s.submissions_by_key.update([project]))
         assert state.scheduler is not None
         state.scheduler.submit(rec)
+        state.changed(rec)  # before the answer: a job the client knows of is on disk
         return JSONResponse(transcript_json(rec))
 
     @app.get("/v2/transcript")
@@ -449,6 +501,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
         rec.deleted = True
         if rec.upload_id is not None:
             state.uploads.delete(rec.upload_id)
+        state.changed(rec)
         state.stats.change(lambda s: None)
         return JSONResponse(transcript_json(rec))
 

@@ -191,6 +191,9 @@ class EmulatorConfig:
     rate_limit: int = 20_000
     rate_window_s: float = 300.0
     upload_dir: Path | str | None = None
+    #: Where uploads and transcripts are kept across restarts (voxlake.emulator.persist);
+    #: None: in memory only (uploads in ``upload_dir`` or a temporary directory).
+    state_dir: Path | str | None = None
     upload_ttl_s: float = 86_400.0
     max_upload_bytes: int = 2_200_000_000
     #: Transcription engine: "auto" (sphinx when pocketsphinx is importable, else scripted),

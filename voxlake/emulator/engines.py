@@ -57,6 +57,14 @@ class Engine(Protocol):
     def transcribe(self, path: Path, params: dict[str, Any]) -> EngineResult: ...
 
 
+def close_engine(engine: Engine) -> None:
+    """Release what an engine holds (the sphinx engine's worker processes), if it has a
+    ``close`` method: called once when its server stops."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
+
+
 _ENGINES: dict[str, Callable[[], Engine]] = {}
 
 

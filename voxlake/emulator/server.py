@@ -58,6 +58,7 @@ class LocalServer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
+        self._exited = threading.Event()  # set when the server thread ends
 
     @property
     def base_url(self) -> str:
@@ -75,7 +76,11 @@ class LocalServer:
         sock.listen(2048)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self.state = EmulatorState(self.config, self.base_url)
+        try:
+            self.state = EmulatorState(self.config, self.base_url)
+        except BaseException:
+            sock.close()
+            raise
         if self.config.uses_default_key:
             log.warning("no API key configured: accepting the documented local demo key only")
         uv_config = uvicorn.Config(
@@ -104,6 +109,8 @@ class LocalServer:
             asyncio.run(self._server.serve(sockets=[self._sock]))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
+        finally:
+            self._exited.set()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -117,9 +124,13 @@ class LocalServer:
         self._thread = None
 
     def serve_forever(self) -> None:
-        """Block the calling thread until the server exits (used by the CLI)."""
-        if self._thread is not None:
-            self._thread.join()
+        """Block the calling thread until the server exits (used by the CLI).
+
+        On an event, not ``Thread.join``: a join interrupted by Ctrl-C marks the thread as
+        finished (CPython's bpo-45274 handling), so the :meth:`stop` that follows returned at
+        once and closed the socket under the running server (a traceback, files deleted
+        while jobs ran)."""
+        self._exited.wait()
 
     def stats(self) -> dict[str, Any]:
         assert self.state is not None, "server not started"

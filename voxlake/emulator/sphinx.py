@@ -18,7 +18,8 @@ How a file is recognised (:func:`recognise`, run in a worker process):
    (``the(2)``) lose their suffix, and frame indices (100 per second) become milliseconds.
 
 Recognition is CPU-bound and PocketSphinx holds the GIL while it decodes, so it runs in a
-process pool (one worker per CPU, started on demand, each loading the model once). The server's
+process pool (one worker per CPU, started on demand, each loading the model once; Ctrl-C is
+left to the server, which kills them when it stops: see :func:`kill_pool`). The server's
 scheduler admits at most ``concurrency_limit`` jobs at a time, so at most
 ``min(concurrency_limit, CPUs)`` files are recognised in parallel and the event loop stays free
 to answer requests.
@@ -26,6 +27,7 @@ to answer requests.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -34,9 +36,10 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ from voxlake.emulator.engines import (
     EngineWord,
     not_audio_message,
 )
+from voxlake.lifeline import sigint_blocked
 
 log = logging.getLogger("voxlake.emulator.sphinx")
 
@@ -268,6 +272,8 @@ def recognise(path: str, start_ms: int | None = None, end_ms: int | None = None)
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Engines (one per server) not yet closed: the pool is shared by every server of the process.
+_open_engines = 0
 
 
 def pool_size() -> int:
@@ -283,6 +289,9 @@ def _get_pool() -> ProcessPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
+            # Started now, not during the first submit: starting it unblocks SIGINT in the
+            # calling thread, which would undo the block _submit puts around the workers' start.
+            resource_tracker.ensure_running()
             # "spawn": the server process has threads (uvicorn, the engine pool), and forking a
             # threaded process can deadlock the child.
             _pool = ProcessPoolExecutor(
@@ -307,6 +316,15 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch, name="vx-orphan-watch", daemon=True).start()
 
 
+def _submit(path: Path, start_ms: int | None, end_ms: int | None) -> Future[Recognition]:
+    pool = _get_pool()
+    # Workers start on demand, inside submit: with SIGINT blocked they ignore a Ctrl-C sent to
+    # the whole process group (a terminal's), even while still importing. Before, they died of
+    # it mid-job, and the server respawned them for its next job while it was stopping.
+    with sigint_blocked():
+        return pool.submit(recognise, str(path), start_ms, end_ms)
+
+
 def shutdown_pool() -> None:
     """Stop the worker processes (they are started again on demand)."""
     global _pool
@@ -314,6 +332,23 @@ def shutdown_pool() -> None:
         pool, _pool = _pool, None
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def kill_pool() -> None:
+    """Kill the worker processes now, mid-job: what the server does when it stops, so that
+    stopping never waits for a recognition to finish (the job is unfinished either way)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is None:
+        return
+    # The executor has no public way to end busy workers (Python 3.14 adds kill_workers).
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
+    # Quick with its workers dead; waiting lets the executor release its queues' semaphores,
+    # which multiprocessing's resource tracker otherwise reports as leaked at exit.
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def worker_pids() -> list[int]:
@@ -363,14 +398,32 @@ class SphinxEngine:
     name = "sphinx"
 
     def __init__(self) -> None:
+        global _open_engines
         if not available():
             raise ValueError("the sphinx engine needs the pocketsphinx and av packages")
         self.model = model_name()
+        self._closed = False
+        with _pool_lock:
+            _open_engines += 1
+
+    def close(self) -> None:
+        """The server stops: the last open engine of the process kills the shared workers."""
+        global _open_engines
+        with _pool_lock:
+            if self._closed:
+                return
+            self._closed = True
+            _open_engines -= 1
+            last = _open_engines == 0
+        if last:
+            kill_pool()
 
     def transcribe(self, path: Path, params: dict[str, Any]) -> EngineResult:
         start_ms, end_ms = params.get("audio_start_from"), params.get("audio_end_at")
+        if self._closed:  # a job the stopping server had handed to a thread: start no worker
+            raise RuntimeError("the sphinx engine is closed")
         try:
-            rec = _get_pool().submit(recognise, str(path), start_ms, end_ms).result()
+            rec = _submit(path, start_ms, end_ms).result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory). Start afresh for the next job.
             shutdown_pool()

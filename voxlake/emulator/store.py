@@ -1,4 +1,5 @@
-"""In-memory state: uploaded files and transcripts.
+"""In-memory state: uploaded files and transcripts (kept on disk too with a state directory:
+voxlake.emulator.persist, through the stores' ``on_change`` callbacks).
 
 Transcripts live per project in insertion order (``seq`` is the position in that order), with
 per-status and per-date position lists kept sorted, so list paging is a bisect plus a short
@@ -59,6 +60,7 @@ class TranscriptRecord:
     webhook_auth_header_value: SecretStr | None = None
     deleted: bool = False
     extra_echo: dict[str, Any] = field(default_factory=dict)
+    order: int = 0  # position among every project's transcripts, in creation order
 
     @property
     def done(self) -> bool:
@@ -66,11 +68,19 @@ class TranscriptRecord:
 
 
 class UploadStore:
-    def __init__(self, root: Path, ttl_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        ttl_s: float,
+        clock: Callable[[], float],
+        *,
+        on_change: Callable[[Upload], None] | None = None,
+    ) -> None:
         self.root = root
         self.ttl_s = ttl_s
         self.clock = clock
         self._uploads: dict[str, Upload] = {}
+        self._on_change = on_change  # told of each upload added or deleted
         root.mkdir(parents=True, exist_ok=True)
 
     def new_path(self) -> tuple[str, Path]:
@@ -80,7 +90,13 @@ class UploadStore:
     def add(self, uid: str, project: str, path: Path, size: int) -> Upload:
         up = Upload(uid, project, path, size, self.clock())
         self._uploads[uid] = up
+        if self._on_change is not None:
+            self._on_change(up)
         return up
+
+    def restore(self, up: Upload) -> None:
+        """Take back an upload a previous process of this server received."""
+        self._uploads[up.id] = up
 
     def get(self, uid: str) -> Upload | None:
         """The upload if it exists and has not expired (expired ones are purged on the way)."""
@@ -100,6 +116,8 @@ class UploadStore:
             up.deleted = True
             with contextlib.suppress(FileNotFoundError):
                 up.path.unlink()
+            if self._on_change is not None:
+                self._on_change(up)
 
     def sweep(self, in_use: Callable[[str], bool]) -> int:
         """Delete expired upload files that no queued/processing job still needs."""
@@ -119,9 +137,11 @@ class _Project:
 
 
 class TranscriptStore:
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[TranscriptRecord], None] | None = None) -> None:
         self._by_id: dict[str, TranscriptRecord] = {}
         self._projects: dict[str, _Project] = {}
+        # Told of each status change (and by the app, of creations and deletions).
+        self.on_change = on_change
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -132,22 +152,28 @@ class TranscriptStore:
     def create(
         self, project: str, audio_url: str, params: dict[str, Any], now: float
     ) -> TranscriptRecord:
-        proj = self._projects.setdefault(project, _Project())
         created = wall_stamp(now)
         rec = TranscriptRecord(
             id=str(uuid.uuid4()),
             project=project,
-            seq=len(proj.items),
+            seq=0,
             audio_url=audio_url,
             params=params,
             created=created,
             created_date=created[:10],
         )
+        self.restore(rec)
+        return rec
+
+    def restore(self, rec: TranscriptRecord) -> None:
+        """Add ``rec`` as the newest transcript (also one a previous process created)."""
+        proj = self._projects.setdefault(rec.project, _Project())
+        rec.seq = len(proj.items)
+        rec.order = len(self._by_id)
         proj.items.append(rec)
         self._by_id[rec.id] = rec
         proj.by_status.setdefault(rec.status, []).append(rec.seq)
         proj.by_date.setdefault(rec.created_date, []).append(rec.seq)
-        return rec
 
     def get(self, project: str, tid: str) -> TranscriptRecord | None:
         rec = self._by_id.get(tid)
@@ -167,6 +193,8 @@ class TranscriptStore:
             del old[i]
         bisect.insort(proj.by_status.setdefault(status, []), rec.seq)
         rec.status = status
+        if self.on_change is not None:
+            self.on_change(rec)
 
     def page(
         self,
