@@ -21,9 +21,9 @@ import pytest
 
 from tests.flowkit import speech_clips, write_manifest
 from tests.prefect_server import clean_env, free_port, prefect_server
-from tests.secrets import KEY_A
+from tests.secrets import KEY_A, KEY_B
 from voxlake.emulator import LocalServer
-from voxlake.serve import SERVER_AUTH_ENV, ServeError, check_bind
+from voxlake.serve import SERVER_AUTH_ENV, ServeError, check_bind, choose_endpoint, commands
 
 REPO = Path(__file__).resolve().parents[1]
 AUTH = "voxlake-test:Wd8pQz3rT6yL"
@@ -80,6 +80,54 @@ def test_check_bind_allows_loopback_and_authenticated_binds() -> None:
             check_bind(host, {})
 
 
+def test_the_endpoint_is_the_key_else_a_block_of_the_user_else_the_embedded_server() -> None:
+    from voxlake.credentials import AssemblyAICredentials
+    from voxlake.emulator import DEFAULT_API_KEY
+
+    eu = {"ASSEMBLYAI_API_KEY": KEY_A, "ASSEMBLYAI_REGION": "eu"}
+    users = AssemblyAICredentials(api_key=KEY_B, base_url="http://127.0.0.1:8765")
+    embedded = AssemblyAICredentials(api_key=DEFAULT_API_KEY, base_url="http://127.0.0.1:1")
+
+    saved, said = choose_endpoint(eu, users)  # the environment wins, and is saved
+    assert saved is not None and saved.api_key.get_secret_value() == KEY_A
+    assert saved.base_url == "https://api.eu.assemblyai.com"
+    assert said.startswith("AssemblyAI endpoint: https://api.eu.assemblyai.com, with the key in")
+    assert choose_endpoint({}, users) == (
+        None,
+        "AssemblyAI endpoint: http://127.0.0.1:8765, with the key saved in the block "
+        "'assemblyai' (no ASSEMBLYAI_API_KEY in the environment)",
+    )
+    assert choose_endpoint({}, embedded) == (None, "")  # an earlier serve's: the embedded again
+    assert choose_endpoint({}, None) == (None, "")
+    with pytest.raises(ServeError, match="Unknown region 'mars'"):
+        choose_endpoint({**eu, "ASSEMBLYAI_REGION": "mars"}, None)
+    assert KEY_A not in said
+
+
+def test_the_commands_serve_prints_are_those_docs_operations_md_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(REPO)  # as `make serve` runs
+    docs = (REPO / "docs" / "operations.md").read_text()
+    printed = commands("http://127.0.0.1:4200/api", {}, "voxlake")
+    shown = [line for line in printed if line.startswith("  ")]
+    assert len(shown) == 2
+    for line in printed:
+        assert line.strip() in docs, line
+
+
+def _serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return clean_env(
+        tmp_path / "client-home",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="2",  # the worker picks a run up sooner than every 10 s
+        # SQLite on a loaded machine: wait for the lock, as tests/prefect_server.py does.
+        PREFECT_SERVER_DATABASE_TIMEOUT="60",
+        PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="60",
+        **extra,
+    )
+
+
 def _start_serve(
     tmp_path: Path, port: int, env: dict[str, str], *args: str, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -134,13 +182,11 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
 ) -> None:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = clean_env(
-        tmp_path / "client-home",
-        PREFECT_UI_ENABLED="false",
+    env = _serve_env(
+        tmp_path,
         # What the worker's flow runs use, as an operator would export it.
         ASSEMBLYAI_BASE_URL=local_server.base_url,
         ASSEMBLYAI_API_KEY=KEY_A,
-        PREFECT_WORKER_QUERY_SECONDS="2",  # the worker picks the run up sooner than every 10 s
     )
     log = tmp_path / "serve.log"
     serve = _start_serve(tmp_path, port, env)
@@ -161,9 +207,11 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         manifest = write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "media", 2))
         deployment = api.get("/deployments/name/transcribe-manifest/nightly").json()
         params = {"manifest": str(manifest), "output": str(tmp_path / "out")}
-        run = api.post(
+        created = api.post(
             f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": params}
-        ).json()
+        )
+        assert created.status_code == 201, created.text
+        run = created.json()
 
         def final() -> dict[str, object] | None:
             state = api.get(f"/flow_runs/{run['id']}").json()["state"]
@@ -219,9 +267,7 @@ def test_without_a_key_serve_and_its_printed_backfill_over_data_complete(tmp_pat
     of serve leaves none of the processes it started (Prefect server, local server, worker)."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = clean_env(
-        tmp_path / "client-home", PREFECT_UI_ENABLED="false", PREFECT_WORKER_QUERY_SECONDS="2"
-    )
+    env = _serve_env(tmp_path)
     log = tmp_path / "serve.log"
     # The scripted engine (documented): speech recognition of 13 clips would only slow the test.
     serve = _start_serve(tmp_path, port, env, "--local-arg=--engine=scripted", cwd=REPO)
@@ -231,6 +277,9 @@ def test_without_a_key_serve_and_its_printed_backfill_over_data_complete(tmp_pat
         _wait_until_serving(serve, api, log)
         printed = log.read_text()
         assert "No ASSEMBLYAI_API_KEY: the deployments use the embedded local" in printed
+        # No command that does not run as printed (Prefect's banner and deploy hints need an
+        # active virtual environment): they are kept out of serve's output.
+        assert "$ prefect" not in printed and "prefect config set" not in printed
         started = psutil.Process(serve.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in started]
         for child in ("prefect server start", "voxlake.cli serve-local", "prefect worker start"):

@@ -34,6 +34,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,16 +100,18 @@ def wait_until_healthy(
     timeout_s: float = STARTUP_TIMEOUT_S,
     path: str = "/health",
     name: str = "the Prefect server",
+    output: Path | None = None,
 ) -> None:
     """Wait for ``GET {api_url}{path}`` (Prefect's is open even with auth on) while ``process``
-    lives."""
+    lives; if it exits, the error holds ``output``, what it printed, if given."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2.0) as http:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
-                raise ServeError(f"{name} exited with status {process.returncode}; see above")
+                said = f":\n{output.read_text(errors='replace').strip()}" if output else ""
+                raise ServeError(f"{name} exited with status {process.returncode}{said}")
             with contextlib.suppress(httpx.HTTPError):
                 if http.get(f"{api_url}{path}").status_code == 200:
                     return
@@ -130,7 +133,17 @@ def start_server(
     }
     server_env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "prefect", "server", "start"]
-    return lifeline.start([*cmd, "--host", host, "--port", str(port)], env=server_env)
+    # Its standard output (a banner whose commands need an active virtual environment and set
+    # a profile; start-up errors) goes to a file that serve shows when the server exits; its
+    # log lines (standard error) to the console.
+    with server_output(home).open("wb") as banner:
+        return lifeline.start(
+            [*cmd, "--host", host, "--port", str(port)], env=server_env, stdout=banner
+        )
+
+
+def server_output(home: Path) -> Path:
+    return home / "prefect-server.out"
 
 
 @dataclass
@@ -267,10 +280,16 @@ def start_local_server(
 
 
 def deploy(env: Mapping[str, str], prefect_file: str = PREFECT_FILE) -> None:
+    """``prefect deploy --all``; its output only when it fails (its hints name commands that
+    need an active virtual environment and a worker that serve starts anyway)."""
     cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
-    status = lifeline.run([*cmd, "--prefect-file", prefect_file], env=env, cwd=project_directory())
-    if status != 0:
-        raise ServeError(f"prefect deploy failed (status {status}); see above")
+    cmd += ["--prefect-file", prefect_file]
+    with tempfile.TemporaryFile() as output:
+        status = lifeline.run(cmd, env=env, cwd=project_directory(), stdout=output, stderr=output)
+        if status != 0:
+            output.seek(0)
+            said = output.read().decode(errors="replace").strip()
+            raise ServeError(f"prefect deploy failed (status {status}):\n{said}")
 
 
 def start_worker(env: Mapping[str, str], pool: str = POOL) -> subprocess.Popen[bytes]:
@@ -398,7 +417,7 @@ def serve(
             api_url = f"http://{shown_host}:{port}/api"
             say(f"Prefect server starting; its database is in {home.resolve()}")
             named["the Prefect server"] = server
-        wait_until_healthy(api_url, server)
+        wait_until_healthy(api_url, server, output=server_output(home) if server else None)
         printed_env = env
         env = client_env(api_url, env)
         credentials, endpoint = choose_endpoint(env, asyncio.run(prepare(api_url, env, pool)))
