@@ -159,15 +159,17 @@ def _scenario(server: RunningServer, local: ServeLocal, media: Path, out: Path, 
     api = Api(server.api_url)
 
     # What `make serve` sets up, against the server already running: pool, limit, blocks, deploy.
+    # With a key (this test's local server's), so it starts no embedded server and returns.
     serve = subprocess.run(
         [sys.executable, "-m", "voxlake.cli", "serve", "--no-worker"],
-        env=env,
+        env={**env, "ASSEMBLYAI_API_KEY": KEY_A, "ASSEMBLYAI_BASE_URL": local.base_url},
         cwd=tmp,
         capture_output=True,
         text=True,
         timeout=400,
     )
     assert serve.returncode == 0, serve.stdout + serve.stderr
+    assert f"AssemblyAI endpoint: {local.base_url}, with the key in" in serve.stdout
     limit = api.http.get(f"/v2/concurrency_limits/{LIMIT_NAME}").raise_for_status().json()
     expected = figures_for(RATE, WINDOW_S)
     assert (limit["limit"], limit["slot_decay_per_second"]) == (
@@ -177,7 +179,12 @@ def _scenario(server: RunningServer, local: ServeLocal, media: Path, out: Path, 
 
     # The cron schedule really produces runs (the server's scheduler inserts them; it could
     # not with SQLAlchemy 2.1, which is why pyproject.toml pins < 2.1).
-    nightly_id = api.http.get("/deployments/name/transcribe-manifest/nightly").json()["id"]
+    deployment = api.http.get("/deployments/name/transcribe-manifest/nightly").json()
+    nightly_id = deployment["id"]
+    (schedule,) = deployment["schedules"]
+    assert not schedule["active"]  # paused as shipped; started here as a user would
+    url = f"/deployments/{nightly_id}/schedules/{schedule['id']}"
+    api.http.patch(url, json={"active": True}).raise_for_status()
     scheduled = {"deployments": {"id": {"any_": [nightly_id]}}}
     scheduled["flow_runs"] = {"state": {"type": {"any_": ["SCHEDULED"]}}}
     wait_until(

@@ -13,12 +13,18 @@ from tests.prefect_server import prefect_cli, prefect_server
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
+EDITED = "      manifest: /srv/media/incoming/\n      output: output/nightly"
 
 pytestmark = pytest.mark.slow
 
 
 def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> None:
     written = {d["name"]: d for d in yaml.safe_load(PREFECT_FILE.read_text())["deployments"]}
+    # docs/operations.md, "Start the nightly schedule": the two edits, then deploy again.
+    edited = tmp_path / "prefect.yaml"
+    text = PREFECT_FILE.read_text()
+    text = text.replace("      manifest: data/\n      output: output/nightly", EDITED, 1)
+    edited.write_text(text.replace("active: false", "active: true", 1))
     with prefect_server(tmp_path) as server:
         prefect_cli(server.env, "work-pool", "create", "voxlake", "--type", "process")
         prefect_cli(
@@ -27,6 +33,20 @@ def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> Non
         with httpx.Client(base_url=server.api_url, timeout=30) as api:
             found = api.post("/deployments/filter", json={}).json()
             flows = {f["id"]: f["name"] for f in api.post("/flows/filter", json={}).json()}
+            # Only the nightly: the test's time is the same edit's, not the other two's.
+            prefect_cli(
+                server.env,
+                "--no-prompt",
+                "deploy",
+                "--name",
+                "nightly",
+                "--prefect-file",
+                str(edited),
+            )
+            started = api.get("/deployments/name/transcribe-manifest/nightly").json()
+
+    assert started["schedules"][0]["active"] is True
+    assert started["parameters"]["manifest"] == "/srv/media/incoming/"
 
     deployed = {d["name"]: d for d in found}
     assert set(deployed) == {"nightly", "backfill", "shard"}
@@ -36,7 +56,12 @@ def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> Non
     (schedule,) = nightly["schedules"]
     assert schedule["schedule"]["cron"] == written["nightly"]["schedules"][0]["cron"]
     assert schedule["schedule"]["timezone"] == "Europe/Berlin"
-    assert schedule["active"] is True
+    # Paused until the user points it at their media: no night bills the sample folder.
+    assert schedule["active"] is False
+    assert nightly["parameters"]["manifest"] == "data/"
+    # The block `voxlake serve` saves (the key, or its embedded server when there is none).
+    assert nightly["parameters"]["credentials_block"] == "assemblyai"
+    assert deployed["backfill"]["parameters"]["credentials_block"] == "assemblyai"
     assert nightly["global_concurrency_limit"]["limit"] == 1
     assert nightly["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
     assert nightly["parameters"]["on_invalid"] == "skip"

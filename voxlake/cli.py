@@ -524,14 +524,31 @@ def serve(
     ] = Path(".voxlake/prefect"),
     pool: Annotated[str, typer.Option(help="Process work pool of the deployments.")] = "voxlake",
     worker: Annotated[bool, typer.Option(help="Start a worker on the pool.")] = True,
+    local_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--local-arg",
+            help="An argument for the embedded 'voxlake serve-local' started when no "
+            "ASSEMBLYAI_API_KEY is set (repeatable), e.g. --local-arg=--engine=scripted.",
+        ),
+    ] = None,
 ) -> None:
     """Prefect server (or the configured PREFECT_API_URL), work pool, shared request limit,
     blocks, deployments/prefect.yaml and a worker: scheduled runs and backfills on one machine.
+    With no ASSEMBLYAI_API_KEY, the deployments use an embedded local server started beside.
     """
     from voxlake import serve as serving
 
     try:
-        serving.serve(host=host, port=port, home=home, pool=pool, worker=worker, say=typer.echo)
+        serving.serve(
+            host=host,
+            port=port,
+            home=home,
+            pool=pool,
+            worker=worker,
+            local_args=local_arg or (),
+            say=typer.echo,
+        )
     except serving.ServeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

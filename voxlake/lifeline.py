@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import IO, Any
 
 # Long enough for a Prefect server to finish its requests and a worker to deregister.
 GRACE_S = 10.0
@@ -55,13 +56,18 @@ def start(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` under the watchdog; it ends when this process ends, or at :func:`stop`."""
+    """Start ``cmd`` under the watchdog; it ends when this process ends, or at :func:`stop`.
+    ``stdout`` and ``stderr`` as for :class:`subprocess.Popen` (the watchdog passes them on)."""
     return subprocess.Popen(
         [sys.executable, "-m", "voxlake.lifeline", *cmd],
         # The lifeline. Python opens it close-on-exec, so no other child inherits its write end
         # (which would keep it open after this process died).
         stdin=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         env=None if env is None else dict(env),
         cwd=cwd,
     )
@@ -98,9 +104,11 @@ def run(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
 ) -> int:
     """Run ``cmd`` to its end under the watchdog (stopped if this process is interrupted)."""
-    process = start(cmd, env=env, cwd=cwd)
+    process = start(cmd, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
     try:
         return process.wait()
     finally:

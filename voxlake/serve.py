@@ -6,11 +6,16 @@
 2. the process work pool (``voxlake``), the shared AssemblyAI request limit
    (:mod:`voxlake.shared_budget`; its figures model ``VOXLAKE_ACCOUNT_RATE_LIMIT`` when set) and
    the block types (:mod:`voxlake.credentials`);
-3. the deployments of ``deployments/prefect.yaml`` (``prefect deploy --all``);
-4. one worker on the pool; then it prints the UI address and the backfill command, and runs
+3. the AssemblyAI endpoint of the deployments, saved as the ``AssemblyAICredentials`` block
+   :data:`BLOCK` that they name (:func:`choose_endpoint`): the key in ``ASSEMBLYAI_API_KEY``,
+   else a block of that name the user saved, else the embedded local AssemblyAI-compatible
+   server, started here (``voxlake serve-local``), so a machine with no key runs everything;
+4. the deployments of ``deployments/prefect.yaml`` (``prefect deploy --all``);
+5. one worker on the pool; then it prints the UI address and the commands to start a backfill
+   and to query its result, each runnable as printed (no virtual environment active), and runs
    until interrupted.
 
-**Nothing left behind.** The server, ``prefect deploy`` and the worker run under
+**Nothing left behind.** The server, the local server, ``prefect deploy`` and the worker run under
 :mod:`voxlake.lifeline`'s watchdog: they stop when ``voxlake serve`` stops, however it stops,
 ``kill -9`` included, and so do the processes they started (a worker's flow runs).
 
@@ -26,16 +31,22 @@ import contextlib
 import ipaddress
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from voxlake import lifeline
 from voxlake.errors import VoxlakeError
 from voxlake.steps import project_directory
+
+if TYPE_CHECKING:
+    from voxlake.credentials import AssemblyAICredentials
 
 DEFAULT_HOME = Path(".voxlake/prefect")
 DEFAULT_PORT = 4200
@@ -43,6 +54,8 @@ POOL = "voxlake"
 PREFECT_FILE = "deployments/prefect.yaml"
 SERVER_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING"
 CLIENT_AUTH_ENV = "PREFECT_API_AUTH_STRING"
+# The AssemblyAICredentials block the deployments name (credentials_block in prefect.yaml).
+BLOCK = "assemblyai"
 # A server's first start migrates its database; generous for a busy 2-core machine.
 STARTUP_TIMEOUT_S = 180.0
 POLL_S = 0.2
@@ -85,20 +98,25 @@ def wait_until_healthy(
     process: subprocess.Popen[bytes] | None = None,
     *,
     timeout_s: float = STARTUP_TIMEOUT_S,
+    path: str = "/health",
+    name: str = "the Prefect server",
+    output: Path | None = None,
 ) -> None:
-    """Wait for ``GET {api_url}/health`` (open even with auth on) while ``process`` lives."""
+    """Wait for ``GET {api_url}{path}`` (Prefect's is open even with auth on) while ``process``
+    lives; if it exits, the error holds ``output``, what it printed, if given."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2.0) as http:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
-                raise ServeError(f"the Prefect server exited with status {process.returncode}")
+                said = f":\n{output.read_text(errors='replace').strip()}" if output else ""
+                raise ServeError(f"{name} exited with status {process.returncode}{said}")
             with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{api_url}/health").status_code == 200:
+                if http.get(f"{api_url}{path}").status_code == 200:
                     return
             time.sleep(POLL_S)
-    raise ServeError(f"the Prefect API at {api_url} did not answer within {timeout_s:g} s")
+    raise ServeError(f"{name} at {api_url} did not answer within {timeout_s:g} s")
 
 
 def start_server(
@@ -115,7 +133,17 @@ def start_server(
     }
     server_env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "prefect", "server", "start"]
-    return lifeline.start([*cmd, "--host", host, "--port", str(port)], env=server_env)
+    # Its standard output (a banner whose commands need an active virtual environment and set
+    # a profile; start-up errors) goes to a file that serve shows when the server exits; its
+    # log lines (standard error) to the console.
+    with server_output(home).open("wb") as banner:
+        return lifeline.start(
+            [*cmd, "--host", host, "--port", str(port)], env=server_env, stdout=banner
+        )
+
+
+def server_output(home: Path) -> Path:
+    return home / "prefect-server.out"
 
 
 @dataclass
@@ -132,21 +160,30 @@ def client_env(api_url: str, env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-async def prepare(api_url: str, env: Mapping[str, str], pool: str = POOL) -> None:
-    """Create the work pool and the shared request limit, and register the block types."""
+def _api_settings(api_url: str, env: Mapping[str, str]) -> contextlib.AbstractContextManager[Any]:
+    """Prefect's client settings for ``api_url`` (and its auth), for this process only."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
+    if env.get(CLIENT_AUTH_ENV):
+        updates[PREFECT_API_AUTH_STRING] = env[CLIENT_AUTH_ENV]
+    return temporary_settings(updates=updates)
+
+
+async def prepare(
+    api_url: str, env: Mapping[str, str], pool: str = POOL
+) -> AssemblyAICredentials | None:
+    """Create the work pool and the shared request limit, and register the block types; the
+    :data:`BLOCK` saved before, if any."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
     from prefect.workers.process import ProcessWorker
 
     from voxlake.credentials import AssemblyAICredentials
     from voxlake.shared_budget import account_figures, ensure_shared_limit
 
-    updates: dict[object, object] = {PREFECT_API_URL: api_url}
-    if env.get(CLIENT_AUTH_ENV):
-        updates[PREFECT_API_AUTH_STRING] = env[CLIENT_AUTH_ENV]
-    with temporary_settings(updates=updates):
+    with _api_settings(api_url, env):
         async with get_client() as client:
             template = ProcessWorker.get_default_base_job_template()
             with contextlib.suppress(ObjectAlreadyExists):
@@ -156,13 +193,103 @@ async def prepare(api_url: str, env: Mapping[str, str], pool: str = POOL) -> Non
         # VOXLAKE_ACCOUNT_RATE_LIMIT (e.g. a serve-local's 600/60) sizes it; default AssemblyAI's.
         await ensure_shared_limit(figures=account_figures(env))
         await AssemblyAICredentials.aregister_type_and_schema()
+        try:
+            return await AssemblyAICredentials.aload(BLOCK)
+        except ValueError:  # Prefect's "Unable to find block document named ..."
+            return None
+
+
+async def save_credentials(
+    api_url: str, env: Mapping[str, str], credentials: AssemblyAICredentials
+) -> None:
+    with _api_settings(api_url, env):
+        await credentials.asave(BLOCK, overwrite=True)
+
+
+def choose_endpoint(
+    env: Mapping[str, str], saved: AssemblyAICredentials | None
+) -> tuple[AssemblyAICredentials | None, str]:
+    """The deployments' AssemblyAI endpoint: the block to save (None: keep the saved one, or
+    start the embedded server when the message is empty) and what to tell the user.
+
+    1. ``ASSEMBLYAI_API_KEY`` (with ``ASSEMBLYAI_BASE_URL`` / ``ASSEMBLYAI_REGION``): saved as
+       the block, so every worker of the deployments, here or elsewhere, uses it;
+    2. else a block the user saved under that name: kept;
+    3. else the embedded local server (a block holding the public demo key is one that an
+       earlier ``voxlake serve`` pointed at its local server, now gone): "" for the caller.
+    """
+    from voxlake.config import (
+        API_KEY_ENV,
+        BASE_URL_ENV,
+        REGION_BASE_URLS,
+        REGION_ENV,
+        ClientSettings,
+    )
+    from voxlake.credentials import AssemblyAICredentials
+    from voxlake.emulator import DEFAULT_API_KEY
+    from voxlake.errors import ConfigurationError
+
+    if env.get(API_KEY_ENV):
+        try:
+            settings = ClientSettings(
+                api_key=env[API_KEY_ENV],
+                base_url=env.get(BASE_URL_ENV) or None,
+                region=env.get(REGION_ENV) or None,
+            )
+        except (ConfigurationError, ValueError) as exc:
+            raise ServeError(str(exc)) from None
+        credentials = AssemblyAICredentials(api_key=settings.api_key, base_url=settings.base_url)
+        return credentials, (
+            f"AssemblyAI endpoint: {settings.base_url}, with the key in {API_KEY_ENV} (saved as "
+            f"the block '{BLOCK}' that the deployments use)"
+        )
+    if saved is not None and saved.api_key.get_secret_value() != DEFAULT_API_KEY:
+        base_url = saved.base_url or REGION_BASE_URLS[saved.region]
+        return None, (
+            f"AssemblyAI endpoint: {base_url}, with the key saved in the block '{BLOCK}' (no "
+            f"{API_KEY_ENV} in the environment)"
+        )
+    return None, ""
+
+
+def start_local_server(
+    env: Mapping[str, str], extra_args: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``voxlake serve-local`` on a free loopback port, as ``voxlake run`` embeds it (same
+    engine selection and job pace); its process and base URL. ``extra_args`` go to serve-local
+    after these, so they win (``--engine scripted``, ...)."""
+    from voxlake.emulator import DEFAULT_API_KEY
+    from voxlake.runner import (
+        EMBEDDED_CONCURRENCY,
+        EMBEDDED_PROCESSING_FIXED_S,
+        EMBEDDED_PROCESSING_PER_AUDIO_S,
+    )
+
+    # A port free now; taken by another process before serve-local binds it, serve-local exits
+    # and wait_until_healthy says so.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "voxlake.cli", "serve-local", "--port", str(port)]
+    # The demo key is public (docs/local-server.md); passing it says so without a warning.
+    cmd += ["--api-key", DEFAULT_API_KEY, "--log-level", "WARNING"]
+    cmd += ["--concurrency", str(EMBEDDED_CONCURRENCY)]
+    cmd += ["--processing-fixed", str(EMBEDDED_PROCESSING_FIXED_S)]
+    cmd += ["--processing-per-audio", str(EMBEDDED_PROCESSING_PER_AUDIO_S)]
+    return lifeline.start([*cmd, *extra_args], env=env), f"http://127.0.0.1:{port}"
 
 
 def deploy(env: Mapping[str, str], prefect_file: str = PREFECT_FILE) -> None:
+    """``prefect deploy --all``; its output only when it fails (its hints name commands that
+    need an active virtual environment and a worker that serve starts anyway)."""
     cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
-    status = lifeline.run([*cmd, "--prefect-file", prefect_file], env=env, cwd=project_directory())
-    if status != 0:
-        raise ServeError(f"prefect deploy failed (status {status}); see above")
+    cmd += ["--prefect-file", prefect_file]
+    with tempfile.TemporaryFile() as output:
+        status = lifeline.run(cmd, env=env, cwd=project_directory(), stdout=output, stderr=output)
+        if status != 0:
+            output.seek(0)
+            said = output.read().decode(errors="replace").strip()
+            raise ServeError(f"prefect deploy failed (status {status}):\n{said}")
 
 
 def start_worker(env: Mapping[str, str], pool: str = POOL) -> subprocess.Popen[bytes]:
@@ -173,9 +300,60 @@ def start_worker(env: Mapping[str, str], pool: str = POOL) -> subprocess.Popen[b
     )
 
 
-def backfill_command() -> str:
-    params = '{"manifest": "s3://bucket/prefix/", "output": "s3://lake/voxlake", "shards": 4}'
-    return f"prefect deployment run 'transcribe-manifest/backfill' --params {shlex.quote(params)}"
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when inside it (where the printed commands are
+    run from), else absolute."""
+    absolute = path.absolute()
+    with contextlib.suppress(ValueError):
+        return str(absolute.relative_to(Path.cwd()))
+    return str(absolute)
+
+
+def script(name: str, module: str) -> str:
+    """How to run this environment's console script ``name`` from the current folder with no
+    virtual environment active: its path beside this interpreter (``.venv/bin/prefect`` in a
+    checkout), else ``python -m module``."""
+    path = Path(sys.executable).with_name(name)
+    if path.exists():
+        return shlex.quote(_shown(path))
+    return f"{shlex.quote(sys.executable)} -m {module}"
+
+
+def deployment_parameters(name: str, prefect_file: str = PREFECT_FILE) -> dict[str, Any]:
+    import yaml
+
+    text = (project_directory() / prefect_file).read_text(encoding="utf-8")
+    for deployment in yaml.safe_load(text)["deployments"]:
+        if deployment["name"] == name:
+            return dict(deployment.get("parameters") or {})
+    return {}
+
+
+def commands(api_url: str, env: Mapping[str, str], pool: str) -> list[str]:
+    """What ``voxlake serve`` prints once everything runs: each command runs as printed, in a
+    new shell in the current folder (the API's address is part of it)."""
+    prefix = f"PREFECT_API_URL={api_url}"
+    if env.get(SERVER_AUTH_ENV) and not env.get(CLIENT_AUTH_ENV):
+        prefix += f' {CLIENT_AUTH_ENV}="${SERVER_AUTH_ENV}"'
+    prefect = f"{prefix} {script('prefect', 'prefect')}"
+    params = deployment_parameters("backfill")
+    manifest, output = str(params.get("manifest")), str(params.get("output"))
+    # The deployments resolve relative paths in the checkout (voxlake/steps.py).
+    shown = output if "://" in output else _shown(project_directory() / output)
+    sql = "SELECT media_id, status, error FROM transcripts_current ORDER BY media_id"
+    return [
+        f"\nPrefect UI: {api_url.removesuffix('/api')}",
+        f"Start a backfill of {manifest} into {output} (the deployment's parameters in "
+        f"{PREFECT_FILE}):",
+        f"  {prefect} deployment run transcribe-manifest/backfill",
+        "(Your own media: add -p manifest=s3://bucket/prefix/ -p output=s3://lake/voxlake.)",
+        "Once it has completed, its results:",
+        f"  {script('voxlake', 'voxlake.cli')} query {shlex.quote(shown)} {shlex.quote(sql)}",
+        f"More workers: {prefect} worker start --pool {pool}",
+        "The nightly schedule is paused: docs/operations.md says how to point it at your media "
+        "and start it.",
+        "Ctrl-C stops the worker and the servers.",
+    ]
 
 
 @contextlib.contextmanager
@@ -196,6 +374,16 @@ def configured_api_url() -> str | None:
     return str(url) if url else None
 
 
+def _wait_for_any(named: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """Until Ctrl-C or until one of ``named`` exits (which is an error: say which)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            for name, process in named.items():
+                if process.poll() is not None:
+                    raise ServeError(f"{name} exited with status {process.returncode}; see above")
+            time.sleep(POLL_S)
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
@@ -203,13 +391,21 @@ def serve(
     home: Path = DEFAULT_HOME,
     pool: str = POOL,
     worker: bool = True,
+    local_args: Sequence[str] = (),
     say: Callable[[str], None] = print,
 ) -> None:
-    """Run everything until interrupted (or until the server or worker exits)."""
+    """Run everything until interrupted (or until one of the processes it started exits).
+
+    ``local_args``: more arguments for the embedded ``voxlake serve-local``, when it starts.
+    """
     import asyncio
+
+    from voxlake.credentials import AssemblyAICredentials
+    from voxlake.emulator import DEFAULT_API_KEY
 
     env = dict(os.environ)
     processes: list[subprocess.Popen[bytes]] = []
+    named: dict[str, subprocess.Popen[bytes]] = {}
     with _stopped_at_exit(processes):
         api_url = configured_api_url()
         server = None
@@ -220,17 +416,35 @@ def serve(
             shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             api_url = f"http://{shown_host}:{port}/api"
             say(f"Prefect server starting; its database is in {home.resolve()}")
-        wait_until_healthy(api_url, server)
+            named["the Prefect server"] = server
+        wait_until_healthy(api_url, server, output=server_output(home) if server else None)
+        printed_env = env
         env = client_env(api_url, env)
-        asyncio.run(prepare(api_url, env, pool))
+        credentials, endpoint = choose_endpoint(env, asyncio.run(prepare(api_url, env, pool)))
+        local = None
+        if not endpoint:  # no key: the embedded server, starting while prefect deploy runs
+            local, local_url = start_local_server(env, local_args)
+            processes.append(local)
+            named["the embedded local server (voxlake serve-local)"] = local
         deploy(env)
+        if local is not None:
+            wait_until_healthy(
+                local_url, local, path="/_voxlake/stats", name="the embedded local server"
+            )
+            credentials = AssemblyAICredentials(api_key=DEFAULT_API_KEY, base_url=local_url)
+            endpoint = (
+                f"No ASSEMBLYAI_API_KEY: the deployments use the embedded local "
+                f"AssemblyAI-compatible server at {local_url} (saved as the block '{BLOCK}'); "
+                f"no audio leaves this machine. To use AssemblyAI, export ASSEMBLYAI_API_KEY "
+                f"and start voxlake serve again."
+            )
+        if credentials is not None:
+            asyncio.run(save_credentials(api_url, env, credentials))
+        say(endpoint)
         if worker:
-            processes.append(start_worker(env, pool))
-        say(f"\nPrefect UI: {api_url.removesuffix('/api')}")
-        say("Start a backfill:")
-        say(f"  PREFECT_API_URL={api_url} {backfill_command()}")
-        say(f"More workers: PREFECT_API_URL={api_url} prefect worker start --pool {pool}")
-        say("Ctrl-C stops the worker and the server.")
+            named["the worker"] = start_worker(env, pool)
+            processes.append(named["the worker"])
+        for line in commands(api_url, printed_env, pool):
+            say(line)
         if processes:
-            with contextlib.suppress(KeyboardInterrupt):
-                processes[-1].wait()
+            _wait_for_any(named)
