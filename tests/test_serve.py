@@ -231,6 +231,8 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
             serve.wait()
             stopped_by_sigint = False
     assert stopped_by_sigint, "voxlake serve ignored SIGINT for 120 s"
+    assert serve.returncode == 130, log.read_text()[-3000:]  # Ctrl-C's status, said once
+    assert log.read_text().count("Interrupted: voxlake serve stopped") == 1
     _wait_for(lambda: not _running(children), "serve's server and worker stopped")
 
 

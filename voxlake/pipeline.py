@@ -668,9 +668,11 @@ class TranscriptionRun:
             fatal=str(self.fatal) if self.fatal else None,
             requests=self.client.requests_sent,
             no_words=sum(r.no_words for r in completed),
+            # Gone jobs are said apart, once, with the same command (the CLI's "could not be
+            # resumed" line).
             retry_failed_ids=(
                 *self._skipped_failed,
-                *(r.item.media_id for r in recs if r.job_failed),
+                *(r.item.media_id for r in recs if r.job_failed and not r.gone),
             ),
             **self.counts,
         )

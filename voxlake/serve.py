@@ -375,13 +375,13 @@ def configured_api_url() -> str | None:
 
 
 def _wait_for_any(named: Mapping[str, subprocess.Popen[bytes]]) -> None:
-    """Until Ctrl-C or until one of ``named`` exits (which is an error: say which)."""
-    with contextlib.suppress(KeyboardInterrupt):
-        while True:
-            for name, process in named.items():
-                if process.poll() is not None:
-                    raise ServeError(f"{name} exited with status {process.returncode}; see above")
-            time.sleep(POLL_S)
+    """Until one of ``named`` exits (which is an error: say which). Ctrl-C propagates: the
+    children are stopped on the way out, and the command says so once and exits 130."""
+    while True:
+        for name, process in named.items():
+            if process.poll() is not None:
+                raise ServeError(f"{name} exited with status {process.returncode}; see above")
+        time.sleep(POLL_S)
 
 
 def serve(
@@ -423,7 +423,10 @@ def serve(
         credentials, endpoint = choose_endpoint(env, asyncio.run(prepare(api_url, env, pool)))
         local = None
         if not endpoint:  # no key: the embedded server, starting while prefect deploy runs
-            local, local_url = start_local_server(env, local_args)
+            # Its jobs and uploads on disk beside Prefect's database, so a restarted serve
+            # finishes the jobs that were in flight (docs/local-server.md, "State on disk").
+            state = ["--state-dir", str(home.resolve().parent / "local-server")]
+            local, local_url = start_local_server(env, [*state, *local_args])
             processes.append(local)
             named["the embedded local server (voxlake serve-local)"] = local
         deploy(env)
