@@ -793,6 +793,7 @@ class TranscriptionRun:
                 rec.error = (
                     redact_text(transcript.error) or "transcript failed without an error message"
                 )
+                logger.warning("%s failed at poll: %s", rec.item.media_id, rec.error)
                 event = Event(
                     rec.item,
                     Status.job_failed,
