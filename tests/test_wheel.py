@@ -36,8 +36,9 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 @pytest.mark.slow
 def test_the_wheel_alone_runs_the_cli_and_finds_the_flows(tmp_path: Path) -> None:
     uv = _uv()
-    _run([uv, "build", "--offline", "--wheel", "--out-dir", str(tmp_path / "dist"), str(REPO)], REPO)
-    (wheel,) = (tmp_path / "dist").glob("voxlake-*.whl")
+    dist = tmp_path / "dist"
+    _run([uv, "build", "--offline", "--wheel", "--out-dir", str(dist), str(REPO)], REPO)
+    (wheel,) = dist.glob("voxlake-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     # voxlake alone: top-level flows/ or blocks/ packages would collide with other projects'.
