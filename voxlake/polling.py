@@ -316,8 +316,8 @@ class SharedPoller:
 
     In the tail (one list page of ids or fewer pending: the end of a big run, the whole of a
     small one) a round costs one request however many jobs it finds, so rounds are paced by
-    how fast jobs have finished so far, to find about ``tail_finds`` each (but at most half the
-    time waited so far apart): between
+    how fast jobs have finished so far, to find about ``tail_finds`` each, or as many as are
+    still pending (but at most half the time waited so far apart): between
     ``tail_interval_s`` (a big run's tail, many jobs a second, which then ends close to its last
     job) and ``tail_max_interval_s``. Before any job has finished the back-off applies, within
     the same bounds. Polling a small run every ``tail_interval_s`` instead cost a 12-file run
@@ -414,9 +414,11 @@ class SharedPoller:
         if self._finished and self._since is not None:
             waited = max(now - self._since, 1e-3)
             per_s = self._finished / waited  # jobs finished per second so far
-            # At most half the time waited so far: the first finds are no rate yet (a
-            # backfill's last page may have only begun to finish).
-            backoff = min(self._tail_finds / per_s, waited / 2)
+            # As many finds as are still pending, if fewer: the last job is seen sooner. At
+            # most half the time waited so far: the first finds are no rate yet (a backfill's
+            # last page may have only begun to finish).
+            finds = min(self._tail_finds, max(len(self._due), 1))
+            backoff = min(finds / per_s, waited / 2)
         return min(max(backoff, self._tail_interval_s), self._tail_max_interval_s)
 
     async def _nap(self, seconds: float) -> None:
