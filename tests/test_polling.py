@@ -169,13 +169,19 @@ class TimedAccount(FakeAccount):
         return super().handle(request)
 
 
-def shared_poller(client: AssemblyAIClient, clock: SteppedClock) -> SharedPoller:
-    """The run's settings (voxlake.pipeline.RunSettings) on the test's clock."""
+def shared_poller(
+    client: AssemblyAIClient, clock: SteppedClock, tail_max_interval_s: float = 0.5
+) -> SharedPoller:
+    """The run's settings (voxlake.pipeline.RunSettings) on the test's clock: by default those
+    of a run with ``VOXLAKE_POLL_FIRST_S=0.2`` (the tail polled every 0.5 s); 7.5 s is the
+    production default's bound (first poll 3 s after a submit)."""
     return SharedPoller(
         client,
         min_interval_s=2.0,
         max_interval_s=15.0,
         tail_interval_s=0.5,
+        tail_max_interval_s=tail_max_interval_s,
+        tail_finds=3.0,
         sleep=clock.sleep,
         clock=clock,
     )
@@ -424,3 +430,47 @@ async def test_shared_poller_polls_resumed_jobs_at_once_and_registering_never_po
     assert [r.status for r in later.result()] == [TranscriptStatus.completed]
     # a was seen at 1004; b, due at 1006, was not asked for again until then.
     assert account.list_times == [1000.0, 1003.0, 1003.5, 1004.0, 1006.0, 1006.5]
+
+
+@pytest.mark.anyio
+async def test_a_small_runs_rounds_are_paced_by_how_fast_jobs_finish() -> None:
+    """12 jobs finishing one a second: rounds 1.5-3.4 s apart, 5 in all, where a round every
+    0.5 s took 19; the last job is seen soon after it finished."""
+    clock = SteppedClock()
+    account = TimedAccount(clock, {f"j{i:02d}": 1001.0 + i for i in range(12)})
+    async with account.client() as client:
+        poller = shared_poller(client, clock, tail_max_interval_s=7.5)
+        waiting = asyncio.create_task(poller.wait(dict.fromkeys(account.ids, 3.0)))
+        await wake_until_done(clock, waiting)
+    assert [r.status for r in waiting.result()] == [TranscriptStatus.completed] * 12
+    # 3 found in 3 s: 3 s apart would find 3, but no more than half the 3 s waited (1.5); then
+    # 4 in 4.5 s, 6 in 6.75 s: ~3 a round; 10 in 10.125 s, with 2 pending: paced to find 2.
+    assert account.list_times == pytest.approx([1003.0, 1004.5, 1006.75, 1010.125, 1012.15])
+
+
+@pytest.mark.anyio
+async def test_slow_jobs_are_polled_every_few_seconds_at_most() -> None:
+    """Jobs finishing a minute apart: rounds stay within the tail's bound (7.5 s)."""
+    clock = SteppedClock()
+    account = TimedAccount(clock, {"a": 1010.0, "b": 1070.0})
+    async with account.client() as client:
+        poller = shared_poller(client, clock, tail_max_interval_s=7.5)
+        waiting = asyncio.create_task(poller.wait(dict.fromkeys(account.ids, 3.0)))
+        await wake_until_done(clock, waiting)
+    gaps = [b - a for a, b in zip(account.list_times, account.list_times[1:], strict=False)]
+    assert max(gaps) == 7.5
+    assert account.list_times[-1] - 1070.0 < 7.5
+
+
+@pytest.mark.anyio
+async def test_a_big_runs_tail_is_still_polled_every_half_second() -> None:
+    """200 jobs finishing 40 a second (a backfill's last page): rounds every 0.5 s, so the run
+    ends close to its last job."""
+    clock = SteppedClock()
+    account = TimedAccount(clock, {f"j{i:03d}": 1003.0 + i / 40 for i in range(200)})
+    async with account.client() as client:
+        poller = shared_poller(client, clock, tail_max_interval_s=7.5)
+        waiting = asyncio.create_task(poller.wait(dict.fromkeys(account.ids, 3.0)))
+        await wake_until_done(clock, waiting)
+    # One found at 1003 (no rate yet: half the 3 s waited), 61 at 1004.5, then every 0.5 s.
+    assert account.list_times == [1003.0] + [1004.5 + 0.5 * n for n in range(8)]

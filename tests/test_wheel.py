@@ -1,7 +1,8 @@
 """The wheel holds what ``voxlake run`` needs: built, installed alone into a fresh virtual
 environment (the locked dependencies, from uv's cache), and used from outside the checkout.
 
-A few seconds with a warm cache, which ``uv sync`` (``make test``) leaves behind.
+Offline: it needs only what ``make setup`` (``uv sync --locked``) put in uv's cache, even on a
+machine whose cache was empty before it. A few seconds.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 @pytest.mark.slow
 def test_the_wheel_alone_runs_the_cli_and_finds_the_flows(tmp_path: Path) -> None:
     uv = _uv()
-    _run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(REPO)], REPO)
-    (wheel,) = (tmp_path / "dist").glob("voxlake-*.whl")
+    dist = tmp_path / "dist"
+    _run([uv, "build", "--offline", "--wheel", "--out-dir", str(dist), str(REPO)], REPO)
+    (wheel,) = dist.glob("voxlake-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     # voxlake alone: top-level flows/ or blocks/ packages would collide with other projects'.
@@ -44,14 +46,22 @@ def test_the_wheel_alone_runs_the_cli_and_finds_the_flows(tmp_path: Path) -> Non
     assert top == {"voxlake", wheel.name.split("-py3")[0] + ".dist-info"}, top
     assert {"voxlake/flows/transcribe.py", "voxlake/sql/views.sql"} <= names
 
-    requirements = tmp_path / "requirements.txt"
-    export = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes"]
-    _run([*export, "--quiet", "--output-file", str(requirements)], REPO)
+    # The locked dependencies (no dev group), then the wheel, which must need nothing more.
+    # `uv sync` installs them from the lock file's URLs, which `make setup` (uv sync --locked)
+    # left in uv's cache; `uv pip install -r <exported requirements>` resolved against the
+    # index pages instead, which only a warm cache held offline ("aiosqlite was not found in
+    # the cache") on a machine where only `make setup` had run.
     venv = tmp_path / "venv"
-    _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], tmp_path)
+    sync = [uv, "sync", "--frozen", "--offline", "--no-dev", "--no-install-project", "--quiet"]
+    _run(
+        [*sync, "--python", sys.executable],
+        REPO,
+        {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        | {"UV_PROJECT_ENVIRONMENT": str(venv)},
+    )
     python = venv / "bin" / "python"
     install = [uv, "pip", "install", "--quiet", "--offline", "--python", str(python)]
-    _run([*install, "-r", str(requirements), str(wheel)], tmp_path)
+    _run([*install, str(wheel)], tmp_path)
 
     # From a folder that is not the checkout, with nothing of it on the path.
     away = tmp_path / "elsewhere"

@@ -17,11 +17,32 @@ import typer
 if TYPE_CHECKING:
     from voxlake.inputs import RunInputs
 
-app = typer.Typer(help="voxlake: audio piles to Parquet via AssemblyAI.", no_args_is_help=True)
+# Click's plain help, not typer's rich panels: rich cuts option names and help with "…" to
+# fit its table into the terminal (or 80 columns when piped); click wraps them instead.
+app = typer.Typer(
+    help="voxlake: audio piles to Parquet via AssemblyAI.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # the installed package's, nothing heavy
+
+        typer.echo(f"voxlake {version('voxlake')}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _main() -> None:
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
+) -> None:
     """voxlake command line."""
 
 

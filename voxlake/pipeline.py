@@ -226,7 +226,12 @@ class RunSettings:
     poll_first_s: float = field(default_factory=_poll_first_s)
     poll_min_interval_s: float = 2.0
     poll_max_interval_s: float = 15.0
+    # The tail's rounds (polling.SharedPoller): paced to find ~3 finished jobs each, from every
+    # 0.5 s (a big run's tail) to 2.5 first-poll delays apart: 7.5 s, as AssemblyAI asks to poll
+    # every few seconds, or 0.5 s for a local server whose jobs take a fraction of a second
+    # (VOXLAKE_POLL_FIRST_S=0.2, the test suite's), which is then polled as it always was.
     poll_tail_interval_s: float = 0.5
+    poll_tail_finds: float = 3.0
     poll_timeout_s: float | None = 6 * 3600.0
     max_buffer_rows: int = 500_000
     # Finished items are committed (rows published, then the ledger told) at least this often
@@ -315,6 +320,10 @@ class TranscriptionRun:
             min_interval_s=self.settings.poll_min_interval_s,
             max_interval_s=self.settings.poll_max_interval_s,
             tail_interval_s=self.settings.poll_tail_interval_s,
+            tail_max_interval_s=max(
+                self.settings.poll_tail_interval_s, 2.5 * self.settings.poll_first_s
+            ),
+            tail_finds=self.settings.poll_tail_finds,
         )
         self._started = time.monotonic()
         self._files: dict[str, list[WrittenFile]] = {}
@@ -814,6 +823,7 @@ class TranscriptionRun:
                 rec.error = (
                     redact_text(transcript.error) or "transcript failed without an error message"
                 )
+                logger.warning("%s failed at poll: %s", rec.item.media_id, rec.error)
                 event = Event(
                     rec.item,
                     Status.job_failed,

@@ -93,6 +93,25 @@ def _custom_spelling(name: str, v: Any) -> None:
             raise ParamError(f"{name} items must be objects with 'from' (Array) and 'to' (String)")
 
 
+#: The speech models AssemblyAI has (API_NOTES: "Current models are universal-3-pro and
+#: universal-2"; the spec dropped its enum, so the live list is the docs'). The client keeps its
+#: own copy (voxlake/manifest/options.py SPEECH_MODELS): the emulator shares no code with the
+#: client, so that a client mistake cannot hide behind the same mistake here. Change both.
+SPEECH_MODELS = ("universal-3-pro", "universal-2")
+#: The deprecated single ``speech_model``'s old enum (SDK ``SpeechModel``), still accepted.
+LEGACY_SPEECH_MODELS = ("best", "nano", "slam-1", "universal", *SPEECH_MODELS)
+
+
+def _speech_models(name: str, v: Any) -> None:
+    _str_list(name, v)
+    for model in v:
+        if model not in SPEECH_MODELS:
+            raise ParamError(
+                f"{name} must contain only supported speech models "
+                f"({', '.join(SPEECH_MODELS)}), got {model!r}"
+            )
+
+
 #: SPEC ``TranscriptLanguageCode`` (the live API rejects codes outside it).
 LANGUAGE_CODES = frozenset(
     [
@@ -247,8 +266,8 @@ _RULES: dict[str, tuple[Callable[[str, Any], None], bool]] = {
     "temperature": (_unit, False),
     "language_code": (_language, True),
     "language_codes": (_language_list, True),
-    "speech_models": (_str_list, False),
-    "speech_model": (_str, True),
+    "speech_models": (_speech_models, False),
+    "speech_model": (_enum(*LEGACY_SPEECH_MODELS), True),
     "keyterms_prompt": (_str_list, False),
     "prompt": (_str, False),
     "topics": (_str_list, False),

@@ -19,6 +19,7 @@ writing, a transient error the client never saw — so the two layers never mult
 # Literal[...] could not be resolved ("model is not fully defined").
 import asyncio
 import dataclasses
+import logging
 import math
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,8 @@ from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from pydantic import Field
@@ -50,6 +53,26 @@ from voxlake.shared_budget import shared_request_budget
 from voxlake.storage import S3Options, use_s3_credentials
 
 TASK_RETRIES = 2
+
+
+class _ToRunLogs(APILogHandler):
+    """voxlake's own log records (an item's failure, a job adopted from an interrupted run) go to
+    the logs of the flow or task run they happen in, which Prefect's UI shows. Without it they
+    reached only the console of the process that ran the flow (a worker's). Records outside any
+    run (the CLI starting its servers) stay on the console: Prefect's handler would warn that it
+    has no run to send them to.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            super().emit(record)
+
+
+# Once per process, and not where the user already routes "voxlake" to Prefect
+# (PREFECT_LOGGING_EXTRA_LOGGERS=voxlake): each record would be sent twice.
+_voxlake_logger = logging.getLogger("voxlake")
+if not any(isinstance(h, APILogHandler) for h in _voxlake_logger.handlers):
+    _voxlake_logger.addHandler(_ToRunLogs())
 
 
 def retry_if_not_yet_retried(task: Any, task_run: TaskRun, state: State) -> bool:

@@ -22,6 +22,7 @@ from voxlake.models import TranscriptParams
 __all__ = [
     "DEFAULT_SPEECH_MODELS",
     "OPTION_COLUMNS",
+    "SPEECH_MODELS",
     "TranscriptionOptions",
     "options_hash",
     "type_hint",
@@ -30,6 +31,11 @@ __all__ = [
 #: The model voxlake asks for when neither the run defaults nor the row choose one. AssemblyAI has
 #: no server-side default and rejects a request without ``speech_models``.
 DEFAULT_SPEECH_MODELS: tuple[str, ...] = ("universal-2",)
+#: The speech models AssemblyAI has (its docs' current list; the spec no longer enumerates them).
+#: Checked here so that a typo fails before any upload instead of at submit, after the upload
+#: was paid for in time. The local server keeps its own copy (voxlake/emulator/params.py): it
+#: shares no code with the client by design, so both lists change together.
+SPEECH_MODELS: tuple[str, ...] = ("universal-3-pro", "universal-2")
 
 # AssemblyAI's documented defaults (openapi.yml TranscriptOptionalParams). Only used by
 # options_hash, so that writing `punctuate=true` explicitly hashes like leaving it unset: the
@@ -87,6 +93,17 @@ class TranscriptionOptions(BaseModel):
     def _no_blank_entries(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is not None and any(not v.strip() for v in value):
             raise ValueError("entries must not be empty")
+        return value
+
+    @field_validator("speech_models")
+    @classmethod
+    def _known_speech_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [model for model in value if model not in SPEECH_MODELS]
+        if unknown:
+            raise ValueError(
+                f"AssemblyAI has no speech model {', '.join(map(repr, unknown))}; "
+                f"its models are {', '.join(SPEECH_MODELS)}"
+            )
         return value
 
     @field_validator("language_code", "prompt", "webhook_url")
@@ -171,6 +188,8 @@ def _parse_list_cell(text: str) -> Any:
 
 def type_hint(name: str) -> str:
     """How to write a valid value for option ``name``, derived from its annotation."""
+    if name == "speech_models":
+        return f"use {' or '.join(SPEECH_MODELS)}, or both in priority order (a, b)"
     annotation = TranscriptionOptions.model_fields[name].annotation
     args = set(typing.get_args(annotation)) - {type(None)}
     inner = args.pop() if len(args) == 1 else annotation
