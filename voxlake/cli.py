@@ -267,6 +267,11 @@ def run(
     # Our own progress lines at INFO; libraries (httpx logs every request at INFO) stay quiet.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("voxlake").setLevel(logging.INFO)
+    # Prefect's background senders (named after their class) warn "Still processing items: N
+    # items remaining..." while they drain at the run's end: progress, not a problem, and
+    # nothing a user can act on. Their real failures are errors and still show.
+    for sender in ("EventsWorker", "APILogWorker"):
+        logging.getLogger(sender).setLevel(logging.ERROR)
     options: dict[str, object] = {}
     if speech_model:
         options["speech_models"] = speech_model
