@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from voxlake.emulator import LocalServer
 from voxlake.emulator.synth import write_synth_wav
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +28,24 @@ def test_usage_errors_keep_click_status() -> None:
     )
     assert done.returncode == 2
     assert "No such command" in done.stderr
+
+
+def test_serve_local_on_a_state_dir_in_use_says_so_in_one_line_and_exits_2(
+    tmp_path: Path, make_server: Callable[..., LocalServer]
+) -> None:
+    """The local server's own error reaches the user as a VoxlakeError does (cli.exit_status)."""
+    make_server(state_dir=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "voxlake.cli", "serve-local", "--port=0", f"--state-dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "in use by another process" in last
 
 
 @pytest.mark.usefixtures("prefect_harness")

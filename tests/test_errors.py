@@ -5,6 +5,7 @@ Narrow unit tests over ``httpx.MockTransport``; the contract tests use the real 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -324,3 +325,46 @@ def test_retry_policy_is_bounded() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=1000)
+
+
+def _voxlake_exception_classes() -> list[type[BaseException]]:
+    """Every exception class defined in the voxlake package outside the local server (whose
+    errors are its own internals, translated at its edges: voxlake.errors' docstring)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import voxlake
+
+    found: list[type[BaseException]] = []
+    for info in pkgutil.walk_packages(voxlake.__path__, "voxlake."):
+        if info.name.startswith("voxlake.emulator"):
+            continue
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == module.__name__
+            ):
+                found.append(obj)
+    return found
+
+
+def test_every_voxlake_exception_is_in_the_one_tree() -> None:
+    """Every exception voxlake raises derives from VoxlakeError and is drawn in the tree of
+    voxlake.errors' docstring; a ``KeyboardInterrupt`` (an interrupt, not an error, that no
+    ``except Exception`` may swallow) is the only exception."""
+    import voxlake.errors
+
+    classes = _voxlake_exception_classes()
+    assert len(classes) > 30  # the walk found the package's modules
+    outside = [
+        f"{c.__module__}.{c.__qualname__}"
+        for c in classes
+        if not issubclass(c, VoxlakeError | KeyboardInterrupt)
+    ]
+    assert outside == []
+    tree = voxlake.errors.__doc__ or ""
+    undrawn = [c.__qualname__ for c in classes if not re.search(rf"\b{c.__qualname__}\b", tree)]
+    assert undrawn == []

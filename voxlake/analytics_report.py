@@ -35,6 +35,7 @@ from typing import Any
 
 import duckdb
 
+from voxlake.errors import VoxlakeError
 from voxlake.estimate import DEFAULT_PRICES_USD_PER_HOUR
 from voxlake.tables import _as_arrow_fs, _is_local, _resolve_root
 from voxlake.views import NotAnOutputRootError, check_output_root, connect
@@ -46,7 +47,7 @@ _TOP = 20
 _NOT_WORD = re.compile(r"[^a-z0-9' ]+")
 
 
-class ReportError(Exception):
+class ReportError(VoxlakeError):
     """The report cannot be made (unknown run, nothing in scope, unreadable references)."""
 
 

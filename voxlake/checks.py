@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from voxlake.errors import VoxlakeError
 from voxlake.tables import read_table
 
 __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
@@ -26,7 +27,7 @@ __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
 _MAX_EXAMPLES = 5
 
 
-class TableInvariantError(AssertionError):
+class TableInvariantError(VoxlakeError, AssertionError):
     """The tables under a root break at least one invariant; the message lists them all."""
 
     def __init__(self, root: str, violations: list[str]) -> None:

@@ -46,6 +46,34 @@ def _main(
     """voxlake command line."""
 
 
+def exit_status(error: Exception) -> int:
+    """The exit status of a command that ``error`` ended: the one place that decides it.
+
+    0: done. 1: ``voxlake run`` finished but items failed (its summary says which and how to
+    retry them). 2: a :class:`voxlake.errors.VoxlakeError` (the command could not do what was
+    asked: bad input, configuration, a store or API that refused; its message says what to
+    do), or a usage error. 130: Ctrl-C (:func:`_stops_on_interrupt`).
+    """
+    return 2
+
+
+def _fail(error: Exception) -> typer.Exit:
+    """Say ``error`` in one line on stderr, no traceback; the exit that ends the command."""
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(exit_status(error))
+
+
+@contextlib.contextmanager
+def _exits_on_error() -> Iterator[None]:
+    """Any :class:`voxlake.errors.VoxlakeError` ends the command as :func:`exit_status` says."""
+    from voxlake.errors import VoxlakeError  # no dependency: nothing heavy
+
+    try:
+        yield
+    except VoxlakeError as exc:
+        raise _fail(exc) from None
+
+
 @contextlib.contextmanager
 def _stops_on_interrupt(message: str) -> Iterator[None]:
     """Ctrl-C (SIGINT) ends a command with one line on stderr and status 130 (128 + SIGINT,
@@ -125,6 +153,7 @@ def serve_local(
         StateDirInUseError,
     )
     from voxlake.emulator.config import fault_seed_from_env, faults_from_env, parse_fault_flag
+    from voxlake.errors import ConfigurationError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     keys = list(api_key or [])
@@ -158,11 +187,11 @@ def serve_local(
         # The demo key is public by design (documented), so printing it leaks nothing.
         log.warning("no --api-key given: accepting the demo key %r", DEFAULT_API_KEY)
     server = LocalServer(config, host=host, port=port)
-    try:
-        server.start()
-    except StateDirInUseError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with _exits_on_error():
+        try:
+            server.start()
+        except StateDirInUseError as exc:  # the server's own error: the CLI translates it
+            raise ConfigurationError(str(exc)) from None
     typer.echo(f"voxlake local server on {server.base_url}", err=True)
     try:
         server.serve_forever()
@@ -308,13 +337,12 @@ def run(
             price_table=price_table,
         )
         with _imports_without_gc():
-            from voxlake.errors import VoxlakeError
             from voxlake.estimate import Estimate
             from voxlake.flows import transcribe  # noqa: F401  Prefect: most of the start-up
             from voxlake.report import print_estimate, print_summary, voxlake_command
             from voxlake.runner import run_manifest
 
-        try:
+        with _exits_on_error():
             summary = run_manifest(
                 manifest=manifest,
                 output=output,
@@ -336,9 +364,6 @@ def run(
                 price_table=inputs.prices,
                 report=report,
             )
-        except VoxlakeError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
     if isinstance(summary, Estimate):
         print_estimate(summary)
         return
@@ -362,13 +387,9 @@ def _checked_inputs(manifest: str, **checks: Any) -> RunInputs:
     temporary API's process, already booting, is stopped on the way out (TemporaryPrefectAPI).
     """
     with _imports_without_gc():
-        from voxlake.errors import VoxlakeError
         from voxlake.inputs import check_run_inputs
-    try:
+    with _exits_on_error():
         return check_run_inputs(manifest, **checks)
-    except VoxlakeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager
@@ -431,7 +452,7 @@ def query(
     import io
     import sys
 
-    from voxlake.query import FORMATS, QueryError, repl, run_statement, write_result
+    from voxlake.query import FORMATS, repl, run_statement, write_result
     from voxlake.views import check_output_root, connect
 
     if fmt not in FORMATS:
@@ -444,9 +465,8 @@ def query(
     try:
         check_output_root(output)  # a misspelled folder is an error, not an empty result
         con = connect(output)
-    except Exception as exc:  # unreadable files, missing bucket, ...: a message, no traceback
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except Exception as exc:  # also Arrow's and DuckDB's (unreadable files, missing bucket)
+        raise _fail(exc) from None
     with con, contextlib.ExitStack() as stack:
         if out is None:
             text, binary = sys.stdout, sys.stdout.buffer
@@ -474,13 +494,10 @@ def query(
             if failures:
                 raise typer.Exit(2)
             return
-        try:
+        with _exits_on_error():
             rel = run_statement(con, sql)
             if rel is not None:
                 write_result(rel, fmt, text=text, binary=binary, max_rows=max_rows)
-        except QueryError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
 
 
 @app.command("report")
@@ -516,9 +533,9 @@ def report(
 ) -> None:
     """Write a self-contained HTML report (inline charts, no network): every item's current
     outcome under OUTPUT, or one run (--run-id), or the runs of a date range."""
-    from voxlake.analytics_report import ReportError, write_report
+    from voxlake.analytics_report import write_report
 
-    try:
+    with _exits_on_error():
         path = write_report(
             output,
             out=out,
@@ -528,9 +545,6 @@ def report(
             word_threshold=word_threshold,
             references=references,
         )
-    except ReportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(path)
 
 
@@ -565,7 +579,7 @@ def serve(
     """
     from voxlake import serve as serving
 
-    try:
+    with _exits_on_error():
         serving.serve(
             host=host,
             port=port,
@@ -575,9 +589,6 @@ def serve(
             local_args=local_arg or (),
             say=typer.echo,
         )
-    except serving.ServeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -1,9 +1,14 @@
 """The one voxlake error hierarchy.
 
-Every error is either *transient* (waiting and trying again may succeed) or *terminal* (it will
-fail the same way until someone changes something). ``attempts`` says how many times the client
-already tried (set by :class:`voxlake.retry.RetryPolicy`), so outer layers (Prefect task retries)
-never re-retry what the client already retried::
+Every exception voxlake raises to a user derives from :class:`VoxlakeError` (a test walks the
+package to hold that, and that each class is drawn below). Every error is either *transient*
+(waiting and trying again may succeed) or *terminal* (it will fail the same way until someone
+changes something). ``attempts`` says how many times the client already tried (set by
+:class:`voxlake.retry.RetryPolicy`), so outer layers (Prefect task retries) never re-retry what
+the client already retried. How an error ends a command (exit status, one line on stderr) is
+decided in one place: :func:`voxlake.cli.exit_status`.
+
+The client's errors, defined here::
 
     VoxlakeError                      transient?  attempts
     ├── ConfigurationError            terminal    missing API key, bad base URL
@@ -26,6 +31,38 @@ never re-retry what the client already retried::
     │   └── RequestTimeoutError       transient   httpx timeouts (also a ``TimeoutError``)
     ├── TranscriptFailedError         terminal    a transcript with status=error
     └── PollTimeoutError              transient   we stopped waiting; the job still runs
+
+The rest of the tree, defined beside the code that raises it (module in brackets); a second
+base class keeps an ``except`` of the standard exception working::
+
+    VoxlakeError
+    ├── StorageError                          an object store request failed    [storage]
+    │   ├── S3NotFoundError                   no such key
+    │   ├── S3BucketNotFoundError             no such bucket
+    │   ├── S3AccessDeniedError               denied, expired or invalid credentials
+    │   └── S3ThrottledError      transient   SlowDown / 503 after botocore's retries
+    ├── ManifestError (+ValueError)           rows of a manifest are unusable   [manifest.items]
+    ├── NotAFileError (+OSError)              a source path names a folder      [manifest.resolve]
+    ├── InputError                            an option value a run cannot use  [inputs]
+    ├── LeaseHeldError                        another run holds the output root [ledger]
+    ├── LeaseLostError                        this run's lease was taken over   [ledger]
+    ├── JobGoneError                          a ledger's job no longer exists   [pipeline]
+    ├── SubmitOutcomeUnknownError             a create may have made the job    [pipeline]
+    ├── RunStoppedError                       an item the run did not finish    [pipeline]
+    ├── SharedBudgetUnavailable               shared request budget unusable    [ratelimit]
+    ├── PrefectAPIStartError                  the temporary Prefect API failed  [prefect_api]
+    ├── ServeError                            voxlake serve cannot go on        [serve]
+    ├── NotAnOutputRootError                  no tables or ledger at the path   [views]
+    ├── QueryError                            DuckDB rejected a statement       [query]
+    ├── ReportError                           the report cannot be made         [analytics_report]
+    └── TableInvariantError (+AssertionError) tables break an invariant     [checks]
+
+Outside the tree, on purpose: :class:`voxlake.runner.RunInterrupted` is a ``KeyboardInterrupt``
+(Ctrl-C, not an error; no ``except Exception`` may swallow it). The local server's exceptions
+(``voxlake.emulator``: ParamError, EngineError, InjectedReset, ApiError, NotAudioError,
+StateDirInUseError) are the server's internals: it shares no code with the client, and the
+edges that start it translate what a user can meet (a state directory in use becomes a
+:class:`ConfigurationError` in ``voxlake run`` and ``voxlake serve-local``).
 
 httpx exceptions are translated once, at the client boundary (``raise X from exc``). Messages
 name the transcript id where known and say what to do. Messages never contain request headers,

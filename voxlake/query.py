@@ -6,7 +6,7 @@ objects: ``table`` (DuckDB's box rendering, ``max_rows`` rows), ``csv`` (header,
 ``parquet`` (to ``out``, or as bytes to a stdout that is not a terminal).
 
 Errors of the SQL itself (parser, binder, catalog, runtime) are :class:`QueryError`, carrying
-DuckDB's message; the CLI prints it and exits 2.
+DuckDB's message; the CLI prints it (``error: ...``) and exits 2.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from typing import IO, Any
 import duckdb
 import pyarrow as pa
 
+from voxlake.errors import VoxlakeError
+
 __all__ = ["FORMATS", "QueryError", "repl", "run_statement", "write_result"]
 
 FORMATS = ("table", "csv", "json", "parquet")
 _BATCH_ROWS = 64 * 1024
 
 
-class QueryError(Exception):
+class QueryError(VoxlakeError):
     """DuckDB rejected or failed a statement; ``str()`` is DuckDB's own message."""
 
 
@@ -136,7 +138,7 @@ def repl(
                 write_result(rel, fmt, text=out, binary=binary, max_rows=max_rows)
         except QueryError as exc:
             failures += 1
-            err.write(f"{exc}\n")
+            err.write(f"error: {exc}\n")
             err.flush()
 
     if prompt:

@@ -30,13 +30,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from voxlake.errors import VoxlakeError
+
 log = logging.getLogger("voxlake.ratelimit")
 
 #: A shared batch that takes this long to arrive is logged: the whole process waited for it.
 SLOW_SHARED_TAKE_S = 5.0
 
 
-class SharedBudgetUnavailable(Exception):
+class SharedBudgetUnavailable(VoxlakeError):
     """The shared budget cannot be used (API unreachable, limit missing); fall back locally."""
 
 

@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from voxlake.errors import VoxlakeError
 from voxlake.tables import (
     PARTITION_COLUMN,
     SCHEMAS,
@@ -81,7 +82,7 @@ _EVENT_COLUMNS = pa.schema(
 _ROOT_MARKERS = (*HISTORY_VIEWS, LEDGER_DIR)
 
 
-class NotAnOutputRootError(Exception):
+class NotAnOutputRootError(VoxlakeError):
     """The path holds no voxlake tables or ledger (a misspelled folder, or no run wrote it)."""
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fsspec.implementations.local import LocalFileSystem
 
+from voxlake.errors import VoxlakeError
 from voxlake.manifest.items import Problem, SourceInfo, SourceKind
 from voxlake.sources import ObjectInfo
 from voxlake.storage import (
@@ -72,7 +73,7 @@ _WILDCARD = re.compile(r"[*?\[]")
 Stat = SourceInfo | Exception
 
 
-class NotAFileError(OSError):
+class NotAFileError(VoxlakeError, OSError):
     """The path names a folder (or a device, a socket...), not a file."""
 
 
