@@ -583,6 +583,12 @@ def main() -> None:
     ``voxlake serve`` ran on after ``kill -INT`` until it was killed.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Arrow's allocator for this process and the ones it starts (a served flow run's), chosen
+    # before anything imports pyarrow: its default here (mimalloc) keeps what it frees, and a
+    # 100,000-item ledger lookup peaked ~50 MB higher with it, no faster (docs/ledger.md).
+    # Here, not at import: a notebook that imports voxlake keeps its own allocator. A value
+    # the user set still chooses.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     app()
 
 

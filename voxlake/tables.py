@@ -54,12 +54,6 @@ __all__ = [
     "words_batch",
 ]
 
-if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-    # Arrow's default allocator here (mimalloc) keeps what it frees: loading a 100,000-item
-    # ledger peaked ~50 MB higher with it than with the system allocator, and was no faster
-    # (benchmarks/RESULTS.md, ledger lookup). The environment variable still chooses.
-    pa.set_memory_pool(pa.system_memory_pool())
-
 PARTITION_COLUMN = "run_date"
 _UTC_US = pa.timestamp("us", tz="UTC")
 
