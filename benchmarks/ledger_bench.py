@@ -202,8 +202,10 @@ def measure_lookup(media: Path, output: Path, repeats: int = 3) -> dict[str, Any
     runs = []
     for _ in range(repeats):
         cmd = [sys.executable, str(Path(__file__)), "_lookup", str(media), str(output)]
+        # The allocator `voxlake run` has: voxlake.cli.main chooses it for its process.
+        env = {"ARROW_DEFAULT_MEMORY_POOL": "system"} | dict(os.environ)
         done = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False
+            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
         )
         if done.returncode != 0:
             raise RuntimeError(f"lookup child failed:\n{done.stderr[-3000:]}")

@@ -10,15 +10,19 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from tests.s3_fixtures import MotoS3
 from tests.test_views import write_ledger, write_two_runs
 from voxlake.cli import app
 
@@ -214,3 +218,36 @@ def test_ledger_view_lists_deferred_in_flight_and_failed_items(root: Path) -> No
         ["never", "failed", "upload", "", ""],
         ["unknown", "submitting", "", "", ""],
     ]
+
+
+def test_query_and_report_read_a_root_on_s3_given_the_s3_options_as_flags(
+    s3fs_fs: Any, make_bucket: Callable[[str], str], moto_s3: MotoS3
+) -> None:
+    bucket = make_bucket("lake")
+    write_two_runs(f"{bucket}/voxlake", filesystem=s3fs_fs)
+    root = f"s3://{bucket}/voxlake"
+    # The endpoint given only as flags, as for MinIO/R2/Ceph (as `voxlake run` takes them).
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL_S3"}
+    flags = ["--s3-endpoint-url", moto_s3.endpoint_url, "--s3-region", "us-east-1"]
+
+    def voxlake(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "voxlake.cli", *args, *flags],
+            env=env, capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+        )  # fmt: skip
+
+    done = voxlake("query", root, "select count(*) as n from transcripts_current", "--format=csv")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.splitlines() == ['"n"', "5"]
+    report = voxlake("report", root)
+    assert (report.returncode, report.stderr) == (0, ""), report.stderr
+    assert report.stdout.strip() == f"{root}/report.html"
+    assert "<html" in s3fs_fs.cat_file(f"{bucket}/voxlake/report.html").decode()
+
+
+def test_a_bad_s3_option_is_one_message_naming_the_flag(root: Path) -> None:
+    for command in (["query", str(root), "select 1"], ["report", str(root)]):
+        result = CliRunner().invoke(app, [*command, "--s3-endpoint-url", "ftp://minio:9000"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: --s3-endpoint-url: "), result.stderr
+        assert "http(s) URL" in result.stderr and result.stderr.count("\n") == 1

@@ -460,3 +460,24 @@ def _sorted_then(rows: list[dict[str, Any]], mutate: Any) -> None:
     # Deterministic row order (files come back in any order), so rows[i] means the same row.
     rows.sort(key=lambda r: (r["media_id"], r.get("word_index", r.get("utterance_index", 0))))
     mutate(rows)
+
+
+def test_importing_voxlake_leaves_arrows_allocator_as_it_was() -> None:
+    # A fresh interpreter: the pool is chosen once per process. The variable is removed so
+    # that Arrow's own default is what the import must leave alone.
+    import subprocess
+    import sys
+
+    code = (
+        "import pyarrow as pa\n"
+        "before = pa.default_memory_pool().backend_name\n"
+        "import voxlake.tables, voxlake.ledger, voxlake.views\n"
+        "print(before, pa.default_memory_pool().backend_name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.split()
+    assert after == before

@@ -37,6 +37,7 @@ import duckdb
 
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import DEFAULT_PRICES_USD_PER_HOUR
+from voxlake.storage import S3Options
 from voxlake.tables import _as_arrow_fs, _is_local, _resolve_root
 from voxlake.views import NotAnOutputRootError, check_output_root, connect
 
@@ -535,13 +536,16 @@ def write_report(
     word_threshold: float = 0.5,
     references: str | os.PathLike[str] | None = None,
     filesystem: Any | None = None,
+    s3: S3Options | None = None,
 ) -> str:
-    """Write the report (default ``<root>/report.html``, local or S3); returns where."""
+    """Write the report (default ``<root>/report.html``, local or S3); returns where.
+
+    ``s3``: the endpoint, region and profile of an ``s3://`` root and target."""
     refs = reference_texts(references) if references is not None else None
     root_text = os.fspath(root)
     try:
-        check_output_root(root, filesystem=filesystem)
-        con = connect(root, filesystem=filesystem)
+        check_output_root(root, filesystem=filesystem, s3=s3)
+        con = connect(root, filesystem=filesystem, s3=s3)
     except NotAnOutputRootError as exc:
         raise ReportError(str(exc)) from None
     except (duckdb.Error, OSError) as exc:
@@ -561,7 +565,7 @@ def write_report(
             raise ReportError(str(exc)) from None
     target = os.fspath(out) if out is not None else f"{root_text.rstrip('/')}/report.html"
     # An S3 target goes through s3fs like the tables; a local one through pyarrow's local fs.
-    out_fs, out_path = _resolve_root(target, filesystem if out is None else None)
+    out_fs, out_path = _resolve_root(target, filesystem if out is None else None, s3)
     fs = _as_arrow_fs(out_fs)
     if _is_local(fs):
         out_path = os.path.abspath(out_path)

@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from voxlake.inputs import RunInputs
+    from voxlake.storage import S3Options
 
 # Click's plain help, not typer's rich panels: rich cuts option names and help with "…" to
 # fit its table into the terminal (or 80 columns when piped); click wraps them instead.
@@ -24,6 +25,24 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+
+
+# The S3 options of every command that reads or writes an output root, declared once.
+S3EndpointUrl = Annotated[
+    str | None,
+    typer.Option(help="S3-compatible endpoint (MinIO, R2, Ceph); or AWS_ENDPOINT_URL_S3."),
+]
+S3Region = Annotated[str | None, typer.Option(help="S3 region; or AWS_REGION.")]
+S3Profile = Annotated[str | None, typer.Option(help="AWS profile; or AWS_PROFILE.")]
+
+
+def _s3_flags(
+    endpoint_url: str | None, region: str | None, profile: str | None
+) -> dict[str, object]:
+    """The ``--s3-*`` values given (non-secret settings only: credentials come from the AWS
+    chain: environment, profile, role)."""
+    given = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
+    return {name: value for name, value in given.items() if value}
 
 
 def _print_version(value: bool) -> None:
@@ -244,12 +263,9 @@ def run(
     content_hash: Annotated[
         bool, typer.Option(help="Add a sha256 of local files to source_fingerprint.")
     ] = False,
-    s3_endpoint_url: Annotated[
-        str | None,
-        typer.Option(help="S3-compatible endpoint (MinIO, R2, Ceph); or AWS_ENDPOINT_URL_S3."),
-    ] = None,
-    s3_region: Annotated[str | None, typer.Option(help="S3 region; or AWS_REGION.")] = None,
-    s3_profile: Annotated[str | None, typer.Option(help="AWS profile; or AWS_PROFILE.")] = None,
+    s3_endpoint_url: S3EndpointUrl = None,
+    s3_region: S3Region = None,
+    s3_profile: S3Profile = None,
     presign: Annotated[
         bool,
         typer.Option(
@@ -308,14 +324,7 @@ def run(
         options["language_code"] = language_code
     if speaker_labels is not None:
         options["speaker_labels"] = speaker_labels
-    # Non-secret S3 settings only: credentials come from the AWS chain (env, profile, role).
-    s3: dict[str, object] = {}
-    if s3_endpoint_url:
-        s3["endpoint_url"] = s3_endpoint_url
-    if s3_region:
-        s3["region"] = s3_region
-    if s3_profile:
-        s3["profile"] = s3_profile
+    s3 = _s3_flags(s3_endpoint_url, s3_region, s3_profile)
     if presign:
         s3["presign"] = True
         s3["presign_expires_s"] = presign_expires
@@ -419,6 +428,19 @@ def _imports_without_gc() -> Iterator[None]:
 # --- analysts: voxlake query, voxlake report -----------------------------------------------
 
 
+def _read_s3_options(
+    endpoint_url: str | None, region: str | None, profile: str | None
+) -> S3Options | None:
+    """The S3 options ``voxlake query`` and ``voxlake report`` read a root with, or exit 2."""
+    from voxlake.storage import s3_options_from_flags
+
+    try:
+        return s3_options_from_flags(_s3_flags(endpoint_url, region, profile))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("query")
 def query(
     output: Annotated[str, typer.Argument(help="Root of the Parquet tables (local or s3://).")],
@@ -444,6 +466,9 @@ def query(
         ),
     ] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.")] = 100,
+    s3_endpoint_url: S3EndpointUrl = None,
+    s3_region: S3Region = None,
+    s3_profile: S3Profile = None,
 ) -> None:
     """Run SQL over the tables under OUTPUT with DuckDB, views predefined: transcripts, words,
     utterances (every run) and transcripts_current, words_current, utterances_current (one
@@ -455,6 +480,8 @@ def query(
     from voxlake.query import FORMATS, repl, run_statement, write_result
     from voxlake.views import check_output_root, connect
 
+    s3 = _read_s3_options(s3_endpoint_url, s3_region, s3_profile)
+
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
     if fmt == "parquet" and out is None and sys.stdout.isatty():
@@ -463,8 +490,8 @@ def query(
         )
         raise typer.Exit(2)
     try:
-        check_output_root(output)  # a misspelled folder is an error, not an empty result
-        con = connect(output)
+        check_output_root(output, s3=s3)  # a misspelled folder is an error, not an empty result
+        con = connect(output, s3=s3)
     except Exception as exc:  # also Arrow's and DuckDB's (unreadable files, missing bucket)
         raise _fail(exc) from None
     with con, contextlib.ExitStack() as stack:
@@ -530,14 +557,19 @@ def report(
         str | None,
         typer.Option("--out", help="Where to write the HTML (default OUTPUT/report.html)."),
     ] = None,
+    s3_endpoint_url: S3EndpointUrl = None,
+    s3_region: S3Region = None,
+    s3_profile: S3Profile = None,
 ) -> None:
     """Write a self-contained HTML report (inline charts, no network): every item's current
     outcome under OUTPUT, or one run (--run-id), or the runs of a date range."""
     from voxlake.analytics_report import write_report
 
+    s3 = _read_s3_options(s3_endpoint_url, s3_region, s3_profile)
     with _exits_on_error():
         path = write_report(
             output,
+            s3=s3,
             out=out,
             run_id=run_id,
             since=since,
@@ -599,6 +631,12 @@ def main() -> None:
     ``voxlake serve`` ran on after ``kill -INT`` until it was killed.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Arrow's allocator for this process and the ones it starts (a served flow run's), chosen
+    # before anything imports pyarrow: its default here (mimalloc) keeps what it frees, and a
+    # 100,000-item ledger lookup peaked ~50 MB higher with it, no faster (docs/ledger.md).
+    # Here, not at import: a notebook that imports voxlake keeps its own allocator. A value
+    # the user set still chooses.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     app()
 
 

@@ -15,12 +15,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import check_budget, load_prices
 from voxlake.manifest import Manifest, read_manifest
-from voxlake.storage import S3Options
+from voxlake.storage import S3Options, s3_options_from_flags
 
 __all__ = ["InputError", "RunInputs", "check_run_inputs", "manifest_read_before", "read_once"]
 
@@ -65,9 +63,9 @@ def check_run_inputs(
             "for no budget"
         ) from None
     try:
-        s3_options = S3Options.model_validate(dict(s3)) if s3 else None
-    except ValidationError as exc:
-        raise InputError("; ".join(_s3_problem(e) for e in exc.errors())) from None
+        s3_options = s3_options_from_flags(s3 or {})
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     try:
         prices = load_prices(price_table) if price_table else None
     except ValueError as exc:
@@ -82,21 +80,6 @@ def check_run_inputs(
         "content_hash": content_hash,
     }
     return RunInputs(read_manifest(**arguments), arguments, s3_options, prices)
-
-
-# The CLI's name for each S3Options field, so a message names what the user typed.
-_S3_OPTIONS = {
-    "endpoint_url": "--s3-endpoint-url",
-    "region": "--s3-region",
-    "profile": "--s3-profile",
-    "presign": "--presign",
-    "presign_expires_s": "--presign-expires",
-}
-
-
-def _s3_problem(error: Mapping[str, Any]) -> str:
-    field = str(error["loc"][0]) if error["loc"] else ""
-    return f"{_S3_OPTIONS.get(field, field or 'S3 options')}: {error['msg']}"
 
 
 # The manifest this process read before the flow started, with the arguments it was read with.

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from voxlake.errors import VoxlakeError
 
@@ -44,6 +44,7 @@ __all__ = [
     "join_s3",
     "output_filesystem",
     "s3_filesystem",
+    "s3_options_from_flags",
     "s3_path",
     "s3_url",
     "split_s3",
@@ -105,6 +106,33 @@ class S3Options(BaseModel):
                 "credential chain (environment, profile, role)"
             )
         return value.strip().rstrip("/")
+
+
+# The CLI's name for each S3Options field, so a message names what the user typed.
+_S3_FLAGS = {
+    "endpoint_url": "--s3-endpoint-url",
+    "region": "--s3-region",
+    "profile": "--s3-profile",
+    "presign": "--presign",
+    "presign_expires_s": "--presign-expires",
+}
+
+
+def s3_options_from_flags(fields: Mapping[str, object]) -> S3Options | None:
+    """:class:`S3Options` from the CLI's ``--s3-*`` values (None when none was given).
+
+    Raises ``ValueError`` worded with the flags' names (``--s3-endpoint-url: ...``).
+    """
+    if not fields:
+        return None
+    try:
+        return S3Options.model_validate(dict(fields))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            problems.append(f"{_S3_FLAGS.get(field, field or 'S3 options')}: {error['msg']}")
+        raise ValueError("; ".join(problems)) from None
 
 
 class S3Credentials(BaseModel):

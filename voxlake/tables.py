@@ -33,7 +33,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from voxlake.redact import redact_text
-from voxlake.storage import is_s3_url, s3_filesystem, s3_path
+from voxlake.storage import S3Options, is_s3_url, s3_filesystem, s3_path
 
 __all__ = [
     "PARTITION_COLUMN",
@@ -53,12 +53,6 @@ __all__ = [
     "utterances_batch",
     "words_batch",
 ]
-
-if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-    # Arrow's default allocator here (mimalloc) keeps what it frees: loading a 100,000-item
-    # ledger peaked ~50 MB higher with it than with the system allocator, and was no faster
-    # (benchmarks/RESULTS.md, ledger lookup). The environment variable still chooses.
-    pa.set_memory_pool(pa.system_memory_pool())
 
 PARTITION_COLUMN = "run_date"
 _UTC_US = pa.timestamp("us", tz="UTC")
@@ -449,12 +443,14 @@ def transcripts_batch(rows: Iterable[Mapping[str, Any]]) -> pa.RecordBatch:
     return _batch(TRANSCRIPTS_SCHEMA, columns)
 
 
-def _resolve_root(root: str | os.PathLike[str], filesystem: Any | None) -> tuple[Any, str]:
-    """``(filesystem, root)``: an ``s3://`` root without a filesystem gets s3fs (default options:
-    the AWS credential chain, ``AWS_ENDPOINT_URL_S3``, ...)."""
+def _resolve_root(
+    root: str | os.PathLike[str], filesystem: Any | None, s3: S3Options | None = None
+) -> tuple[Any, str]:
+    """``(filesystem, root)``: an ``s3://`` root without a filesystem gets s3fs with ``s3``
+    (default: the AWS credential chain, ``AWS_ENDPOINT_URL_S3``, ...)."""
     text = os.fspath(root)
     if filesystem is None and is_s3_url(text):
-        return s3_filesystem(), s3_path(text)
+        return s3_filesystem(s3), s3_path(text)
     return filesystem, text
 
 

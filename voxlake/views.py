@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from voxlake.errors import VoxlakeError
+from voxlake.storage import S3Options
 from voxlake.tables import (
     PARTITION_COLUMN,
     SCHEMAS,
@@ -86,13 +87,16 @@ class NotAnOutputRootError(VoxlakeError):
     """The path holds no voxlake tables or ledger (a misspelled folder, or no run wrote it)."""
 
 
-def check_output_root(root: str | os.PathLike[str], *, filesystem: Any | None = None) -> None:
+def check_output_root(
+    root: str | os.PathLike[str], *, filesystem: Any | None = None, s3: S3Options | None = None
+) -> None:
     """Raise :class:`NotAnOutputRootError` unless ``root`` holds a table folder or the ledger.
 
     Reading a folder that is no output root would give empty views, and a misspelled path
-    would look like a root where nothing happened. Nothing is created by looking.
+    would look like a root where nothing happened. Nothing is created by looking. ``s3``: as
+    for :func:`connect`.
     """
-    filesystem, root_text = _resolve_root(root, filesystem)
+    filesystem, root_text = _resolve_root(root, filesystem, s3)
     fs = _as_arrow_fs(filesystem)
     base = root_text.rstrip("/")
     if _is_local(fs):
@@ -194,15 +198,16 @@ def _ledger_source(con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: st
 
 
 def connect(
-    root: str | os.PathLike[str], *, filesystem: Any | None = None
+    root: str | os.PathLike[str], *, filesystem: Any | None = None, s3: S3Options | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with voxlake's views over the tables under ``root``.
 
-    ``root`` is a local folder or ``s3://bucket/prefix`` (read with s3fs and the AWS credential
-    chain); ``filesystem`` (pyarrow or fsspec) overrides how it is reached. Timestamps are shown
-    in UTC, as they are stored.
+    ``root`` is a local folder or ``s3://bucket/prefix`` (read with s3fs, the AWS credential
+    chain and ``s3``'s endpoint, region and profile, as ``voxlake run`` writes it); ``filesystem``
+    (pyarrow or fsspec) overrides how it is reached. Timestamps are shown in UTC, as they are
+    stored.
     """
-    filesystem, root_text = _resolve_root(root, filesystem)
+    filesystem, root_text = _resolve_root(root, filesystem, s3)
     fs = _as_arrow_fs(filesystem)
     con = duckdb.connect()
     try:
