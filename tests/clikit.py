@@ -114,7 +114,7 @@ def run_and_crash(args: Sequence[str], env: dict[str, str], crashpoint: str) -> 
     cmd = [sys.executable, "-m", "voxlake.cli", "run", *args, "--no-progress"]
     proc = subprocess.Popen(
         cmd,
-        env=env | {"VOXLAKE_CRASHPOINT": crashpoint},
+        env=env | {"VOXLAKE_TEST_HOOKS": "1", "VOXLAKE_CRASHPOINT": crashpoint},
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

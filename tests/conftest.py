@@ -16,7 +16,7 @@ import pytest
 
 from tests.secrets import ALL_KEYS, KEY_A, KEY_B, SIGNATURE_MARKERS
 from voxlake.emulator import EmulatorConfig, LocalServer
-from voxlake.pipeline import POLL_FIRST_ENV
+from voxlake.settings import POLL_FIRST_ENV
 
 # The moto S3 server and the S3 fault proxy (session-wide AWS environment included).
 pytest_plugins = ["tests.s3_fixtures"]

@@ -155,13 +155,23 @@ def test_the_first_poll_delay_comes_from_the_environment_and_a_bad_one_is_named(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from voxlake.errors import ConfigurationError
-    from voxlake.pipeline import POLL_FIRST_ENV, RunSettings
+    from voxlake.pipeline import RunSettings
+    from voxlake.settings import POLL_FIRST_ENV, settings
 
-    monkeypatch.delenv(POLL_FIRST_ENV, raising=False)
-    assert RunSettings().poll_first_s == 3.0
-    monkeypatch.setenv(POLL_FIRST_ENV, "0.5")
-    assert RunSettings().poll_first_s == 0.5
-    for bad in ("soon", "-1", "nan"):
-        monkeypatch.setenv(POLL_FIRST_ENV, bad)
-        with pytest.raises(ConfigurationError, match=f"{POLL_FIRST_ENV}='{bad}'"):
-            RunSettings()
+    # The environment is read once per process (voxlake.settings); this test changes it in
+    # process, so it drops the cached reading after each change (and at the end).
+    try:
+        monkeypatch.delenv(POLL_FIRST_ENV, raising=False)
+        settings.cache_clear()
+        assert RunSettings().poll_first_s == 3.0
+        monkeypatch.setenv(POLL_FIRST_ENV, "0.5")
+        settings.cache_clear()
+        assert RunSettings().poll_first_s == 0.5
+        for bad in ("soon", "-1", "nan"):
+            monkeypatch.setenv(POLL_FIRST_ENV, bad)
+            settings.cache_clear()
+            with pytest.raises(ConfigurationError, match=f"{POLL_FIRST_ENV}='{bad}'"):
+                RunSettings()
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()

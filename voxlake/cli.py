@@ -173,11 +173,11 @@ def serve_local(
     )
     from voxlake.emulator.config import fault_seed_from_env, faults_from_env, parse_fault_flag
     from voxlake.errors import ConfigurationError
+    from voxlake.settings import settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     keys = list(api_key or [])
-    env_keys = os.environ.get("VOXLAKE_LOCAL_API_KEYS", "")
-    keys += [k.strip() for k in env_keys.split(",") if k.strip()]
+    keys += settings().local_api_keys
     try:
         env_seed = fault_seed_from_env()
         faults = FaultConfig(seed=seed if seed is not None else env_seed or 0)

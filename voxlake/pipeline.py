@@ -22,7 +22,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -35,7 +34,6 @@ from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
 from voxlake.errors import (
     AuthenticationError,
-    ConfigurationError,
     ForbiddenError,
     NetworkError,
     NotFoundError,
@@ -50,8 +48,9 @@ from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
-from voxlake.polling import DEFAULT_FIRST_POLL_S, SharedPoller
+from voxlake.polling import SharedPoller
 from voxlake.redact import redact_text, redact_url
+from voxlake.settings import settings
 from voxlake.sources import ObjectInfo, stage_s3
 from voxlake.storage import S3Options, output_filesystem
 from voxlake.tables import SinkEntry, TableSink, WrittenFile
@@ -192,25 +191,8 @@ class RunSummary:
         )
 
 
-#: Seconds from a job's submit to its first status poll (default :data:`DEFAULT_FIRST_POLL_S`,
-#: as AssemblyAI rarely finishes sooner). A local server whose jobs take less may set less.
-POLL_FIRST_ENV = "VOXLAKE_POLL_FIRST_S"
-
-
 def _poll_first_s() -> float:
-    text = os.environ.get(POLL_FIRST_ENV, "").strip()
-    if not text:
-        return DEFAULT_FIRST_POLL_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= 3600:
-        raise ConfigurationError(
-            f"{POLL_FIRST_ENV}={text!r} is not a number of seconds from 0 to 3600; "
-            f"unset it to poll {DEFAULT_FIRST_POLL_S:g} s after each submit"
-        )
-    return seconds
+    return settings().poll_first_s
 
 
 @dataclass

@@ -46,13 +46,13 @@ from typing import Protocol
 from voxlake.crashpoints import crashpoint
 from voxlake.errors import NotFoundError, PollTimeoutError, TranscriptFailedError, VoxlakeError
 from voxlake.models import Transcript, TranscriptList, TranscriptStatus
+from voxlake.settings import DEFAULT_FIRST_POLL_S
 
 log = logging.getLogger("voxlake.polling")
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
-DEFAULT_FIRST_POLL_S = 3.0
 MIN_INTERVAL_S = 3.0
 MAX_INTERVAL_S = 20.0
 BACKOFF = 1.5

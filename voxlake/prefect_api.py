@@ -40,6 +40,7 @@ from collections.abc import Iterator
 
 from voxlake.errors import VoxlakeError
 from voxlake.lifeline import on_stdin_eof, sigint_blocked
+from voxlake.settings import STARTUP_TIMEOUT_ENV, settings
 
 logger = logging.getLogger("voxlake.prefect_api")
 
@@ -60,10 +61,6 @@ SERVER_ENV = {
 # local request.
 POLL_S = 0.05
 STOP_TIMEOUT_S = 5.0
-# Seen: > 20 s at load average 5 on 2 cores. Generous, since a live process is booting, not
-# failing; the run stops with a clear message after it.
-STARTUP_TIMEOUT_ENV = "VOXLAKE_PREFECT_STARTUP_TIMEOUT_S"
-STARTUP_TIMEOUT_S = 120.0
 RECORD_TIMEOUT_S = 10.0
 # Argument that tells the server process its stdin is the CLI's lifeline pipe.
 WATCH_STDIN = "--exit-with-stdin"
@@ -88,10 +85,7 @@ def quiet_prefect_defaults() -> None:
 
 
 def _startup_timeout_s() -> float:
-    try:
-        return float(os.environ.get(STARTUP_TIMEOUT_ENV) or STARTUP_TIMEOUT_S)
-    except ValueError:
-        return STARTUP_TIMEOUT_S
+    return settings().prefect_startup_timeout_s
 
 
 def _free_port() -> int:

@@ -39,6 +39,7 @@ from voxlake.estimate import Estimate
 from voxlake.inputs import RunInputs, manifest_read_before
 from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
+from voxlake.settings import ENGINE_ENV, settings
 
 if TYPE_CHECKING:
     # Prefect is imported when a run starts (see run_manifest), after the temporary API.
@@ -53,9 +54,6 @@ logger = logging.getLogger("voxlake")
 EMBEDDED_CONCURRENCY = 5
 EMBEDDED_PROCESSING_FIXED_S = 0.3
 EMBEDDED_PROCESSING_PER_AUDIO_S = 0.02
-#: The embedded server's engine: auto (sphinx when installed), sphinx or scripted.
-EMBEDDED_ENGINE_ENV = "VOXLAKE_ENGINE"
-
 
 #: What `voxlake run` says when Ctrl-C stopped it.
 INTERRUPTED = (
@@ -166,7 +164,7 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
         state_dir.mkdir(parents=True, exist_ok=True)
         # For whoever looks into the cache: which output root this directory serves.
         (state_dir / "output-root.txt").write_text(f"{output}\n")
-    engine = os.environ.get(EMBEDDED_ENGINE_ENV) or "auto"
+    engine = settings().engine
     config = EmulatorConfig(
         concurrency_limit=EMBEDDED_CONCURRENCY,
         processing_fixed_s=EMBEDDED_PROCESSING_FIXED_S,
@@ -184,7 +182,7 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
             f"{exc}: another voxlake run into {output} is running; wait for it to finish"
         ) from None
     except ValueError as exc:  # the only one: an engine that does not exist or cannot run
-        raise ConfigurationError(f"{EMBEDDED_ENGINE_ENV}={engine}: {exc}") from None
+        raise ConfigurationError(f"{ENGINE_ENV}={engine}: {exc}") from None
     try:
         logger.info(
             "No ASSEMBLYAI_API_KEY set: using the embedded local AssemblyAI-compatible server "

@@ -47,11 +47,11 @@ alike for ``voxlake serve`` and every worker.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from voxlake.ratelimit import RequestBudget, SharedBudgetUnavailable
+from voxlake.settings import ACCOUNT_ENV, Settings, settings
 
 LIMIT_NAME = "assemblyai-requests"
 ACCOUNT_REQUESTS = 20_000
@@ -61,8 +61,6 @@ DECAY_PER_S = 33.0
 BATCH = 100
 MAX_PROCESSES = 20
 LOCAL_SHARE = ACCOUNT_REQUESTS // 4
-
-ACCOUNT_ENV = "VOXLAKE_ACCOUNT_RATE_LIMIT"
 
 assert LIMIT + WINDOW_S * DECAY_PER_S + 2 * BATCH * MAX_PROCESSES <= ACCOUNT_REQUESTS
 
@@ -112,17 +110,15 @@ def figures_for(
 
 def account_figures(env: Mapping[str, str] | None = None) -> BudgetFigures:
     """The figures for ``VOXLAKE_ACCOUNT_RATE_LIMIT`` (``REQUESTS/SECONDS``), else AssemblyAI's."""
-    value = (os.environ if env is None else env).get(ACCOUNT_ENV, "").strip()
-    if not value:
+    limit = (settings() if env is None else Settings.from_env(env)).account_rate_limit
+    if limit is None:
         return DEFAULT_FIGURES
-    requests, sep, seconds = value.partition("/")
     try:
-        if not sep:
-            raise ValueError
-        return figures_for(int(requests), float(seconds))
+        return figures_for(*limit)
     except ValueError as exc:
         raise ValueError(
-            f"{ACCOUNT_ENV}={value!r}: expected REQUESTS/SECONDS, e.g. 20000/300 ({exc})"
+            f"{ACCOUNT_ENV}={limit[0]}/{limit[1]:g}: expected REQUESTS/SECONDS, "
+            f"e.g. 20000/300 ({exc})"
         ) from None
 
 

@@ -10,16 +10,14 @@ resolved against the temporary folder.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-HOME_ENV = "VOXLAKE_HOME"
+from voxlake.settings import HOME_ENV, settings
 
 
 def project_directory() -> Path:
     """The checkout this package runs from (the folder with ``flows/``), or ``VOXLAKE_HOME``."""
-    override = os.environ.get(HOME_ENV)
-    root = Path(override) if override else Path(__file__).resolve().parents[1]
+    root = settings().home or Path(__file__).resolve().parents[1]
     if not (root / "flows").is_dir():
         raise RuntimeError(
             f"{root} has no flows/ folder: run the worker from a voxlake checkout installed "

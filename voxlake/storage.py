@@ -20,7 +20,6 @@ docs/s3.md.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from voxlake.errors import VoxlakeError
+from voxlake.settings import settings
 
 __all__ = [
     "S3_SCHEME",
@@ -229,7 +229,7 @@ def _quiet_wire_logging() -> None:
     """Keep botocore's DEBUG wire log off: it prints signed headers (access key id, session
     token) and canonical requests. ``VOXLAKE_S3_DEBUG_LOGGING=1`` allows it for a debugging
     session, knowing that credentials then reach the logs."""
-    if os.environ.get("VOXLAKE_S3_DEBUG_LOGGING") == "1":
+    if settings().s3_debug_logging:
         return
     for name in ("botocore", "aiobotocore"):
         lib_logger = logging.getLogger(name)

@@ -1,0 +1,50 @@
+"""voxlake's environment is read in one place (voxlake.settings), and test hooks need an opt-in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from voxlake.settings import Settings, SettingsError
+
+PACKAGE = Path(__file__).resolve().parents[1] / "voxlake"
+# The emulator shares no code with the client, so its fault knobs keep their own reader.
+ALLOWED = {PACKAGE / "settings.py", PACKAGE / "emulator" / "config.py"}
+READ = re.compile(r"\b(environ|getenv)\b")
+
+
+def test_no_voxlake_variable_is_read_outside_the_settings_module() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path in ALLOWED:
+            continue
+        text = path.read_text(encoding="utf-8")
+        # Names bound to a VOXLAKE_ variable's name (NAME_ENV = "VOXLAKE_...") count as the name.
+        aliases = re.findall(r"^(\w+)\s*(?::[^=]+)?=\s*[\"']VOXLAKE_", text, re.MULTILINE)
+        names = re.compile(r"[\"']VOXLAKE_" + "".join(rf"|\b{a}\b" for a in aliases))
+        for number, line in enumerate(text.splitlines(), 1):
+            if READ.search(line) and names.search(line):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}")
+    assert not offenders, "read VOXLAKE_* through voxlake.settings:\n" + "\n".join(offenders)
+
+
+def test_a_crash_point_fires_only_with_the_test_hooks_opt_in() -> None:
+    assert Settings.from_env({"VOXLAKE_CRASHPOINT": "poll:2"}).crashpoint is None
+    armed = Settings.from_env({"VOXLAKE_TEST_HOOKS": "1", "VOXLAKE_CRASHPOINT": "poll:2"})
+    assert armed.crashpoint == "poll:2"
+    assert Settings.from_env({}) == Settings()
+
+
+def test_a_bad_value_is_named() -> None:
+    for env, name in (
+        ({"VOXLAKE_PREFECT_STARTUP_TIMEOUT_S": "slow"}, "VOXLAKE_PREFECT_STARTUP_TIMEOUT_S='slow'"),
+        ({"VOXLAKE_ACCOUNT_RATE_LIMIT": "many"}, "VOXLAKE_ACCOUNT_RATE_LIMIT='many'"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env(env)
+    parsed = Settings.from_env(
+        {"VOXLAKE_ACCOUNT_RATE_LIMIT": "600/60", "VOXLAKE_LOCAL_API_KEYS": " a, ,b "}
+    )
+    assert (parsed.account_rate_limit, parsed.local_api_keys) == ((600, 60.0), ("a", "b"))
