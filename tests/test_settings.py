@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.clikit import REPO, clean_env
 from voxlake.settings import Settings, SettingsError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "voxlake"
@@ -48,3 +51,15 @@ def test_a_bad_value_is_named() -> None:
         {"VOXLAKE_ACCOUNT_RATE_LIMIT": "600/60", "VOXLAKE_LOCAL_API_KEYS": " a, ,b "}
     )
     assert (parsed.account_rate_limit, parsed.local_api_keys) == ((600, 60.0), ("a", "b"))
+
+
+def test_the_cli_reads_the_environment_first_and_names_a_bad_value(tmp_path: Path) -> None:
+    # Read at the edge, before the command runs: `query` itself uses no VOXLAKE_* variable.
+    cmd = [sys.executable, "-m", "voxlake.cli", "query", str(tmp_path), "select 1"]
+    env = clean_env(VOXLAKE_PREFECT_STARTUP_TIMEOUT_S="slow")
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: VOXLAKE_PREFECT_STARTUP_TIMEOUT_S='slow' is not a number of seconds from 1 to "
+        "86400; unset it for the default, 120 s"
+    ]

@@ -63,6 +63,12 @@ def _main(
     ] = False,
 ) -> None:
     """voxlake command line."""
+    from voxlake.settings import settings  # no dependency: nothing heavy
+
+    # The environment is read here, at the edge, before any command: a bad VOXLAKE_* value
+    # ends it with one line naming the variable, not a traceback from deep inside a run.
+    with _exits_on_error():
+        settings()
 
 
 def exit_status(error: Exception) -> int:
