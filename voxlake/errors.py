@@ -44,6 +44,7 @@ base class keeps an ``except`` of the standard exception working::
     ├── ManifestError (+ValueError)           rows of a manifest are unusable   [manifest.items]
     ├── NotAFileError (+OSError)              a source path names a folder      [manifest.resolve]
     ├── InputError                            an option value a run cannot use  [inputs]
+    ├── SettingsError (ConfigurationError, +ValueError)  a bad VOXLAKE_* value  [settings]
     ├── LeaseHeldError                        another run holds the output root [ledger]
     ├── LeaseLostError                        this run's lease was taken over   [ledger]
     ├── JobGoneError                          a ledger's job no longer exists   [pipeline]
