@@ -385,12 +385,6 @@ def run(
     # This very command with --retry-failed: what submits the items whose job failed again.
     retry = voxlake_command([*sys.argv[1:]] + ["--retry-failed"] * (not retry_failed))
     print_summary(summary, retry_command=retry)
-    if summary.gone:  # once for all of them, with the command that retries them
-        typer.echo(
-            f"{summary.gone} items could not be resumed: their jobs no longer exist on the "
-            f"server, so they count as failed from now on. To submit them again (paid "
-            f"again): {retry}"
-        )
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
 

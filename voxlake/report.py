@@ -100,6 +100,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| resumed | {summary.resumed} |",
         f"| skipped as already done | {summary.skipped} |",
         f"| skipped as failed before | {summary.skipped_failed} |",
+        f"| could not be resumed (job gone; `retry_failed` submits again) | {summary.gone} |",
         f"| deferred by the budget | {summary.deferred} |",
         f"| completed | {summary.completed} |",
         f"| failed | {summary.failed} |",
@@ -227,6 +228,14 @@ def print_summary(
             console.print(f"  {retry_command}", highlight=False, markup=False)
         else:
             console.print(f"{failed_jobs}; --retry-failed submits {them} again", highlight=False)
+    if summary.gone:  # said apart from the failed jobs, once, with the command that retries them
+        console.print(
+            f"{summary.gone} items could not be resumed: their jobs no longer exist on the "
+            f"server, so they count as failed from now on. To submit them again (paid again): "
+            f"{retry_command or '--retry-failed'}",
+            highlight=False,
+            markup=False,
+        )
     if written:
         files = ", ".join(
             f"{n} {table} file{'' if n == 1 else 's'}" for table, n in summary.files.items() if n
