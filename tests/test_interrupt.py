@@ -42,12 +42,15 @@ def prefect_url(prefect_harness: None) -> str:
     return str(PREFECT_API_URL.value())
 
 
-def make_clips(folder: Path, n: int = CLIPS) -> None:
-    """Long clips: at the embedded server's 0.02 s per audio second, 1.5 to 2.5 s per job."""
+def clips_run(tmp_path: Path, n: int = CLIPS) -> list[str]:
+    """The arguments of a run over ``n`` long clips in ``tmp_path/media`` into ``tmp_path/out``:
+    at the embedded server's 0.02 s per audio second, 1.5 to 2.5 s per job."""
+    folder = tmp_path / "media"
     folder.mkdir(parents=True)
     for i in range(n):
         write_synth_wav(folder / f"clip-{i:02d}.wav", "the birch canoe slid on the smooth planks",
                         60 + 5 * i, sample_rate=8000, seed=i)  # fmt: skip
+    return [str(folder), "--output", str(tmp_path / "out")]
 
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -163,9 +166,7 @@ def rerun_completes_every_item_once(tmp_path: Path, args: list[str], env: dict[s
 def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(
     tmp_path: Path, prefect_url: str
 ) -> None:
-    media, out = tmp_path / "media", tmp_path / "out"
-    make_clips(media)
-    args = [str(media), "--output", str(out)]
+    args = clips_run(tmp_path)
     # No PREFECT_API_URL: the run starts its temporary Prefect API, which must go too.
     env = embedded_env(tmp_path)
 
@@ -182,9 +183,7 @@ def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(
 def test_kill_9_of_the_group_then_the_same_command_finishes_it(
     tmp_path: Path, prefect_url: str
 ) -> None:
-    media, out = tmp_path / "media", tmp_path / "out"
-    make_clips(media)
-    args = [str(media), "--output", str(out)]
+    args = clips_run(tmp_path)
     env = embedded_env(tmp_path, PREFECT_API_URL=prefect_url)
 
     interrupt_run(tmp_path, args, env, signal.SIGKILL)
@@ -195,12 +194,10 @@ def test_kill_9_of_the_group_then_the_same_command_finishes_it(
 def test_jobs_gone_from_the_server_are_said_once_with_the_command_that_retries_them(
     tmp_path: Path, prefect_url: str
 ) -> None:
-    media, out = tmp_path / "media", tmp_path / "out"
-    make_clips(media)
-    args = [str(media), "--output", str(out)]
+    args = clips_run(tmp_path)
     env = embedded_env(tmp_path, PREFECT_API_URL=prefect_url)
     interrupt_run(tmp_path, args, env, signal.SIGKILL)
-    events = ledger(out)
+    events = ledger(tmp_path / "out")
     done = {r["media_id"] for r in events if r["status"] == "completed"}
     gone = len({r["media_id"] for r in events if r["status"] == "submitted"} - done)
     # The embedded server's state is lost (a cleared cache): the submitted jobs are gone.
