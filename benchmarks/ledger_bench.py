@@ -65,7 +65,7 @@ def write_history(
     an upload URL, ``submitted`` with a transcript id, ``completed``), so
     ``3 x ceil(n / batch)`` event files of ``batch`` events each.
     """
-    from voxlake.ledger import Event, Ledger, Status
+    from voxlake.lake.ledger import Event, Ledger, Status
     from voxlake.manifest import read_manifest
 
     t0 = time.perf_counter()
@@ -111,7 +111,7 @@ def compact(src: Path, dst: Path) -> dict[str, Any]:
     Through the ledger's own path: a non-read-only :meth:`Ledger.open` with ``compact_above=0``
     (what a run does at start when there are more than 64 files), timed.
     """
-    from voxlake.ledger import Ledger
+    from voxlake.lake.ledger import Ledger
 
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst)
@@ -150,7 +150,7 @@ def lookup_child(media: str, output: str) -> None:
 
     Prints one JSON line. Times: resolve (``read_manifest``: one stat per file), ledger open
     (list + read every event file, fold into states: ``Ledger.open(read_only=True)``) and
-    :func:`voxlake.ledger.plan`. Peak RSS: the whole process's ``VmHWM``; it is reset after
+    :func:`voxlake.lake.ledger.plan`. Peak RSS: the whole process's ``VmHWM``; it is reset after
     the imports and again after the resolve, so each phase's peak is its own (the items stay in
     memory during the lookup, as in a run). ``ru_maxrss`` is the process's lifetime peak.
     """
@@ -159,7 +159,7 @@ def lookup_child(media: str, output: str) -> None:
     import fsspec
     import pyarrow as pa
 
-    from voxlake.ledger import Ledger, plan
+    from voxlake.lake.ledger import Ledger, plan
     from voxlake.manifest import read_manifest
 
     # Imported by any `voxlake run` process long before it opens the ledger (Prefect imports

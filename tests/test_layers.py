@@ -44,7 +44,7 @@ def test_the_glue_list_names_real_modules() -> None:
 
 def test_the_core_imports_without_prefect() -> None:
     core = sorted(package_modules() - GLUE)
-    assert "voxlake.pipeline" in core and "voxlake.ledger" in core
+    assert "voxlake.pipeline" in core and "voxlake.lake.ledger" in core
     script = textwrap.dedent(
         """
         import importlib, json, sys

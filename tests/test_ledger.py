@@ -1,4 +1,4 @@
-"""voxlake.ledger: planning, durable events, compaction and the lease, locally and on S3."""
+"""voxlake.lake.ledger: planning, durable events, compaction and the lease, locally and on S3."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from voxlake.ledger import (
+from voxlake.lake.ledger import (
     EVENTS_DIR,
     LEASE_FILE,
     Event,
@@ -108,9 +108,9 @@ def test_loading_folds_the_log_as_applying_each_event_in_order_would(
     import datetime as dt
     import random
 
-    import voxlake.ledger
+    import voxlake.lake.ledger.states
 
-    monkeypatch.setattr(voxlake.ledger, "_BATCH_ROWS", 5)
+    monkeypatch.setattr(voxlake.lake.ledger.states, "_BATCH_ROWS", 5)
 
     rng = random.Random(7)
     items = [item(f"i{n}") for n in range(40)]

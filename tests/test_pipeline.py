@@ -77,7 +77,7 @@ def test_a_malformed_transcript_fails_alone_at_write_and_its_chunk_is_written(
 def test_finished_items_are_committed_during_the_run_not_only_at_its_end(
     tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
 ) -> None:
-    from voxlake.ledger import Ledger, Status, key_of
+    from voxlake.lake.ledger import Ledger, Status, key_of
 
     api(make_server())
     manifest = read_manifest(write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "a", 4)))

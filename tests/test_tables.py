@@ -471,7 +471,7 @@ def test_importing_voxlake_leaves_arrows_allocator_as_it_was() -> None:
     code = (
         "import pyarrow as pa\n"
         "before = pa.default_memory_pool().backend_name\n"
-        "import voxlake.tables, voxlake.ledger, voxlake.views\n"
+        "import voxlake.tables, voxlake.lake.ledger, voxlake.views\n"
         "print(before, pa.default_memory_pool().backend_name)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}

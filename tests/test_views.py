@@ -64,7 +64,7 @@ def write_ledger(root: Path | str) -> None:
     """Ledger events beside :func:`write_two_runs`' tables (and for items no table row has yet):
     an item completed, one failed then completed, one whose job failed, one deferred by a
     budget, one in flight, one whose submit outcome is unknown."""
-    from voxlake.ledger import Event, Ledger, Status
+    from voxlake.lake.ledger import Event, Ledger, Status
     from voxlake.manifest import MediaItem, SourceInfo, SourceKind, TranscriptionOptions
 
     options = TranscriptionOptions()
@@ -182,7 +182,7 @@ def test_ledger_view_is_each_items_latest_state(tmp_path: Path) -> None:
 
 
 def test_the_ledger_view_reads_the_ledgers_files_and_columns() -> None:
-    from voxlake import ledger
+    from voxlake.lake import ledger
 
     assert views._EVENTS_DIR == ledger.EVENTS_DIR
     columns = [(f.name, f.type) for f in views._EVENT_COLUMNS]

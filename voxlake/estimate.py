@@ -210,7 +210,7 @@ def estimate_run(
 
     Sends no AssemblyAI request and writes nothing (the ledger is opened read-only).
     """
-    from voxlake.ledger import Ledger, plan
+    from voxlake.lake.ledger import Ledger, plan
 
     ledger = Ledger.open(output, run_id=run_id, s3=s3, read_only=True)
     planned = plan(items, ledger.states, force=force, retry_failed=retry_failed)

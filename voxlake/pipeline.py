@@ -44,8 +44,8 @@ from voxlake.errors import (
     VoxlakeError,
 )
 from voxlake.estimate import deferral_reason, media_durations, within_budget
-from voxlake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
-from voxlake.ledger import plan as ledger_plan
+from voxlake.lake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
+from voxlake.lake.ledger import plan as ledger_plan
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import SharedPoller

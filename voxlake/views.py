@@ -9,7 +9,7 @@ defined, over the Parquet tables under ``root``:
   ``recorded_at``, or its latest row if it never completed;
 - ``words_current``, ``utterances_current``: the rows of the current completed transcripts, each
   transcript once even when two runs wrote its rows;
-- ``ledger``: one row per ``media_id``, its latest ledger event (``voxlake.ledger``): status,
+- ``ledger``: one row per ``media_id``, its latest ledger event (``voxlake.lake.ledger``): status,
   stage, error, transcript id and audio hours, so deferred, in-flight and failed items can be
   listed with SQL.
 
@@ -56,8 +56,8 @@ __all__ = [
 
 HISTORY_VIEWS = ("transcripts", "words", "utterances")
 CURRENT_VIEWS = ("transcripts_current", "words_current", "utterances_current")
-# The ledger's event files and columns (voxlake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
-# tests/test_views.py holds these to). Not imported from there: voxlake.ledger imports pandas
+# The ledger's event files and columns (voxlake.lake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
+# tests/test_views.py holds these to). Not imported from there: voxlake.lake.ledger imports pandas
 # and the manifest code, seconds of start-up that `voxlake query` does not need.
 LEDGER_DIR = "_ledger"
 _EVENTS_DIR = f"{LEDGER_DIR}/events"
@@ -179,7 +179,7 @@ def _arrow_source(
 
 def _ledger_source(con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str) -> str:
     """The ledger's event files (``<root>/_ledger/events/*.parquet``) as a relation typed as
-    ``voxlake.ledger.EVENT_SCHEMA``; empty when no run has recorded anything."""
+    ``voxlake.lake.ledger.EVENT_SCHEMA``; empty when no run has recorded anything."""
     typed = _typed_empty(_EVENT_COLUMNS)
     if _is_local(fs):
         folder = Path(os.path.abspath(root)) / _EVENTS_DIR

@@ -33,7 +33,7 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
 
-from voxlake.ledger import Ledger
+from voxlake.lake.ledger import Ledger
 from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
 from voxlake.storage import S3Options, output_filesystem
 

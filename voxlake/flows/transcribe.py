@@ -6,7 +6,7 @@ on SQLite records only tens of task runs per second). Small manifests get one ta
 and stage. Each chunk moves through upload → submit → poll → collect on its own, so the first
 chunk's jobs are processing while later chunks still upload.
 
-Incremental: the run plans every item against the output root's ledger (voxlake.ledger) first;
+Incremental: the run plans every item against the output root's ledger (voxlake.lake.ledger) first;
 items already done cost nothing, jobs an interrupted run left in flight are resumed.
 
 Retries: the client retries each HTTP request (429 with Retry-After, 5xx, network) under its

@@ -4,7 +4,7 @@
 -- with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive
 -- partitioning (run_date typed DATE) and union_by_name for a local root, a registered Arrow
 -- dataset for S3 and other filesystems; {ledger} likewise reads the ledger's event files
--- (<root>/_ledger/events/*.parquet, voxlake.ledger.EVENT_SCHEMA). The rest is plain SQL.
+-- (<root>/_ledger/events/*.parquet, voxlake.lake.ledger.EVENT_SCHEMA). The rest is plain SQL.
 
 -- History: every row of every run.
 CREATE OR REPLACE VIEW transcripts AS SELECT * FROM {transcripts};
