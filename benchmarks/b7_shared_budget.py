@@ -125,7 +125,7 @@ def b7() -> dict[str, Any]:
     failed = [k for k, m in enumerate(monitors) if m.returncode != 0]
     if failed:
         raise RuntimeError(f"flow run {failed} failed:\n{logs[failed[0]][-4000:]}")
-    from voxlake.tables import read_table
+    from voxlake.lake.read import read_table
 
     completed = sum(
         read_table(work / f"out-{k}", "transcripts", columns=["status"])

@@ -315,7 +315,7 @@ def _b3_child(transcripts: int, words: int) -> None:
 
     import pyarrow as pa
 
-    from voxlake.tables import TableSink
+    from voxlake.lake.writer import TableSink
 
     # pyarrow imports pandas the first time it converts a Python list (~1 s, once per process;
     # B1 and B5 count it in their start-up): not part of the sink's write rate.

@@ -397,7 +397,7 @@ def server_transcripts(base_url: str, key: str) -> list[dict[str, Any]]:
 
 def timeline(output: Path, server_items: list[dict[str, Any]], t0: float) -> dict[str, Any]:
     """When items were submitted, finished server-side and seen by the client (s from start)."""
-    from voxlake.tables import read_table
+    from voxlake.lake.read import read_table
 
     table = read_table(
         output, "transcripts", columns=["transcript_id", "submitted_at", "completed_at"]

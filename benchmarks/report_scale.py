@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voxlake.tables import TableSink
+from voxlake.lake.writer import TableSink
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -134,7 +134,7 @@ def main() -> None:
         cached = [measure(latest, cached_env), measure(date_range, cached_env)]
         for run in [*runs, *cached]:
             run["html_kib"] = round(Path(run.pop("report")).stat().st_size / 1024, 1)
-        from voxlake.views import connect
+        from voxlake.lake.views import connect
 
         with connect(root) as con:
             (word_rows,) = con.sql("SELECT count(*) FROM words").fetchall()[0]

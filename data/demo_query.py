@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from voxlake.views import connect
+from voxlake.lake.views import connect
 
 QUERY = """
 select t.media_id,

@@ -1,7 +1,7 @@
 """Word error rate of the demo's transcripts against the reference texts in data/.
 
 Reads the Parquet output of ``voxlake run data/manifest.csv --output output`` (the current row
-per ``media_id``: ``voxlake.tables.read_current``) and, for every item whose media has a
+per ``media_id``: ``voxlake.lake.read.read_current``) and, for every item whose media has a
 ``<clip>.ref.txt`` beside it, prints the WER (jiwer), then the overall WER over those clips, the
 mean word confidence of words that match the reference against words that do not, and the
 outcome of the other items (the edge cases). Run:
@@ -20,7 +20,7 @@ from pathlib import Path
 import jiwer
 
 from voxlake.analytics_report import normalise
-from voxlake.tables import read_current
+from voxlake.lake.read import read_current
 
 
 def reference_for(source: Path) -> Path:

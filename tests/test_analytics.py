@@ -22,7 +22,7 @@ from tests.test_docs_queries import write_demo_runs
 from voxlake.analytics_report import normalise, reference_texts
 from voxlake.cli import app
 from voxlake.emulator.harvard import H1
-from voxlake.tables import TableSink
+from voxlake.lake.writer import TableSink
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -34,9 +34,9 @@ from tests.clikit import ServeLocal, wait_until
 from tests.prefect_server import RunningServer, prefect_cli, prefect_server
 from tests.secrets import KEY_A
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.lake.read import read_current
 from voxlake.settings import ACCOUNT_ENV
 from voxlake.shared_budget import LIMIT_NAME, figures_for
-from voxlake.tables import read_current
 
 REPO = Path(__file__).resolve().parents[1]
 ITEMS, SHARDS, NEW_FOR_NIGHTLY = 200, 4, 10

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from voxlake.lake.read import read_current
 from voxlake.runner import api_backend
-from voxlake.tables import read_current
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.clikit import ServeLocal, clean_env, run_env, voxlake_run
 from voxlake.emulator.synth import write_synth_wav
-from voxlake.tables import read_current
+from voxlake.lake.read import read_current
 
 
 @pytest.fixture

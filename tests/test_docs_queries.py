@@ -1,6 +1,6 @@
 """Every query in docs/analysts.md and docs/tables.md runs against demo-like output.
 
-The ```sql blocks run statement by statement on a voxlake.views connection (so both the
+The ```sql blocks run statement by statement on a voxlake.lake.views connection (so both the
 read_parquet queries and the view queries work) from a folder holding the output as ``output/``
 (docs/analysts.md) and ``out/`` (docs/tables.md); each must return rows. The ```python blocks
 that read the tables run too. The output: two runs over Harvard-sentence transcripts, like
@@ -19,8 +19,8 @@ import pytest
 
 from tests.test_views import write_ledger
 from voxlake.emulator.harvard import H1
-from voxlake.tables import TableSink
-from voxlake.views import connect
+from voxlake.lake.views import connect
+from voxlake.lake.writer import TableSink
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = ["docs/analysts.md", "docs/tables.md"]

@@ -24,8 +24,8 @@ from voxlake.credentials import AssemblyAICredentials
 from voxlake.emulator import FaultConfig, FaultSpec, LocalServer
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.flows.transcribe import transcribe_manifest
+from voxlake.lake.read import read_table
 from voxlake.manifest import ManifestError
-from voxlake.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

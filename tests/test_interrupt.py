@@ -27,7 +27,7 @@ import pytest
 
 from tests.clikit import LOCAL_KEY, REPO, clean_env, wait_until
 from voxlake.emulator.synth import write_synth_wav
-from voxlake.tables import read_current
+from voxlake.lake.read import read_current
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from tests.clikit import (
     voxlake_run,
 )
 from voxlake.emulator.synth import write_synth_wav
-from voxlake.tables import read_current
+from voxlake.lake.read import read_current
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def make_media(folder: Path, n: int, start: int = 0) -> None:
 
 
 def current(out: Path) -> list[tuple[str, str]]:
-    """(media_id, status) of each row of the current view (voxlake.tables.read_current)."""
+    """(media_id, status) of each row of the current view (voxlake.lake.read.read_current)."""
     view = read_current(out).select(["media_id", "status"]).to_pylist()
     return [(r["media_id"], r["status"]) for r in view]
 

@@ -14,9 +14,9 @@ from voxlake import pipeline
 from voxlake.checks import check_invariants
 from voxlake.client import AssemblyAIClient
 from voxlake.emulator import LocalServer
+from voxlake.lake.read import read_table
 from voxlake.manifest import read_manifest
 from voxlake.pipeline import RunSettings, RunSummary, TranscriptionRun
-from voxlake.tables import read_table
 
 FAST_POLLS = RunSettings(poll_first_s=0.05, poll_min_interval_s=0.05, poll_max_interval_s=0.2)
 

@@ -19,6 +19,9 @@ import pytest
 
 from tests.s3_fixtures import FaultRule, S3FaultProxy
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.lake.read import read_table
+from voxlake.lake.root import OutputRoot
+from voxlake.lake.writer import DatasetWriter, TableSink
 from voxlake.manifest import ManifestError, SourceInfo, SourceKind, read_manifest
 from voxlake.manifest.resolve import list_media, stat_many
 from voxlake.redact import redact_text, redact_url
@@ -31,11 +34,9 @@ from voxlake.storage import (
     S3ThrottledError,
     StorageError,
     join_s3,
-    output_filesystem,
     s3_filesystem,
     storage_error,
 )
-from voxlake.tables import DatasetWriter, TableSink, _atomic_write, read_table
 
 ODD_KEYS = ["calls/with space.wav", "calls/ünïcødé-Grüße.wav", "calls/a+b=c.wav"]
 
@@ -301,7 +302,8 @@ def test_tables_written_to_s3_read_back_with_pyarrow_and_duckdb(
 ) -> None:
     bucket = make_bucket("lake")
     root = f"s3://{bucket}/voxlake"
-    fs, path = output_filesystem(root)
+    out = OutputRoot.of(root).check_bucket()
+    fs, path = out.fsspec, out.path
     day = dt.date(2026, 11, 20)
     with TableSink(path, flow_run_id="run-1", run_date=day, filesystem=fs) as sink:
         for i in range(3):
@@ -349,7 +351,7 @@ def test_a_failed_s3_write_publishes_nothing(
 
     monkeypatch.setattr(pq, "write_table", write_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        _atomic_write(writer.fs, path, pa.table({"a": [1]}))
+        writer.output.publish_parquet("t/part-0.parquet", pa.table({"a": [1]}))
     monkeypatch.setattr(pq, "write_table", real_write)
     assert not s3fs_fs.exists(path)
     uploads = s3fs_fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
@@ -358,7 +360,7 @@ def test_a_failed_s3_write_publishes_nothing(
 
 def test_output_to_a_missing_bucket_fails_before_any_work() -> None:
     with pytest.raises(S3BucketNotFoundError, match="no-such-lake-vx"):
-        output_filesystem("s3://no-such-lake-vx/voxlake")
+        OutputRoot.of("s3://no-such-lake-vx/voxlake").check_bucket()
 
 
 def test_explicit_endpoint_option_reaches_the_same_store(

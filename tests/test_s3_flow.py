@@ -24,8 +24,8 @@ from tests.s3_fixtures import FaultRule, MotoS3, S3FaultProxy
 from voxlake.checks import check_invariants
 from voxlake.emulator import LocalServer
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.lake.read import read_table
 from voxlake.storage import S3Options
-from voxlake.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

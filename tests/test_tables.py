@@ -1,4 +1,5 @@
-"""voxlake.tables and voxlake.checks: exact schemas, batches, atomic dataset writes, invariants.
+"""voxlake.lake (tables, writer, read, root) and voxlake.checks: exact schemas, batches,
+atomic dataset writes, invariants.
 
 Everything is written to real files under tmp_path and read back with pyarrow, DuckDB and pandas.
 """
@@ -20,20 +21,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.reference import assemblyai
-from voxlake import tables
 from voxlake.checks import TableInvariantError, check_invariants, find_violations
-from voxlake.tables import (
+from voxlake.lake import root as lake_root
+from voxlake.lake import tables
+from voxlake.lake.read import read_table
+from voxlake.lake.tables import (
     TRANSCRIPTS_SCHEMA,
     UTTERANCES_SCHEMA,
     WORDS_SCHEMA,
-    DatasetWriter,
-    TableSink,
-    read_table,
     transcript_row,
     transcripts_batch,
     utterances_batch,
     words_batch,
 )
+from voxlake.lake.writer import DatasetWriter, TableSink
 
 DAY = dt.date(2024, 5, 17)
 RUN = "run-1"
@@ -395,11 +396,11 @@ def test_atomic_write_leaves_no_temp_file_on_failure(
     def failing_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(tables.os, "replace", failing_replace)
+    monkeypatch.setattr(lake_root.os, "replace", failing_replace)
     table = pa.table({"x": [1, 2]})
-    target = f"{tmp_path}/t/run_date=2024-01-01/part-a-00000.parquet"
+    target = "t/run_date=2024-01-01/part-a-00000.parquet"
     with pytest.raises(OSError, match="disk full"):
-        tables._atomic_write(tables._as_arrow_fs(None), target, table)
+        lake_root.OutputRoot.of(tmp_path).publish_parquet(target, table)
     assert os.listdir(tmp_path / "t" / "run_date=2024-01-01") == []
 
 
@@ -471,7 +472,7 @@ def test_importing_voxlake_leaves_arrows_allocator_as_it_was() -> None:
     code = (
         "import pyarrow as pa\n"
         "before = pa.default_memory_pool().backend_name\n"
-        "import voxlake.tables, voxlake.lake.ledger, voxlake.views\n"
+        "import voxlake.lake.writer, voxlake.lake.read, voxlake.lake.ledger, voxlake.lake.views\n"
         "print(before, pa.default_memory_pool().backend_name)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}

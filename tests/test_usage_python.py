@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from voxlake.tables import read_current
+from voxlake.lake.read import read_current
 
 REPO = Path(__file__).resolve().parents[1]
 

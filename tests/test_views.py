@@ -1,4 +1,5 @@
-"""The current view (voxlake/sql/views.sql, voxlake.views, tables.read_current) and the readers.
+"""The current view (voxlake/sql/views.sql, voxlake.lake.views, lake.read.read_current)
+and the readers.
 
 Real DuckDB over real Parquet files written by TableSink under tmp_path (and on moto's S3).
 """
@@ -17,8 +18,10 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.test_tables import make_transcript
-from voxlake import tables, views
-from voxlake.tables import SCHEMAS, TableSink, read_current, read_table
+from voxlake.lake import tables, views
+from voxlake.lake.read import read_current, read_table
+from voxlake.lake.tables import SCHEMAS
+from voxlake.lake.writer import TableSink
 
 DAY1 = dt.date(2024, 5, 17)
 DAY2 = dt.date(2024, 5, 18)

@@ -21,16 +21,16 @@ if TYPE_CHECKING:
     from voxlake.errors import VoxlakeError
     from voxlake.flows.backfill import backfill
     from voxlake.flows.transcribe import transcribe_manifest
-    from voxlake.tables import read_current
-    from voxlake.views import connect
+    from voxlake.lake.read import read_current
+    from voxlake.lake.views import connect
 
 # name -> the module that defines it
 _EXPORTS = {
     "transcribe_manifest": "voxlake.flows.transcribe",
     "backfill": "voxlake.flows.backfill",
     "AssemblyAICredentials": "voxlake.credentials",
-    "read_current": "voxlake.tables",
-    "connect": "voxlake.views",
+    "read_current": "voxlake.lake.read",
+    "connect": "voxlake.lake.views",
     "LocalServer": "voxlake.emulator",
     "VoxlakeError": "voxlake.errors",
 }

@@ -1,6 +1,6 @@
 """``voxlake report``: a self-contained static HTML report of one run or a range of run dates.
 
-Everything is aggregated by DuckDB over the views of :mod:`voxlake.views` (histograms are
+Everything is aggregated by DuckDB over the views of :mod:`voxlake.lake.views` (histograms are
 binned in SQL), so only small results reach Python: a report over millions of words costs a few
 seconds and little memory (benchmarks/report_scale.py). Charts are matplotlib figures rendered
 with the Agg backend to PNG and inlined as base64 ``data:`` URLs; the page has no script, no
@@ -37,9 +37,9 @@ import duckdb
 
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import DEFAULT_PRICES_USD_PER_HOUR
+from voxlake.lake.root import OutputRoot
+from voxlake.lake.views import NotAnOutputRootError, check_output_root, connect
 from voxlake.storage import S3Options
-from voxlake.tables import _as_arrow_fs, _is_local, _resolve_root
-from voxlake.views import NotAnOutputRootError, check_output_root, connect
 
 __all__ = ["ReportError", "build_report_html", "normalise", "reference_texts", "write_report"]
 
@@ -278,7 +278,8 @@ def build_report_html(
     references: dict[str, str] | None = None,
     root_label: str = "",
 ) -> str:
-    """The report page, from a connection with voxlake's views (:func:`voxlake.views.connect`)."""
+    """The report page, from a connection with voxlake's views
+    (:func:`voxlake.lake.views.connect`)."""
     scope = _scope(con, run_id, since, until, root_label)
     con.execute(f"CREATE OR REPLACE TEMP VIEW scope_t AS SELECT * FROM {scope.rows}")
     # Words and utterances of the scope's completed rows only (the same run's rows).
@@ -564,12 +565,8 @@ def write_report(
         except duckdb.Error as exc:
             raise ReportError(str(exc)) from None
     target = os.fspath(out) if out is not None else f"{root_text.rstrip('/')}/report.html"
-    # An S3 target goes through s3fs like the tables; a local one through pyarrow's local fs.
-    out_fs, out_path = _resolve_root(target, filesystem if out is None else None, s3)
-    fs = _as_arrow_fs(out_fs)
-    if _is_local(fs):
-        out_path = os.path.abspath(out_path)
-        fs.create_dir(os.path.dirname(out_path), recursive=True)
-    with fs.open_output_stream(out_path) as fh:
-        fh.write(page.encode("utf-8"))
+    # Published like the tables (s3fs for an S3 target), into the folder that holds it.
+    folder, name = target.rstrip("/").rsplit("/", 1) if "/" in target else (".", target)
+    parent = OutputRoot.of(folder or "/", filesystem=filesystem if out is None else None, s3=s3)
+    out_path = parent.publish_bytes(name, page.encode("utf-8"))
     return target if "://" in target else out_path

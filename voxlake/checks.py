@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from voxlake.errors import VoxlakeError
-from voxlake.tables import read_table
+from voxlake.lake.read import read_table
 
 __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
 

@@ -477,8 +477,8 @@ def query(
     import io
     import sys
 
+    from voxlake.lake.views import check_output_root, connect
     from voxlake.query import FORMATS, repl, run_statement, write_result
-    from voxlake.views import check_output_root, connect
 
     s3 = _read_s3_options(s3_endpoint_url, s3_region, s3_profile)
 

@@ -46,14 +46,15 @@ from voxlake.errors import (
 from voxlake.estimate import deferral_reason, media_durations, within_budget
 from voxlake.lake.ledger import Event, LeaseLostError, Ledger, Status, comparable_url
 from voxlake.lake.ledger import plan as ledger_plan
+from voxlake.lake.root import OutputRoot
+from voxlake.lake.writer import SinkEntry, TableSink, WrittenFile
 from voxlake.manifest import InvalidRow, Manifest, MediaItem, SourceKind
 from voxlake.models import Transcript, TranscriptParams, TranscriptStatus
 from voxlake.polling import SharedPoller
 from voxlake.redact import redact_text, redact_url
 from voxlake.settings import settings
 from voxlake.sources import ObjectInfo, stage_s3
-from voxlake.storage import S3Options, output_filesystem
-from voxlake.tables import SinkEntry, TableSink, WrittenFile
+from voxlake.storage import S3Options
 
 logger = logging.getLogger(__name__)
 
@@ -311,18 +312,16 @@ class TranscriptionRun:
         self._files: dict[str, list[WrittenFile]] = {}
 
     async def __aenter__(self) -> TranscriptionRun:
+        root = OutputRoot.of(self.output, s3=self.s3)
         self.ledger = await asyncio.to_thread(
             Ledger.open,
-            self.output,
+            root,
             run_id=self.flow_run_id,
-            s3=self.s3,
             lease_group=self._lease_group,
         )
         try:
-            filesystem, root = output_filesystem(self.output, self.s3)
             self._sink = TableSink(
                 root,
-                filesystem=filesystem,
                 flow_run_id=self.flow_run_id,
                 run_date=self._run_date,
                 max_buffer_rows=self.settings.max_buffer_rows,
@@ -1011,10 +1010,9 @@ def write_run_report(output: str, run_id: str, s3: S3Options | None = None) -> s
     """
     from voxlake.analytics_report import write_report
 
-    filesystem, _ = output_filesystem(output, s3)
     target = f"{output.rstrip('/')}/reports/{run_id}.html"
     try:
-        return write_report(output, out=target, run_id=run_id, filesystem=filesystem)
+        return write_report(output, out=target, run_id=run_id, s3=s3)
     except Exception as exc:  # plotting or reading problems must not fail a finished run
         logger.warning("the run's report could not be written: %s", exc)
         return None

@@ -42,7 +42,6 @@ __all__ = [
     "StorageError",
     "is_s3_url",
     "join_s3",
-    "output_filesystem",
     "s3_filesystem",
     "s3_options_from_flags",
     "s3_path",
@@ -275,27 +274,6 @@ def s3_filesystem(options: S3Options | None = None) -> Any:
     fs = s3fs.S3FileSystem(**kwargs)
     fs.retries = 2  # s3fs's own loop around botocore's (a class attribute, 5 by default)
     return fs
-
-
-def output_filesystem(root: str, options: S3Options | None = None) -> tuple[Any | None, str]:
-    """``(filesystem, root)`` for an output root: ``(None, root)`` locally, s3fs for ``s3://``.
-
-    For S3 the bucket is checked first (one request), so a typo in ``--output`` fails the run
-    before any upload instead of after every transcript is paid for.
-    """
-    if not is_s3_url(root):
-        return None, root
-    fs = s3_filesystem(options)
-    bucket, _ = split_s3(root)
-    if not bucket:
-        raise StorageError(f"output {root!r} has no bucket — write s3://bucket/prefix")
-    try:
-        fs.info(bucket)
-    except Exception as exc:
-        if isinstance(exc, FileNotFoundError):  # HEAD on a bucket: 404 means no such bucket
-            exc = FileNotFoundError("The specified bucket does not exist")
-        raise storage_error(exc, root, "checking the output bucket of") from None
-    return fs, s3_path(root)
 
 
 # --- errors -----------------------------------------------------------------------------------

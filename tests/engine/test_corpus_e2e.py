@@ -16,7 +16,7 @@ import pytest
 from data.wer_report import build_report
 from voxlake.emulator import LocalServer
 from voxlake.flows.transcribe import transcribe_manifest
-from voxlake.tables import read_table
+from voxlake.lake.read import read_table
 
 pytestmark = [pytest.mark.sphinx, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

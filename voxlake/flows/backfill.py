@@ -34,8 +34,9 @@ from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
 
 from voxlake.lake.ledger import Ledger
+from voxlake.lake.root import OutputRoot
 from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
-from voxlake.storage import S3Options, output_filesystem
+from voxlake.storage import S3Options
 
 SHARD_DEPLOYMENT = "transcribe-manifest/shard"
 _DEFAULT_OPTIONS = TranscriptionOptions()
@@ -79,14 +80,9 @@ def _manifest_row(item: MediaItem) -> dict[str, Any]:
 
 def _write_shard(output: str, s3: S3Options | None, name: str, items: list[MediaItem]) -> str:
     text = "".join(json.dumps(_manifest_row(item)) + "\n" for item in items)
-    filesystem, root = output_filesystem(output, s3)
-    if filesystem is None:
-        path = Path(root).resolve() / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return str(path)
-    filesystem.pipe(f"{root}/{name}", text.encode("utf-8"))
-    return f"{output.rstrip('/')}/{name}"
+    root = OutputRoot.of(output, s3=s3).check_bucket()
+    path = root.publish_bytes(name, text.encode("utf-8"))
+    return str(Path(path).resolve()) if root.local else f"{output.rstrip('/')}/{name}"
 
 
 def _shard_totals(
@@ -94,13 +90,11 @@ def _shard_totals(
 ) -> ShardResult:
     import pyarrow.compute as pc
 
-    from voxlake.tables import read_table
+    from voxlake.lake.read import read_table
 
-    filesystem, root = output_filesystem(output, s3)
     rows = read_table(
-        root,
+        OutputRoot.of(output, s3=s3).check_bucket(),
         "transcripts",
-        filesystem=filesystem,
         filter=pc.field("flow_run_id") == str(run.id),
         columns=["status", "audio_duration_s"],
     )

@@ -1,4 +1,4 @@
--- voxlake's DuckDB views over one output root (voxlake.views.connect runs this file).
+-- voxlake's DuckDB views over one output root (voxlake.lake.views.connect runs this file).
 --
 -- {transcripts}, {words} and {utterances} are replaced by the relation that reads each table
 -- with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive

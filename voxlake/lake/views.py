@@ -4,7 +4,7 @@
 defined, over the Parquet tables under ``root``:
 
 - ``transcripts``, ``words``, ``utterances``: every run's rows (history), with the declared
-  schemas (``voxlake.tables``), ``run_date`` a ``DATE``;
+  schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
 - ``transcripts_current``: one row per ``media_id``, its latest completed row by
   ``recorded_at``, or its latest row if it never completed;
 - ``words_current``, ``utterances_current``: the rows of the current completed transcripts, each
@@ -36,14 +36,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from voxlake.errors import VoxlakeError
+from voxlake.lake.root import OutputRoot
+from voxlake.lake.tables import PARTITION_COLUMN, SCHEMAS
 from voxlake.storage import S3Options
-from voxlake.tables import (
-    PARTITION_COLUMN,
-    SCHEMAS,
-    _as_arrow_fs,
-    _is_local,
-    _resolve_root,
-)
 
 __all__ = [
     "CURRENT_VIEWS",
@@ -88,7 +83,10 @@ class NotAnOutputRootError(VoxlakeError):
 
 
 def check_output_root(
-    root: str | os.PathLike[str], *, filesystem: Any | None = None, s3: S3Options | None = None
+    root: str | os.PathLike[str] | OutputRoot,
+    *,
+    filesystem: Any | None = None,
+    s3: S3Options | None = None,
 ) -> None:
     """Raise :class:`NotAnOutputRootError` unless ``root`` holds a table folder or the ledger.
 
@@ -96,16 +94,12 @@ def check_output_root(
     would look like a root where nothing happened. Nothing is created by looking. ``s3``: as
     for :func:`connect`.
     """
-    filesystem, root_text = _resolve_root(root, filesystem, s3)
-    fs = _as_arrow_fs(filesystem)
-    base = root_text.rstrip("/")
-    if _is_local(fs):
-        base = os.path.abspath(base)
-    shown = os.fspath(root)
+    output = OutputRoot.of(root, filesystem=filesystem, s3=s3)
+    shown = output.url
     hint = "give the --output folder of a voxlake run"
-    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+    if not output.exists():
         raise NotAnOutputRootError(f"{shown} does not exist: {hint}")
-    found = fs.get_file_info([f"{base}/{name}" for name in _ROOT_MARKERS])
+    found = output.fs.get_file_info([output.join(name) for name in _ROOT_MARKERS])
     if all(info.type == pafs.FileType.NotFound for info in found):
         raise NotAnOutputRootError(
             f"{shown} is not a voxlake output root (it has no transcripts/, words/, "
@@ -123,7 +117,7 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# DuckDB's names for the Arrow types the schemas use (voxlake.tables).
+# DuckDB's names for the Arrow types the schemas use (voxlake.lake.tables).
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
     pa.int32(): "INTEGER",
@@ -156,49 +150,54 @@ def _local_source(root: str, table: str) -> str:
     )
 
 
-def _arrow_source(
-    con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str, table: str
-) -> str:
+def _arrow_source(con: duckdb.DuckDBPyConnection, output: OutputRoot, table: str) -> str:
     # Imported here: pyarrow.dataset imports pandas, which a local root never needs.
     import pyarrow.dataset as ds
 
     name = f"_voxlake_{table}"
     schema = SCHEMAS[table]
-    path = f"{root}/{table}"
     data: Any
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+    if not output.exists(table):
         data = schema.empty_table()
     else:
         partitioning = ds.partitioning(pa.schema([schema.field(PARTITION_COLUMN)]), flavor="hive")
         data = ds.dataset(
-            path, format="parquet", partitioning=partitioning, schema=schema, filesystem=fs
+            output.join(table),
+            format="parquet",
+            partitioning=partitioning,
+            schema=schema,
+            filesystem=output.fs,
         )
     con.register(name, data)
     return name
 
 
-def _ledger_source(con: duckdb.DuckDBPyConnection, fs: pafs.FileSystem, root: str) -> str:
+def _ledger_source(con: duckdb.DuckDBPyConnection, output: OutputRoot) -> str:
     """The ledger's event files (``<root>/_ledger/events/*.parquet``) as a relation typed as
     ``voxlake.lake.ledger.EVENT_SCHEMA``; empty when no run has recorded anything."""
     typed = _typed_empty(_EVENT_COLUMNS)
-    if _is_local(fs):
-        folder = Path(os.path.abspath(root)) / _EVENTS_DIR
+    if output.local:
+        folder = Path(output.path) / _EVENTS_DIR
         if next(folder.glob("*.parquet"), None) is None:
             return typed
         glob = _sql_string(f"{folder.as_posix()}/*.parquet")
         return f"(SELECT * FROM {typed} UNION ALL BY NAME SELECT * FROM read_parquet({glob}))"
     import pyarrow.dataset as ds
 
-    path = f"{root.rstrip('/')}/{_EVENTS_DIR}"
     data: Any = _EVENT_COLUMNS.empty_table()
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        data = ds.dataset(path, format="parquet", schema=_EVENT_COLUMNS, filesystem=fs)
+    if output.exists(_EVENTS_DIR):
+        data = ds.dataset(
+            output.join(_EVENTS_DIR), format="parquet", schema=_EVENT_COLUMNS, filesystem=output.fs
+        )
     con.register("_voxlake_ledger", data)
     return "_voxlake_ledger"
 
 
 def connect(
-    root: str | os.PathLike[str], *, filesystem: Any | None = None, s3: S3Options | None = None
+    root: str | os.PathLike[str] | OutputRoot,
+    *,
+    filesystem: Any | None = None,
+    s3: S3Options | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with voxlake's views over the tables under ``root``.
 
@@ -207,18 +206,17 @@ def connect(
     (pyarrow or fsspec) overrides how it is reached. Timestamps are shown in UTC, as they are
     stored.
     """
-    filesystem, root_text = _resolve_root(root, filesystem, s3)
-    fs = _as_arrow_fs(filesystem)
+    output = OutputRoot.of(root, filesystem=filesystem, s3=s3)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         sources: dict[str, str] = {}
         for table in HISTORY_VIEWS:
-            if _is_local(fs):
-                sources[table] = _local_source(os.path.abspath(root_text), table)
+            if output.local:
+                sources[table] = _local_source(output.path, table)
             else:
-                sources[table] = _arrow_source(con, fs, root_text.rstrip("/"), table)
-        sources["ledger"] = _ledger_source(con, fs, root_text)
+                sources[table] = _arrow_source(con, output, table)
+        sources["ledger"] = _ledger_source(con, output)
         con.execute(views_sql().format(**sources))
     except BaseException:
         con.close()

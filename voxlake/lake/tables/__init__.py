@@ -1,0 +1,56 @@
+"""The output tables: one module per table family, registered here.
+
+Each family module declares its schema (explicit, never inferred) and how its rows are built
+from a transcript, and ends with a ``TABLE`` registration (:class:`~.schema.Table`). A new
+table (say, ``chapters``) is a new module beside ``words.py`` plus one line below; the writer
+(:mod:`voxlake.lake.writer`), the normaliser (:mod:`voxlake.lake.normalize`) and the readers
+(:mod:`voxlake.lake.read`) take every registered table from :data:`TABLES`. Its views are two
+statements in ``voxlake/sql/views.sql`` (history and current, as ``words``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from voxlake.lake.tables import transcripts, utterances, words
+from voxlake.lake.tables.schema import PARTITION_COLUMN, RUN_DATE, Table, schema_markdown
+from voxlake.lake.tables.transcripts import TRANSCRIPTS_SCHEMA, transcript_row, transcripts_batch
+from voxlake.lake.tables.utterances import UTTERANCES_SCHEMA, utterances_batch
+from voxlake.lake.tables.words import WORDS_SCHEMA, words_batch
+
+__all__ = [
+    "NESTED",
+    "PARTITION_COLUMN",
+    "RUN_DATE",
+    "SCHEMAS",
+    "TABLES",
+    "TRANSCRIPTS_SCHEMA",
+    "UTTERANCES_SCHEMA",
+    "WORDS_SCHEMA",
+    "Table",
+    "schema_markdown",
+    "table",
+    "transcript_row",
+    "transcripts_batch",
+    "utterances_batch",
+    "words_batch",
+]
+
+#: The tables nested under a transcript, built from completed transcripts and written before
+#: the ``transcripts`` rows that commit them. One line per table family.
+NESTED: tuple[Table, ...] = (
+    words.TABLE,
+    utterances.TABLE,
+)
+
+#: Every table by name, ``transcripts`` first.
+TABLES: dict[str, Table] = {t.name: t for t in (transcripts.TABLE, *NESTED)}
+SCHEMAS: dict[str, pa.Schema] = {name: t.schema for name, t in TABLES.items()}
+
+
+def table(name: str) -> Table:
+    """The registered table ``name``; a ValueError naming the known ones otherwise."""
+    found = TABLES.get(name)
+    if found is None:
+        raise ValueError(f"unknown table {name!r}; expected one of {sorted(TABLES)}")
+    return found
