@@ -267,3 +267,22 @@ def test_no_bucket_fails_before_anything(moto_s3: Any) -> None:
 
     with pytest.raises(StorageError, match="bucket"):
         Ledger.open("s3://no-such-bucket-4242/out", run_id="r")
+
+
+def test_a_stale_conditional_write_on_s3_is_refused_not_raised(
+    make_bucket: Callable[[str], str], s3fs_fs: Any
+) -> None:
+    """The lease's writes on S3 answer False when another run wrote first, as locally: s3fs
+    raises a 412 on If-Match as an OSError caused by botocore's PreconditionFailed."""
+    from voxlake.lake.ledger.store import open_store
+
+    store = open_store(f"s3://{make_bucket('lease')}/voxlake", create=True)
+    assert store.read_versioned(LEASE_FILE) is None
+    assert store.create(LEASE_FILE, b"one")
+    assert not store.create(LEASE_FILE, b"two")
+    found = store.read_versioned(LEASE_FILE)
+    assert found is not None and found[0] == b"one"
+    assert store.replace_if(LEASE_FILE, b"three", found[1])
+    assert not store.replace_if(LEASE_FILE, b"four", found[1])  # replaced since it was read
+    again = store.read_versioned(LEASE_FILE)
+    assert again is not None and again[0] == b"three"
