@@ -543,10 +543,11 @@ def write_report(
 
     ``s3``: the endpoint, region and profile of an ``s3://`` root and target."""
     refs = reference_texts(references) if references is not None else None
-    root_text = os.fspath(root)
+    output = OutputRoot.of(root, filesystem=filesystem, s3=s3)
+    root_text = output.url
     try:
-        check_output_root(root, filesystem=filesystem, s3=s3)
-        con = connect(root, filesystem=filesystem, s3=s3)
+        check_output_root(output)
+        con = connect(output)
     except NotAnOutputRootError as exc:
         raise ReportError(str(exc)) from None
     except (duckdb.Error, OSError) as exc:
@@ -564,9 +565,12 @@ def write_report(
             )
         except duckdb.Error as exc:
             raise ReportError(str(exc)) from None
-    target = os.fspath(out) if out is not None else f"{root_text.rstrip('/')}/report.html"
     # Published like the tables (s3fs for an S3 target), into the folder that holds it.
-    folder, name = target.rstrip("/").rsplit("/", 1) if "/" in target else (".", target)
-    parent = OutputRoot.of(folder or "/", filesystem=filesystem if out is None else None, s3=s3)
+    if out is None:
+        target, parent, name = f"{root_text.rstrip('/')}/report.html", output, "report.html"
+    else:
+        target = os.fspath(out)
+        folder, name = target.rstrip("/").rsplit("/", 1) if "/" in target else (".", target)
+        parent = OutputRoot.of(folder or "/", s3=s3)
     out_path = parent.publish_bytes(name, page.encode("utf-8"))
     return target if "://" in target else out_path
