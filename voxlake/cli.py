@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -251,6 +252,17 @@ def run(
     speaker_labels: Annotated[
         bool | None, typer.Option("--speaker-labels/--no-speaker-labels", help="Diarization.")
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="NAME=VALUE",
+            help="Any POST /v2/transcript option as the run's default, e.g. "
+            "sentiment_analysis=true or speaker_options='{\"max_speakers_expected\": 3}' "
+            "(VALUE is read as JSON when it is JSON, else as text; repeatable; "
+            "docs/manifest.md lists the options). Manifest columns override it per row.",
+        ),
+    ] = None,
     chunk_size: Annotated[
         int | None, typer.Option(help="Items per Prefect task run (default: automatic).")
     ] = None,
@@ -330,6 +342,7 @@ def run(
         options["language_code"] = language_code
     if speaker_labels is not None:
         options["speaker_labels"] = speaker_labels
+    options.update(_option_flags(option or [], options))
     s3 = _s3_flags(s3_endpoint_url, s3_region, s3_profile)
     if presign:
         s3["presign"] = True
@@ -387,6 +400,27 @@ def run(
     print_summary(summary, retry_command=retry)
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
+
+
+def _option_flags(flags: list[str], given: dict[str, object]) -> dict[str, object]:
+    """``--option NAME=VALUE`` flags as options; checked as options by check_run_inputs."""
+    options: dict[str, object] = {}
+    for flag in flags:
+        name, sep, text = flag.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise typer.BadParameter(
+                f"{flag!r} is not NAME=VALUE; write e.g. --option sentiment_analysis=true",
+                param_hint="--option",
+            )
+        if name in options or name in given:
+            raise typer.BadParameter(f"{name} is given twice; keep one", param_hint="--option")
+        try:
+            # JSON when it is JSON (true, 3, 0.5, lists, objects), else the text itself.
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
+    return options
 
 
 def _checked_inputs(manifest: str, **checks: Any) -> RunInputs:

@@ -1,0 +1,109 @@
+"""Every AssemblyAI transcription option, through the real `voxlake run`: per manifest row (a
+column per option), as a run default (``--option NAME=VALUE``), checked before anything is
+uploaded, in the options hash, and in the bill.
+
+Input errors stop the command before any server starts (no AssemblyAI API configured, a Prefect
+API that refuses connections: see tests/test_cli_inputs.py). Each such test makes every mistake
+at once: the run reports them all in one message, and one process is all it costs.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clikit import clean_env, voxlake_run
+from tests.test_cli_inputs import assert_one_input_error, clip
+
+
+@pytest.fixture
+def no_servers() -> Iterator[dict[str, str]]:
+    with socket.socket() as sock:  # bound, never listening: a Prefect API that refuses
+        sock.bind(("127.0.0.1", 0))
+        yield clean_env(PREFECT_API_URL=f"http://127.0.0.1:{sock.getsockname()[1]}/api")
+
+
+def test_bad_option_columns_fail_before_any_upload_naming_row_option_and_fix(
+    tmp_path: Path, no_servers: dict[str, str]
+) -> None:
+    clip(tmp_path / "a.wav")
+    clip(tmp_path / "b.wav", seed=1)
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(
+        "source,sentiment_analysis,sentimen_analysis,entity_detection,content_safety_confidence,"
+        "redact_pii_policies,speaker_options,webhook_url\n"
+        'a.wav,true,true,maybe,10,"person_name, phone_numbr","{""max_speakers"": 3}",'
+        "https://example.com/hook\n"
+        "b.wav,false,,,,,,\n"
+    )
+
+    done = voxlake_run([str(manifest), "--output", str(tmp_path / "out")], no_servers)
+
+    assert_one_input_error(
+        done,
+        # an unknown option, with a suggestion
+        "row 1, column sentimen_analysis: unknown column — did you mean 'sentiment_analysis'?",
+        # a wrong type
+        "row 2, column entity_detection: 'maybe' is not valid (Input should be a valid boolean",
+        # out of range
+        "row 2, column content_safety_confidence: '10' is not valid (Input should be greater "
+        "than or equal to 25) — write a whole number from 25 to 100",
+        # not in the enumeration
+        "row 2, column redact_pii_policies: redact_pii_policies[1]: 'phone_numbr' is not valid "
+        "(not one of the values AssemblyAI accepts) — did you mean 'phone_number'?",
+        # a nested option, as JSON in a CSV cell
+        "row 2, column speaker_options: speaker_options.max_speakers: unknown key — did you "
+        "mean 'max_speakers_expected'?",
+        # webhooks are the run's
+        "row 1, column webhook_url: not a manifest column — webhooks are not a transcription "
+        "option",
+    )
+    assert "row 3" not in done.stderr  # row 3 (b.wav) is fine
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_option_flags_fail_before_any_upload_naming_the_option_and_fix(
+    tmp_path: Path, no_servers: dict[str, str]
+) -> None:
+    clip(tmp_path / "a.wav")
+    flags = [
+        "sentiment_analysis=true",  # fine
+        "sentimen_analysis=true",
+        "auto_highlights=often",
+        "temperature=1.5",
+        "redact_pii_sub=hashh",
+        'speech_understanding={"request": {"translation": {}}}',
+        "webhook_url=https://example.com/hook",
+    ]
+
+    args = [str(tmp_path / "a.wav"), "--output", str(tmp_path / "out")]
+    done = voxlake_run([*args, *(f"--option={flag}" for flag in flags)], no_servers)
+
+    assert_one_input_error(
+        done,
+        "option sentimen_analysis: unknown option — did you mean 'sentiment_analysis'?",
+        "option auto_highlights: 'often' is not valid",
+        "option temperature: 1.5 is not valid (Input should be less than or equal to 1) — "
+        "write a number from 0 to 1",
+        "option redact_pii_sub: 'hashh' is not valid (Input should be 'entity_name' or 'hash') "
+        "— did you mean 'hash'?",
+        "speech_understanding.request.translation.target_languages is missing — add it",
+        "option webhook_url: unknown option — webhooks are not a transcription option",
+    )
+    assert "sentiment_analysis: " not in done.stderr  # the good one
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_option_flag_without_a_value_is_a_usage_error(
+    tmp_path: Path, no_servers: dict[str, str]
+) -> None:
+    clip(tmp_path / "a.wav")
+
+    args = [str(tmp_path / "a.wav"), "--output", str(tmp_path / "out")]
+    done = voxlake_run([*args, "--option", "sentiment_analysis"], no_servers)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not NAME=VALUE" in done.stderr and "Traceback" not in done.stderr
