@@ -502,3 +502,51 @@ def test_latin1_manifest_names_the_file_the_byte_offset_and_the_fix(tmp_path: Pa
     bom.write_bytes(b"\xef\xbb\xbfsource\na.wav\nca\xe9.wav\n")
     with pytest.raises(ManifestError, match=r"byte 0xe9 at offset 18, line 3\)"):
         read_manifest(bom)
+
+
+def test_nested_options_read_alike_from_csv_json_cells_jsonl_objects_and_parquet_structs(
+    tmp_path: Path,
+) -> None:
+    media(tmp_path, "a.wav", "b.wav")
+    speakers = {"min_speakers_expected": 2, "max_speakers_expected": 3}
+    spelling = [{"from": ["dicarlo", "di carlo"], "to": "DiCarlo"}]
+    understanding = {"request": {"translation": {"target_languages": ["es", "de"]}}}
+    write_csv(
+        tmp_path / "list.csv",
+        "source,sentiment_analysis,redact_pii_policies,speaker_options,custom_spelling,"
+        "speech_understanding\n"
+        'a.wav,true,"person_name, phone_number",'
+        + ",".join(
+            '"' + json.dumps(v).replace('"', '""') + '"'
+            for v in (speakers, spelling, understanding)
+        )
+        + "\nb.wav,,,,,\n",
+    )
+    row = {
+        "sentiment_analysis": True,
+        "redact_pii_policies": ["person_name", "phone_number"],
+        "speaker_options": speakers,
+        "custom_spelling": spelling,
+        "speech_understanding": understanding,
+    }
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"source": "a.wav", **row}) + "\n" + json.dumps({"source": "b.wav"}) + "\n"
+    )
+    # Parquet: structs and lists of structs; b's nulls (and a's null struct keys) are unset.
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {"source": "a.wav", **row, "speaker_options": speakers},
+                {"source": "b.wav", "speaker_options": dict.fromkeys(speakers)},
+            ]
+        ),
+        tmp_path / "list.parquet",
+    )
+    expected = TranscriptionOptions.model_validate(row)
+    for name in ("list.csv", "list.jsonl", "list.parquet"):
+        a, b = read_manifest(tmp_path / name).items
+        assert a.options == expected, name
+        assert a.options_hash == options_hash(expected) != b.options_hash, name
+        assert a.options.request("https://x/a.wav").to_request()["custom_spelling"] == spelling
+    # In Parquet, b's struct of nulls sets nothing: b has the run defaults.
+    assert read_manifest(tmp_path / "list.parquet").items[1].options == TranscriptionOptions()

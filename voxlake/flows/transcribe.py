@@ -38,6 +38,7 @@ from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import estimate_run
 from voxlake.inputs import read_once
+from voxlake.manifest.options import deprecation_warning
 from voxlake.pipeline import (
     ProgressCallback,
     RunSettings,
@@ -265,6 +266,9 @@ async def transcribe_manifest(
                 s3=s3,
                 content_hash=content_hash,
             )
+            deprecated = deprecation_warning(item.options for item in items.items)
+            if deprecated:  # once per run, a dry run included
+                logging.getLogger(__name__).warning("%s", deprecated)
             run_id = str(flow_run.get_id() or "local")
             if dry_run:
                 estimate = await asyncio.to_thread(

@@ -46,6 +46,7 @@ __all__ = [
     "RUN_ONLY_FIELDS",
     "SPEECH_MODELS",
     "TranscriptionOptions",
+    "deprecation_warning",
     "option_path",
     "options_hash",
     "type_hint",
@@ -293,7 +294,11 @@ class TranscriptionOptions(BaseModel):
         parsed = dict(data)
         for name, value in data.items():
             if isinstance(value, str) and name in _CELL_SHAPES:
-                parsed[name] = _parse_cell(value, _CELL_SHAPES[name])
+                parsed[name] = value = _parse_cell(value, _CELL_SHAPES[name])
+            if isinstance(value, Mapping) and all(v is None for v in value.values()):
+                # A Parquet struct column gives a row that sets none of its keys as an object
+                # of nulls: that row sets nothing, as a null cell does.
+                del parsed[name]
         return parsed
 
     @field_validator("speech_models")
@@ -391,6 +396,30 @@ _CELL_SHAPES: dict[str, Literal["list", "json"]] = {
     for name, field in TranscriptionOptions.model_fields.items()
     if (shape := _shape(field.annotation)) is not None
 }
+
+
+def deprecation_warning(options: typing.Iterable[TranscriptionOptions]) -> str | None:
+    """One line saying which deprecated options these items request, or None if none does.
+
+    They still work (voxlake sends them); a run says so once, not once per item.
+    """
+    used: set[str] = set()
+    seen: set[int] = set()
+    for item_options in options:
+        if id(item_options) not in seen:  # rows share their options objects: check each once
+            seen.add(id(item_options))
+            used.update(item_options.deprecated)
+    if not used:
+        return None
+    why: dict[str, list[str]] = {}
+    for name in sorted(used):
+        why.setdefault(DEPRECATED_OPTIONS[name], []).append(name)
+    reasons = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in why.items())
+    return (
+        f"deprecated options requested ({reasons}). They are still sent and still work; "
+        "AssemblyAI's LLM Gateway (https://www.assemblyai.com/docs/llm-gateway/overview) is what "
+        "replaces chapters and summaries"
+    )
 
 
 def options_hash(options: TranscriptionOptions) -> str:
