@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clikit import clean_env, voxlake_run
+from tests.clikit import ServeLocal, clean_env, run_env, voxlake_run
 from tests.test_cli_inputs import assert_one_input_error, clip
 
 
@@ -107,3 +107,61 @@ def test_an_option_flag_without_a_value_is_a_usage_error(
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is not NAME=VALUE" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- against `voxlake serve-local` and the suite's Prefect API ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_url(prefect_harness: None) -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness sets an API URL"
+    return str(url)
+
+
+@pytest.mark.slow
+def test_changing_one_rows_feature_re_transcribes_that_item_only_and_prices_it(
+    tmp_path: Path, prefect_url: str
+) -> None:
+    for i, name in enumerate(("a", "b", "c")):
+        clip(tmp_path / f"{name}.wav", seconds=1.0, seed=i)
+    manifest, out = tmp_path / "list.csv", tmp_path / "out"
+    manifest.write_text("source,speaker_labels\na.wav,true\nb.wav,true\nc.wav,false\n")
+    server = ServeLocal(tmp_path)
+    try:
+        env = run_env(server, prefect_url)
+        first = voxlake_run([str(manifest), "--output", str(out)], env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert server.submissions() == 3
+
+        # b asks for chapters (deprecated, still billed) and at most two speakers (a nested
+        # option, JSON in its cell); a writes out punctuate=true, AssemblyAI's default: the
+        # same request, so the same options hash.
+        manifest.write_text(
+            "source,speaker_labels,punctuate,auto_chapters,speaker_options\n"
+            "a.wav,true,true,,\n"
+            'b.wav,true,,true,"{""max_speakers_expected"": 2}"\n'
+            "c.wav,false,,,\n"
+        )
+        dry = voxlake_run([str(manifest), "--output", str(out), "--dry-run"], env)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "would submit 1 items (1 new, 0 retried)" in dry.stdout, dry.stdout
+        assert "skip 2 done" in dry.stdout, dry.stdout
+        # b's features, priced at the list prices (voxlake/data/prices.json), b's hours only.
+        assert "  + auto_chapters: 0.000 h x $0.08/h = $0.00" in dry.stdout, dry.stdout
+        assert "  + speaker_labels: 0.000 h x $0.02/h = $0.00" in dry.stdout, dry.stdout
+        assert server.submissions() == 3
+
+        second = voxlake_run([str(manifest), "--output", str(out)], env)
+        output = second.stdout + second.stderr
+        assert second.returncode == 0, output
+        assert server.submissions() == 4 and len(server.jobs()) == 4
+        assert "1/1 completed" in second.stdout, output
+        # The deprecated option: one warning per run (the dry run's own, and this one's).
+        assert output.count("deprecated options requested (auto_chapters: deprecated by") == 1
+        assert "LLM Gateway" in output
+        assert "  + auto_chapters: 0.000 h x $0.08/h = $0.00" in second.stdout, output
+    finally:
+        server.stop()

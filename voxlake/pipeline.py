@@ -163,6 +163,9 @@ class RunSummary:
     # Items later runs skip because their job failed (before, or in this run): --retry-failed
     # submits them again.
     retry_failed_ids: tuple[str, ...] = ()
+    # The completed items' cost at list prices, by speech model and requested feature (lines of
+    # voxlake.estimate.Estimate.bill_lines), set by the flow.
+    bill: tuple[str, ...] = ()
 
     @property
     def message(self) -> str:

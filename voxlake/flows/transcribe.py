@@ -36,7 +36,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
 from voxlake.errors import ConfigurationError, VoxlakeError
-from voxlake.estimate import estimate_run
+from voxlake.estimate import estimate_run, run_bill
 from voxlake.inputs import read_once
 from voxlake.manifest.options import deprecation_warning
 from voxlake.pipeline import (
@@ -313,7 +313,16 @@ async def transcribe_manifest(
             ):
                 await run.start()
                 task_runs = await _run_chunks(run, chunk_size, max_uploads, output, report=report)
-                summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
+                completed = [
+                    (r.item, r.audio_duration_s)
+                    for r in run.records.values()
+                    if r.status == "completed"
+                ]
+                summary = dataclasses.replace(
+                    await run.finish(),
+                    task_runs=task_runs,
+                    bill=run_bill(completed, price_table),
+                )
             if report and summary.completed + summary.failed:
                 path = await asyncio.to_thread(write_run_report, output, run_id, s3)
                 summary = dataclasses.replace(summary, report=path)
