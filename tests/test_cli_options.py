@@ -165,3 +165,42 @@ def test_changing_one_rows_feature_re_transcribes_that_item_only_and_prices_it(
         assert "  + auto_chapters: 0.000 h x $0.08/h = $0.00" in second.stdout, output
     finally:
         server.stop()
+
+
+def test_each_requested_feature_is_priced_by_the_table_which_a_user_overrides(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from voxlake.estimate import Estimate, load_prices, requested_features
+    from voxlake.manifest import MediaItem, SourceKind, TranscriptionOptions
+
+    options = TranscriptionOptions(
+        speech_models=["universal-3-pro"],
+        sentiment_analysis=True,
+        punctuate=True,  # AssemblyAI's default: no feature
+        multichannel=True,  # a feature without a list price: adds nothing
+        keyterms_prompt=["Prefect"],
+        speech_understanding={"request": {"translation": {"target_languages": ["es"]}}},
+    )
+    assert requested_features(options) == [
+        "keyterms_prompt",
+        "multichannel",
+        "sentiment_analysis",
+        "translation",
+    ]
+    table = tmp_path / "prices.json"
+    table.write_text(json.dumps({"sentiment_analysis": 0.5}))
+    estimate = Estimate(prices_usd_per_hour=load_prices(str(table)))
+    item = MediaItem("a.wav", str(tmp_path / "a.wav"), SourceKind.local, options, 1)
+    estimate.add_submission(item, 2 * 3600.0)
+    estimate.add_submission(item, None)  # unknown duration: counted apart, not priced
+    estimate.price()
+
+    assert estimate.bill_lines() == [
+        "  universal-3-pro: 2.000 h x $0.21/h = $0.42",
+        "  + keyterms_prompt: 2.000 h x $0.05/h = $0.10",
+        "  + sentiment_analysis: 2.000 h x $0.50/h = $1.00",  # the user's price
+        "  + translation: 2.000 h x $0.06/h = $0.12",
+        "estimated cost $1.64 (list prices; --price-table overrides)",
+    ]
