@@ -147,6 +147,8 @@ def test_a_forged_notification_is_refused_and_nothing_is_recorded(
     assert receiver.post(body, **{HEADER: forged_value}).status_code == 401
     assert receiver.post(body, **{HEADER: WEBHOOK_SECRET[:-1]}).status_code == 401
     assert receiver.post(body, **{"X-Other": WEBHOOK_SECRET}).status_code == 401
+    twice = [(HEADER, WEBHOOK_SECRET), (HEADER, forged_value)]  # which one would count?
+    assert httpx.post(receiver.url, json=body, headers=twice, timeout=30).status_code == 401
     assert forged not in recorded(receiver.output)
     assert not (Path(receiver.output) / NOTIFICATIONS_DIR / f"{forged}.json").exists()
     log = receiver.log.read_text()
