@@ -143,10 +143,11 @@ class NotificationStore:
         self._folder = f"{root.rstrip('/')}/{NOTIFICATIONS_DIR}"
         self.output = output
 
-    def _error(self, exc: OSError, path: str, action: str) -> StorageError:
+    def _error(self, exc: Exception, path: str, action: str) -> StorageError:
         if self._fs is not None:
             return storage_error(exc, f"s3://{path}", action)
-        return StorageError(f"{action} {path}: {exc.strerror or exc}", url=path, transient=True)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return StorageError(f"{action} {path}: {detail}", url=path, transient=True)
 
     def _path(self, transcript_id: str) -> str:
         return f"{self._folder}/{transcript_id}.json"
@@ -196,7 +197,7 @@ class NotificationStore:
                 deliveries=seen.deliveries + 1 if seen else 1,
             )
             self._write(path, notification.model_dump_json().encode())
-        except OSError as exc:
+        except Exception as exc:  # s3fs/botocore raise more than OSError
             raise self._error(exc, path, "recording a webhook notification in") from None
         return notification
 
@@ -204,19 +205,18 @@ class NotificationStore:
         """Every notification not yet acknowledged, oldest first."""
         try:
             if self._fs is None:
-                names = [p.name for p in Path(self._folder).glob("*.json")]
+                paths = [str(p) for p in Path(self._folder).glob("*.json")]
+                found = [n for n in map(self._read, paths) if n is not None]  # None: acknowledged
             else:
                 names = [str(p).rsplit("/", 1)[-1] for p in self._fs.ls(self._folder, detail=False)]
+                paths = [f"{self._folder}/{n}" for n in names if n.endswith(".json")]
+                # One batch of concurrent GETs; a key acknowledged since the listing is omitted.
+                bodies = self._fs.cat(paths, on_error="omit") if paths else {}
+                found = [Notification.model_validate_json(data) for data in bodies.values()]
         except FileNotFoundError:
             return []
-        except OSError as exc:
-            raise self._error(exc, self._folder, "listing the webhook notifications in") from None
-        found = []
-        for name in names:
-            if name.endswith(".json") and not name.startswith("."):
-                notification = self._read(f"{self._folder}/{name}")
-                if notification is not None:  # acknowledged meanwhile
-                    found.append(notification)
+        except Exception as exc:
+            raise self._error(exc, self._folder, "reading the webhook notifications in") from None
         return sorted(found, key=lambda n: (n.first_received_at, n.transcript_id))
 
     def acknowledge(self, transcript_ids: Iterable[str]) -> None:
@@ -233,7 +233,7 @@ class NotificationStore:
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         self._fs.rm_file(path)
-            except OSError as exc:
+            except Exception as exc:
                 raise self._error(exc, path, "acknowledging a webhook notification in") from None
 
 
