@@ -4,6 +4,8 @@ AssemblyAI's 400 shape (voxlake/emulator/understanding/, docs/local-server.md)."
 
 from __future__ import annotations
 
+import itertools
+import json
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 
 from tests.emulator.helpers import MODELS, client, submit, transcribe, upload
 from tests.openapi import schema_for, validate_json, validate_response
+from tests.reference import assemblyai
 from voxlake.emulator import LocalServer
 from voxlake.emulator.synth import synth_wav
 
@@ -33,6 +36,8 @@ FEATURES: dict[str, Any] = {
     "content_safety": True,
     "speaker_labels": True,
 }
+SPEC_EXAMPLES = ("fixtures", "spec-examples")
+GO_SDK = ("fixtures", "go-sdk")
 RESULTS = (
     "sentiment_analysis_results",
     "entities",
@@ -248,3 +253,23 @@ def test_deleting_a_transcript_nulls_its_results(local_server: LocalServer) -> N
         local_server.wait_for_transcript(t["id"])
         deleted = validate_response("deleteTranscript", c.delete(f"/v2/transcript/{t['id']}"))
     assert {k: deleted[k] for k in RESULTS} == dict.fromkeys(RESULTS)
+
+
+def test_reference_transcript_gets_the_entities_assemblyai_found(local_server: LocalServer) -> None:
+    """The spec's example transcript is AssemblyAI's own output for the wildfires interview
+    (whose text is in the Go SDK's fixtures): the entities it lists whose words are the same in
+    both are found here too, with AssemblyAI's types and spans, and every feature result of a
+    4.7-minute transcript matches the spec."""
+    example = json.loads(assemblyai(*SPEC_EXAMPLES, "Transcript.json").read_text())
+    text = assemblyai(*GO_SDK, "wildfires.txt").read_text()
+    expected = {(e["entity_type"], e["text"]) for e in example["entities"]}
+    expected = {(kind, words) for kind, words in expected if words in text}
+    with client(local_server) as c:
+        t = transcribe(local_server, c, text=text, duration=281.0, **FEATURES)
+        body = validate_response("getTranscript", c.get(f"/v2/transcript/{t['id']}"))
+    found = {(e["entity_type"], e["text"]) for e in body["entities"]}
+    assert len(expected) >= 8 and expected <= found, expected - found
+    assert len(body["chapters"]) >= 3  # windows of at most 90 s
+    ends = [(ch["start"], ch["end"]) for ch in body["chapters"]]
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(ends))  # in order, apart
+    assert all(ch["headline"] in body["text"] for ch in body["chapters"])  # extractive

@@ -1,10 +1,11 @@
 """``auto_chapters`` and ``summarization``: extractive, by time windows.
 
-Chapters: sentences in order, a new chapter once the current one is ``CHAPTER_MS`` long, or
-at a pause of ``PAUSE_MS`` once it is ``MIN_CHAPTER_MS`` long. In each chapter a sentence
-scores the mean frequency, within the chapter, of its content words (the words the chapter
-keeps coming back to). The headline is the best sentence, the summary the best three in the
-order they were said, the gist the chapter's top key phrase (else the headline's first words).
+Chapters: sentences in order, a new chapter once the current one is ``CHAPTER_MS`` long, or at a
+pause of ``PAUSE_MS`` once it is ``MIN_CHAPTER_MS`` long. In each chapter a sentence scores the
+frequencies, within the chapter, of its content words (the words the chapter keeps coming back
+to), summed, over the square root of their number. The headline is the best sentence, the
+summary the best three in the order they were said, the gist the chapter's top key phrase (else
+the headline's first words).
 
 The summary (``summarization``) does the same over the whole transcript, shaped by
 ``summary_type``: ``bullets`` (default: three "- " lines), ``bullets_verbose`` (six),
@@ -14,6 +15,7 @@ The summary (``summarization``) does the same over the whole transcript, shaped 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -47,7 +49,9 @@ def best_sentences(sents: list[Sentence], n: int) -> list[Sentence]:
 
     def score(s: Sentence) -> float:
         content = [norm(w.text) for w in s if norm(w.text) not in STOPWORDS]
-        return sum(freq[t] for t in content) / len(content) if content else 0.0
+        # Over the square root of their number: a long sentence of the chapter's words beats
+        # a short greeting made of one of them.
+        return sum(freq[t] for t in content) / math.sqrt(len(content)) if content else 0.0
 
     order = sorted(range(len(sents)), key=lambda i: (-score(sents[i]), i))[:n]
     return [sents[i] for i in sorted(order)]

@@ -1,12 +1,12 @@
 """``auto_highlights``: key phrases by counts.
 
-Candidates are runs of one to four words inside a sentence that neither start nor end with a
-stop word and contain no punctuation inside. A phrase's score is how often it occurs times
-the square root of its length (longer phrases say more), plus the counts of its content words
-across the transcript (a phrase made of the transcript's frequent words is central to it).
-Single words must occur at least twice to count. A phrase contained in a better one with the
-same count is dropped. The best 15 are returned by rank (score over the best score, in (0, 1],
-two decimals as AssemblyAI's), each with every occurrence's timestamps.
+Candidates are runs of one to four words inside a sentence with no stop word and no punctuation
+inside. A phrase's score is how often it occurs times the square root of its length (longer
+phrases say more; a single word counts half), plus the counts of its content words across the
+transcript (a phrase made of the transcript's frequent words is central to it). Single words
+must occur at least twice to count. A phrase contained in a better one with the same count is
+dropped. The best 15 are returned by rank (score over the best score, in (0, 1], two decimals as
+AssemblyAI's), each with every occurrence's timestamps.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def _candidates(sents: list[Sentence]) -> dict[tuple[str, ...], list[tuple[int, 
                 if any(s[k].text != bare(s[k].text) for k in range(i, j - 1)):
                     break  # punctuation inside: the phrase would cross a clause
                 phrase = tuple(toks[i:j])
-                if not all(phrase) or phrase[0] in STOPWORDS or phrase[-1] in STOPWORDS:
-                    continue
+                if not all(phrase) or any(t in STOPWORDS for t in phrase):
+                    break  # longer phrases from here would contain it too
                 if any(not t.replace("'", "").isalpha() for t in phrase):
                     continue
                 where[phrase].append((s[i].start, s[j - 1].end))
@@ -49,7 +49,8 @@ def ranked_phrases(sents: list[Sentence], top: int = TOP) -> list[dict[str, Any]
         if len(phrase) == 1 and len(spots) < 2:
             continue
         content = sum(words[t] for t in phrase if t not in STOPWORDS) / len(phrase)
-        scored.append((len(spots) * math.sqrt(len(phrase)) + content / 10, phrase))
+        weight = math.sqrt(len(phrase)) if len(phrase) > 1 else 0.5  # phrases over words
+        scored.append((len(spots) * weight + content / 10, phrase))
     scored.sort(key=lambda x: (-x[0], where[x[1]][0][0], x[1]))
     kept: list[tuple[float, tuple[str, ...]]] = []
     for score, phrase in scored:

@@ -24,9 +24,10 @@ _POSITIVE = {
     benefit benefits beneficial effective fun favorite favourite proud positive safe solved
     resolved comfortable easy healthy hope hopeful lucky relief relieved satisfied smooth
     strong support supportive valuable welcome wonderful improve improved improvement""",
-    1.0: """fine ok okay fair interesting like liked likes agree agreed sure clear calm correct
-    clean fresh fast quick ready right works worked working useful nicely well reasonable
-    stable growth gain gains progress""",
+    # Not "right", "well", "like", "sure": in speech they are mostly fillers, not judgements.
+    1.0: """fine ok okay fair interesting liked agree agreed clear calm correct clean fresh
+    fast quick ready works worked useful nicely reasonable stable growth gain gains
+    progress""",
 }
 _NEGATIVE = {
     3.0: """terrible horrible awful disgusting hate hated hates furious catastrophic disaster

@@ -44,7 +44,9 @@ STOPWORDS = wordset(
     though through to too under until up upon us very was wasn't we we'd we'll we're we've
     well were weren't what what's when when's where where's which while who who's whom why
     why's will with won't would wouldn't yeah yes yet you you'd you'll you're you've your
-    yours yourself yourselves"""
+    yours yourself yourselves going gonna want wanted lot lots bit little kind sort something
+    anything actually mean way couple pretty maybe probably hi hello goodbye thank thanks
+    please"""
 )
 
 
