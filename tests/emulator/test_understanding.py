@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -273,3 +275,16 @@ def test_reference_transcript_gets_the_entities_assemblyai_found(local_server: L
     ends = [(ch["start"], ch["end"]) for ch in body["chapters"]]
     assert all(a[1] < b[0] for a, b in itertools.pairwise(ends))  # in order, apart
     assert all(ch["headline"] in body["text"] for ch in body["chapters"])  # extractive
+
+
+def test_results_outlive_a_restart_with_a_state_directory(
+    tmp_path: Path, make_server: Callable[..., LocalServer]
+) -> None:
+    first = make_server(state_dir=tmp_path / "state")
+    params = {**FEATURES, "redact_pii": True, "redact_pii_policies": ["person_name"]}
+    with client(first) as c:
+        t = transcribe(first, c, text=CALL, duration=40.0, **params)
+    first.stop()
+    with client(make_server(state_dir=tmp_path / "state")) as c:
+        again = c.get(f"/v2/transcript/{t['id']}").json()
+    assert again == t and again["entities"] and "Sarah" not in again["text"]

@@ -7,6 +7,7 @@ also has.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -50,11 +51,14 @@ STOPWORDS = wordset(
 )
 
 
+# Cached: every feature reads the same words again and again (a word list's worth of entries).
+@functools.lru_cache(maxsize=1 << 16)
 def bare(text: str) -> str:
     """A word without the punctuation around it (``"Canada,"`` -> ``Canada``; ``$5`` stays)."""
     return _EDGE.sub("", text)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def norm(text: str) -> str:
     """A word as the word lists spell it: bare, lower case."""
     return bare(text).lower()
