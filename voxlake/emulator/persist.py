@@ -19,8 +19,9 @@ A webhook's auth header value is kept, as AssemblyAI keeps it: a restored job mu
 authenticate its notification, or a receiver that checks the header refuses it and the
 notification is lost. The state directory's JSON files are therefore written readable by their
 owner only (0600). Not kept: the raw API keys (a project is its key's fingerprint, as in stats),
-the webhook's last status code, and the stats counters. Without ``state_dir`` (the default, and what the tests and
-benchmarks use) nothing here runs: the server keeps everything in memory, as before.
+the webhook's last status code, and the stats counters. Without ``state_dir`` (the default,
+and what the tests and benchmarks use) nothing here runs: the server keeps everything in
+memory, as before.
 """
 
 from __future__ import annotations
