@@ -25,6 +25,7 @@ from voxlake.emulator import FaultConfig, FaultSpec, LocalServer
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.flows.transcribe import transcribe_manifest
 from voxlake.manifest import ManifestError
+from voxlake.run.progress import Progress
 from voxlake.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -153,20 +154,21 @@ def test_progress_reaches_the_callback_given_to_the_flow(
     rows.append({"source": "media/short.wav", "media_id": "short"})  # fails at poll
     rows.append({"source": "media/clip-00.wav", "media_id": "bad", "language_code": "xx_zz"})
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
-    heard: list[tuple[str, int]] = []
+    heard: list[Progress] = []
 
     _, summary = run_flow(
         manifest=str(manifest),
         output=str(tmp_path / "o"),
         chunk_size=2,
-        on_progress=lambda stage, n: heard.append((stage, n)),
+        on_progress=heard.append,
     )
 
     assert (summary.completed, summary.failed) == (4, 2)
-    assert heard[0] == ("total", 6)
-    passed = {stage: sum(n for s, n in heard if s == stage) for stage in dict(heard)}
+    assert heard[0] == Progress("upload", 0, 6)  # the total, once the run has planned
+    assert {event.total for event in heard} == {6}
+    passed = {event.stage: event.done for event in heard}
     # Failed items count through the stages they never reach: every bar ends full.
-    assert passed == {"total": 6, "upload": 6, "submit": 6, "poll": 6, "collect": 6}
+    assert passed == {"upload": 6, "submit": 6, "poll": 6, "collect": 6}
 
 
 def test_fail_on_error_fails_the_flow_run(
