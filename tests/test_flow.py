@@ -16,6 +16,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 
 from tests.flowkit import SENTENCES, run_flow, speech_clips, write_manifest
 from tests.secrets import KEY_A
@@ -145,7 +150,7 @@ def test_mixed_failures_are_recorded_and_transient_faults_recovered(
     assert stats["requests_by_status"].get("400", stats["requests_by_status"].get(400)) == 1
 
 
-def test_progress_reaches_the_callback_given_to_the_flow(
+def test_progress_reaches_the_callback_given_to_the_flow_and_its_artifact(
     tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
 ) -> None:
     api(make_server())
@@ -156,7 +161,7 @@ def test_progress_reaches_the_callback_given_to_the_flow(
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
     heard: list[Progress] = []
 
-    _, summary = run_flow(
+    state, summary = run_flow(
         manifest=str(manifest),
         output=str(tmp_path / "o"),
         chunk_size=2,
@@ -169,6 +174,19 @@ def test_progress_reaches_the_callback_given_to_the_flow(
     passed = {event.stage: event.done for event in heard}
     # Failed items count through the stages they never reach: every bar ends full.
     assert passed == {"upload": 6, "submit": 6, "poll": 6, "collect": 6}
+
+    # A deployment's run shows the same in Prefect's UI: one progress artifact, at 100.
+    async def progress_artifacts() -> list[tuple[str | None, object]]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                    key=ArtifactFilterKey(any_=["voxlake-run-progress"]),
+                )
+            )
+            return [(a.type, a.data) for a in found]
+
+    assert asyncio.run(progress_artifacts()) == [("progress", 100.0)]
 
 
 def test_fail_on_error_fails_the_flow_run(

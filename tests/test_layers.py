@@ -25,6 +25,7 @@ GLUE = {
     "voxlake.credentials",
     "voxlake.flows",
     "voxlake.flows.backfill",
+    "voxlake.flows.progress",
     "voxlake.flows.transcribe",
     "voxlake.prefect_api",
     "voxlake.runner",

@@ -38,6 +38,7 @@ from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import estimate_run
 from voxlake.flows.chunks import auto_chunk_size, plan_chunks
+from voxlake.flows.progress import ProgressArtifact
 from voxlake.flows.run_report import preload_report, write_run_report
 from voxlake.inputs import read_once
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
@@ -238,8 +239,9 @@ async def transcribe_manifest(
     the run keeps its own budget.
 
     ``on_progress`` hears the run's progress, a ``voxlake.run.progress.Progress(stage, done,
-    total)`` each time items pass a stage. ``credentials`` and ``on_progress`` are for callers
-    in this process, such as ``voxlake run``: no deployment parameters.
+    total)`` each time items pass a stage; the flow run shows it as the progress artifact
+    ``voxlake-run-progress``. ``credentials`` and ``on_progress`` are for callers in this
+    process, such as ``voxlake run``: no deployment parameters.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
@@ -283,6 +285,7 @@ async def transcribe_manifest(
                     logger.info(line)
                 return Completed(message=estimate.lines()[0], data=estimate)
             settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+            progress = ProgressArtifact(also=on_progress)
             async with (
                 await assemblyai_client(
                     credentials or credentials_block,
@@ -299,8 +302,9 @@ async def transcribe_manifest(
                     retry_failed=retry_failed,
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
-                    on_progress=on_progress,
+                    on_progress=progress,
                 ) as run,
+                progress.shown(),
             ):
                 await run.start()
                 task_runs = await _run_chunks(run, chunk_size, max_uploads, output, report=report)
