@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from voxlake.estimate import Estimate
-from voxlake.pipeline import RunSummary
+from voxlake.run.summary import RunSummary
 
 
 def _confidence(value: float | None) -> str:
