@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from prefect import State
 
     from voxlake.credentials import AssemblyAICredentials
+    from voxlake.request import RunRequest
 
 logger = logging.getLogger("voxlake")
 
@@ -227,15 +228,15 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
 
 
 def run_manifest(
+    request: RunRequest,
     *,
     prefect_api: TemporaryPrefectAPI,
     progress: bool,
     inputs: RunInputs | None = None,
-    **parameters: Any,
 ) -> RunSummary | Estimate:
-    """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
+    """Run the flow once with ``request``'s parameters, as ``voxlake run`` does, and return its
+    summary (or its estimate).
 
-    ``parameters`` are the flow's (:func:`voxlake.flows.transcribe.transcribe_manifest`).
     ``inputs`` (:func:`voxlake.inputs.check_run_inputs`) holds the manifest already read, which
     the flow then does not read again.
 
@@ -245,9 +246,9 @@ def run_manifest(
     """
     from voxlake.flows.transcribe import transcribe_manifest
 
-    dry_run = bool(parameters.get("dry_run"))
+    parameters = request.flow_parameters()
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
-    backend = contextlib.nullcontext() if dry_run else api_backend(str(parameters["output"]))
+    backend = contextlib.nullcontext() if request.dry_run else api_backend(request.output)
 
     interrupts = _Interrupts()
 
@@ -282,7 +283,7 @@ def run_manifest(
             _outcome_said_once(),
             prefect_api.connected(),
             backend as credentials,
-            progress_bar(enabled=progress and not dry_run) as on_progress,
+            progress_bar(enabled=progress and not request.dry_run) as on_progress,
         ):
             state = asyncio.run(run_flow(credentials, on_progress))
             if state is None or interrupts.count:

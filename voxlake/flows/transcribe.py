@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -31,7 +31,6 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
-from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
@@ -49,6 +48,16 @@ from voxlake.pipeline import (
     write_run_report,
 )
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
+from voxlake.request import (
+    DEFAULT_POLL_TIMEOUT_S,
+    AudioHours,
+    ChunkSize,
+    MaxUploads,
+    OnInvalid,
+    PollTimeout,
+    RunRequest,
+    documented_by,
+)
 from voxlake.shared_budget import shared_request_budget
 from voxlake.storage import S3Options, use_s3_credentials
 
@@ -192,22 +201,24 @@ async def _run_chunks(
 
 
 @flow(name="transcribe-manifest", persist_result=False)
+@documented_by(RunRequest)
 async def transcribe_manifest(
+    # RunRequest's fields, in its order, with its types and defaults (tests/test_request.py).
     manifest: str,
     output: str,
     options: dict[str, Any] | None = None,
-    chunk_size: int | None = None,
-    on_invalid: Literal["fail", "skip"] = "fail",
+    chunk_size: ChunkSize | None = None,
+    on_invalid: OnInvalid = "fail",
     fail_on_error: bool = False,
-    max_uploads: int = 16,
-    poll_timeout_s: float | None = 6 * 3600.0,
+    max_uploads: MaxUploads = 16,
+    poll_timeout_s: PollTimeout | None = DEFAULT_POLL_TIMEOUT_S,
     s3: S3Options | None = None,
     media_extensions: list[str] | None = None,
     content_hash: bool = False,
     force: bool = False,
     retry_failed: bool = False,
     dry_run: bool = False,
-    max_audio_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
+    max_audio_hours: AudioHours | None = None,
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
