@@ -398,10 +398,12 @@ def run(**given: Any) -> None:
         s3["presign_expires_s"] = given["presign_expires"]
     extensions = [e for e in (given["media_extensions"] or "").split(",") if e.strip()] or None
     from voxlake.prefect_api import TemporaryPrefectAPI, quiet_prefect_defaults
+    from voxlake.settings import settings
 
+    environment = settings()  # read (and checked) by _main already: cached
     quiet_prefect_defaults()
     # Before the heavy imports: a temporary Prefect API, if this run needs one, boots meanwhile.
-    with TemporaryPrefectAPI() as prefect_api:
+    with TemporaryPrefectAPI(environment.prefect_startup_timeout_s) as prefect_api:
         # Before any server is waited for or started: a bad input is one message, at once.
         inputs = _checked_inputs(
             fields["manifest"],
@@ -431,7 +433,11 @@ def run(**given: Any) -> None:
 
         with _exits_on_error():
             summary = run_manifest(
-                request, prefect_api=prefect_api, inputs=inputs, progress=given["progress"]
+                request,
+                prefect_api=prefect_api,
+                inputs=inputs,
+                progress=given["progress"],
+                settings=environment,
             )
     if isinstance(summary, Estimate):
         print_estimate(summary)

@@ -39,7 +39,7 @@ from voxlake.estimate import Estimate
 from voxlake.inputs import RunInputs, manifest_read_before
 from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
-from voxlake.settings import ENGINE_ENV, settings
+from voxlake.settings import ENGINE_ENV, Settings
 
 if TYPE_CHECKING:
     # Prefect is imported when a run starts (see run_manifest), after the temporary API.
@@ -149,10 +149,13 @@ def embedded_state_dir(output: str) -> Path:
 
 
 @contextmanager
-def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | None]:
+def api_backend(
+    output: str | None = None, *, engine: str = "auto"
+) -> Iterator[AssemblyAICredentials | None]:
     """The credentials for the flow: None when the environment configures the API (the flow
     reads it), else those of the embedded server, started here for the block's duration. With
-    ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory)."""
+    ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory);
+    ``engine`` is its transcription engine (the settings' ``engine``)."""
     if _api_configured():
         yield None
         return
@@ -165,7 +168,6 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
         state_dir.mkdir(parents=True, exist_ok=True)
         # For whoever looks into the cache: which output root this directory serves.
         (state_dir / "output-root.txt").write_text(f"{output}\n")
-    engine = settings().engine
     config = EmulatorConfig(
         concurrency_limit=EMBEDDED_CONCURRENCY,
         processing_fixed_s=EMBEDDED_PROCESSING_FIXED_S,
@@ -232,13 +234,14 @@ def run_manifest(
     *,
     prefect_api: TemporaryPrefectAPI,
     progress: bool,
+    settings: Settings,
     inputs: RunInputs | None = None,
 ) -> RunSummary | Estimate:
     """Run the flow once with ``request``'s parameters, as ``voxlake run`` does, and return its
     summary (or its estimate).
 
     ``inputs`` (:func:`voxlake.inputs.check_run_inputs`) holds the manifest already read, which
-    the flow then does not read again.
+    the flow then does not read again. ``settings`` are those the CLI read at its edge.
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
     Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
@@ -248,7 +251,11 @@ def run_manifest(
 
     parameters = request.flow_parameters()
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
-    backend = contextlib.nullcontext() if request.dry_run else api_backend(request.output)
+    backend = (
+        contextlib.nullcontext()
+        if request.dry_run
+        else api_backend(request.output, engine=settings.engine)
+    )
 
     interrupts = _Interrupts()
 

@@ -58,7 +58,8 @@ from voxlake.request import (
     RunRequest,
     documented_by,
 )
-from voxlake.shared_budget import shared_request_budget
+from voxlake.settings import settings as read_settings
+from voxlake.shared_budget import account_figures, shared_request_budget
 from voxlake.storage import S3Options, use_s3_credentials
 
 TASK_RETRIES = 2
@@ -262,6 +263,9 @@ async def transcribe_manifest(
     """
     logger = get_run_logger()
     try:
+        # The flow's edge: voxlake's environment (VOXLAKE_*) is read here, once, and what the run
+        # needs of it is passed down. A bad value is the run's one error message.
+        environment = read_settings()
         if credentials is not None and credentials_block is not None:
             raise ConfigurationError("give credentials or credentials_block, not both")
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
@@ -298,11 +302,19 @@ async def transcribe_manifest(
                 for line in estimate.lines():
                     logger.info(line)
                 return Completed(message=estimate.lines()[0], data=estimate)
-            settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+            settings = RunSettings(
+                max_uploads=max_uploads,
+                poll_timeout_s=poll_timeout_s,
+                poll_first_s=environment.poll_first_s,
+            )
             async with (
                 await assemblyai_client(
                     credentials or credentials_block,
-                    budget=shared_request_budget(shared_budget) if shared_budget else None,
+                    budget=shared_request_budget(
+                        shared_budget, figures=account_figures(environment)
+                    )
+                    if shared_budget
+                    else None,
                 ) as client,
                 TranscriptionRun(
                     items,
