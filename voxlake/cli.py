@@ -260,7 +260,8 @@ _RUN_FIELD_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "max_audio_hours": ((), ...),
     "report": ((), ...),
 }
-#: field -> the parameters of _run_cli_options that compose it
+#: field -> the parameters of _run_cli_options that compose it (a repeatable --option
+#: NAME=VALUE for any transcript option would be one more of "options")
 _RUN_COMPOSED: dict[str, tuple[str, ...]] = {
     "options": ("speech_model", "language_code", "speaker_labels"),
     "s3": ("s3_endpoint_url", "s3_region", "s3_profile", "presign", "presign_expires"),
@@ -268,7 +269,7 @@ _RUN_COMPOSED: dict[str, tuple[str, ...]] = {
     "price_table": ("price_table",),
 }
 _RUN_NOT_ON_CLI = {
-    # Deployment-only: a CLI run waits for its jobs as long as they take (Ctrl-C stops it).
+    # A CLI run keeps the default (6 h); one stopped with Ctrl-C resumes its jobs next time.
     "poll_timeout_s": "a deployment's tuning",
     # Set by the backfill parent for its shards.
     "lease_group": "a backfill's shards",
