@@ -42,7 +42,7 @@ READS_SETTINGS = {
     "crashpoints.py": "the test hook, read where it fires; armed only by VOXLAKE_TEST_HOOKS=1",
     # Defaults for callers from Python; the flow passes the values it read.
     "shared_budget.py": "account_figures() without settings",
-    "pipeline.py": "RunSettings() without poll_first_s",
+    "run/state.py": "RunSettings() without poll_first_s",
     # Reached from every filesystem constructor (voxlake.lake will own them).
     "storage.py": "VOXLAKE_S3_DEBUG_LOGGING where an S3 filesystem is made",
 }
