@@ -52,7 +52,7 @@ base class keeps an ``except`` of the standard exception working::
     ├── RunStoppedError                       an item the run did not finish    [run.failures]
     ├── SharedBudgetUnavailable               shared request budget unusable    [ratelimit]
     ├── PrefectAPIStartError                  the temporary Prefect API failed  [prefect_api]
-    ├── ServeError                            voxlake serve cannot go on        [serve]
+    ├── ServeError                            voxlake serve cannot go on        [errors]
     ├── NotAnOutputRootError                  no tables or ledger at the path   [views]
     ├── QueryError                            DuckDB rejected a statement       [query]
     ├── ReportError                           the report cannot be made         [analytics_report]
@@ -303,3 +303,9 @@ def api_error_class(status_code: int, message: str = "") -> type[APIError]:
     if status_code >= 500:
         return ServerError
     return _STATUS_CLASSES.get(status_code, APIError)
+
+
+class ServeError(VoxlakeError):
+    """``voxlake serve`` (or a server it starts, such as PostgreSQL) cannot go on; the message
+    says what to do. Defined here, not in serve.py, so that the servers serve starts can raise
+    it without importing serve."""

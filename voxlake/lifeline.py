@@ -45,6 +45,11 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+#: How long a supervised server may take to answer after it is started (``voxlake serve``'s
+#: Prefect server, PostgreSQL), and how often it is asked meanwhile.
+STARTUP_TIMEOUT_S = 180.0
+POLL_S = 0.2
+
 # Long enough for a Prefect server to finish its requests and a worker to deregister.
 GRACE_S = 10.0
 POLL_S = 0.05

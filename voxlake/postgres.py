@@ -41,7 +41,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from voxlake import lifeline
-from voxlake.serve import POLL_S, STARTUP_TIMEOUT_S, ServeError
+from voxlake.errors import ServeError
+from voxlake.lifeline import POLL_S, STARTUP_TIMEOUT_S
 
 URL_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"
 USER = "voxlake"

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxlake import lifeline
-from voxlake.errors import VoxlakeError
+from voxlake.errors import ServeError
+from voxlake.lifeline import POLL_S, STARTUP_TIMEOUT_S
 from voxlake.steps import project_directory
 
 if TYPE_CHECKING:
@@ -59,12 +60,6 @@ DATABASES = ("sqlite", "postgresql")
 # The AssemblyAICredentials block the deployments name (credentials_block in prefect.yaml).
 BLOCK = "assemblyai"
 # A server's first start migrates its database; generous for a busy 2-core machine.
-STARTUP_TIMEOUT_S = 180.0
-POLL_S = 0.2
-
-
-class ServeError(VoxlakeError):
-    """``voxlake serve`` cannot go on; the message says what to do."""
 
 
 def is_loopback(host: str) -> bool:
