@@ -1,5 +1,12 @@
-"""deployments/prefect.yaml against a real `prefect server start`: the pool, `prefect deploy
---all`, and the deployments read back through the API as written."""
+"""deployments/prefect.yaml against a real Prefect API: the pool, `prefect deploy --all`, and the
+deployments read back through the API as written.
+
+The API is the session's (``prefect_harness``, a real Prefect server process with its own SQLite
+database) rather than a ``prefect server start`` of this test's own: deploying does not depend on
+how the server was started, and a server's start-up is 10-30 s of a loaded suite. Nothing else in
+the suite deploys; the checks below still look only at the `voxlake` pool's deployments.
+`voxlake serve` against ``prefect server start`` deploys the same file in tests/test_serve.py and
+tests/test_backfill_e2e.py."""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.prefect_server import prefect_cli, prefect_server
+from tests.prefect_server import clean_env, prefect_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
@@ -18,32 +25,36 @@ EDITED = "      manifest: /srv/media/incoming/\n      output: output/nightly"
 pytestmark = pytest.mark.slow
 
 
-def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> None:
+def test_prefect_deploy_all_and_read_the_deployments_back(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = str(PREFECT_API_URL.value())
+    env = clean_env(tmp_path / "client-home", PREFECT_API_URL=api_url)
     written = {d["name"]: d for d in yaml.safe_load(PREFECT_FILE.read_text())["deployments"]}
     # docs/operations.md, "Start the nightly schedule": the two edits, then deploy again.
     edited = tmp_path / "prefect.yaml"
     text = PREFECT_FILE.read_text()
     text = text.replace("      manifest: data/\n      output: output/nightly", EDITED, 1)
     edited.write_text(text.replace("active: false", "active: true", 1))
-    with prefect_server(tmp_path) as server:
-        prefect_cli(server.env, "work-pool", "create", "voxlake", "--type", "process")
+    prefect_cli(env, "work-pool", "create", "voxlake", "--type", "process")
+    prefect_cli(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE))
+    with httpx.Client(base_url=api_url, timeout=30) as api:
+        in_pool = {"work_pools": {"name": {"any_": ["voxlake"]}}}
+        found = api.post("/deployments/filter", json=in_pool).json()
+        flows = {f["id"]: f["name"] for f in api.post("/flows/filter", json={}).json()}
+        # Only the nightly: the test's time is the same edit's, not the other two's.
         prefect_cli(
-            server.env, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)
+            env,
+            "--no-prompt",
+            "deploy",
+            "--name",
+            "nightly",
+            "--prefect-file",
+            str(edited),
         )
-        with httpx.Client(base_url=server.api_url, timeout=30) as api:
-            found = api.post("/deployments/filter", json={}).json()
-            flows = {f["id"]: f["name"] for f in api.post("/flows/filter", json={}).json()}
-            # Only the nightly: the test's time is the same edit's, not the other two's.
-            prefect_cli(
-                server.env,
-                "--no-prompt",
-                "deploy",
-                "--name",
-                "nightly",
-                "--prefect-file",
-                str(edited),
-            )
-            started = api.get("/deployments/name/transcribe-manifest/nightly").json()
+        started = api.get("/deployments/name/transcribe-manifest/nightly").json()
 
     assert started["schedules"][0]["active"] is True
     assert started["parameters"]["manifest"] == "/srv/media/incoming/"
