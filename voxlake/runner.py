@@ -32,20 +32,23 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bars
 
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import Estimate
 from voxlake.inputs import RunInputs, manifest_read_before
-from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
-from voxlake.settings import ENGINE_ENV, settings
+from voxlake.run.progress import STAGES, Progress, ProgressCallback
+from voxlake.run.summary import RunSummary
+from voxlake.settings import ENGINE_ENV, Settings
 
 if TYPE_CHECKING:
     # Prefect is imported when a run starts (see run_manifest), after the temporary API.
     from prefect import State
 
     from voxlake.credentials import AssemblyAICredentials
+    from voxlake.request import RunRequest
 
 logger = logging.getLogger("voxlake")
 
@@ -148,10 +151,13 @@ def embedded_state_dir(output: str) -> Path:
 
 
 @contextmanager
-def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | None]:
+def api_backend(
+    output: str | None = None, *, engine: str = "auto"
+) -> Iterator[AssemblyAICredentials | None]:
     """The credentials for the flow: None when the environment configures the API (the flow
     reads it), else those of the embedded server, started here for the block's duration. With
-    ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory)."""
+    ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory);
+    ``engine`` is its transcription engine (the settings' ``engine``)."""
     if _api_configured():
         yield None
         return
@@ -164,7 +170,6 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
         state_dir.mkdir(parents=True, exist_ok=True)
         # For whoever looks into the cache: which output root this directory serves.
         (state_dir / "output-root.txt").write_text(f"{output}\n")
-    engine = settings().engine
     config = EmulatorConfig(
         concurrency_limit=EMBEDDED_CONCURRENCY,
         processing_fixed_s=EMBEDDED_PROCESSING_FIXED_S,
@@ -198,8 +203,9 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
 def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
     """A rich progress bar per stage; yields the run's ``on_progress`` callback that feeds them.
 
-    The run announces how many items it works on (``total``) once it has planned them against
-    the ledger, so the manifest is read once, by the flow.
+    Each :class:`~voxlake.run.progress.Progress` event sets its stage's bar. The bars learn
+    their total from the run's first events, once it has planned its items against the ledger,
+    so the manifest is read once, by the flow.
     """
     if not enabled:
         yield None
@@ -210,34 +216,28 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as progress:
-        bars = {
-            stage: progress.add_task(stage, total=None)
-            for stage in ("upload", "submit", "poll", "collect")
-        }
+    with Bars(*columns, transient=False) as progress:
+        bars = {stage: progress.add_task(stage, total=None) for stage in STAGES}
 
-        def advance(stage: str, n: int) -> None:
-            if stage == "total":
-                for bar in bars.values():
-                    progress.update(bar, total=n)
-            elif stage in bars:
-                progress.advance(bars[stage], n)
+        def show(event: Progress) -> None:
+            progress.update(bars[event.stage], completed=event.done, total=event.total)
 
-        yield advance
+        yield show
 
 
 def run_manifest(
+    request: RunRequest,
     *,
     prefect_api: TemporaryPrefectAPI,
     progress: bool,
+    settings: Settings,
     inputs: RunInputs | None = None,
-    **parameters: Any,
 ) -> RunSummary | Estimate:
-    """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
+    """Run the flow once with ``request``'s parameters, as ``voxlake run`` does, and return its
+    summary (or its estimate).
 
-    ``parameters`` are the flow's (:func:`voxlake.flows.transcribe.transcribe_manifest`).
     ``inputs`` (:func:`voxlake.inputs.check_run_inputs`) holds the manifest already read, which
-    the flow then does not read again.
+    the flow then does not read again. ``settings`` are those the CLI read at its edge.
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
     Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
@@ -245,9 +245,13 @@ def run_manifest(
     """
     from voxlake.flows.transcribe import transcribe_manifest
 
-    dry_run = bool(parameters.get("dry_run"))
+    parameters = request.flow_parameters()
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
-    backend = contextlib.nullcontext() if dry_run else api_backend(str(parameters["output"]))
+    backend = (
+        contextlib.nullcontext()
+        if request.dry_run
+        else api_backend(request.output, engine=settings.engine)
+    )
 
     interrupts = _Interrupts()
 
@@ -282,7 +286,7 @@ def run_manifest(
             _outcome_said_once(),
             prefect_api.connected(),
             backend as credentials,
-            progress_bar(enabled=progress and not dry_run) as on_progress,
+            progress_bar(enabled=progress and not request.dry_run) as on_progress,
         ):
             state = asyncio.run(run_flow(credentials, on_progress))
             if state is None or interrupts.count:

@@ -1,6 +1,6 @@
 """The main job: a manifest of media in, Parquet tables of transcripts and words out.
 
-Orchestration only; the work is in :mod:`voxlake.pipeline`. Items travel in chunks so that a
+Orchestration only; the work is in :mod:`voxlake.run`. Items travel in chunks so that a
 run of thousands of files costs hundreds of Prefect task runs, not thousands (a Prefect server
 on SQLite records only tens of task runs per second). Small manifests get one task run per item
 and stage. Each chunk moves through upload → submit → poll → collect on its own, so the first
@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -31,25 +31,32 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
-from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
 from voxlake.errors import ConfigurationError, VoxlakeError
-from voxlake.estimate import estimate_run
+from voxlake.estimate import estimate_run, run_bill
+from voxlake.flows.chunks import auto_chunk_size, plan_chunks
+from voxlake.flows.progress import ProgressArtifact
+from voxlake.flows.run_report import preload_report, write_run_report
 from voxlake.inputs import read_once
-from voxlake.pipeline import (
-    ProgressCallback,
-    RunSettings,
-    Stage,
-    TranscriptionRun,
-    auto_chunk_size,
-    plan_chunks,
-    preload_report,
-    write_run_report,
-)
+from voxlake.manifest.options import deprecation_warning
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
-from voxlake.shared_budget import shared_request_budget
+from voxlake.request import (
+    DEFAULT_POLL_TIMEOUT_S,
+    AudioHours,
+    ChunkSize,
+    MaxUploads,
+    OnInvalid,
+    PollTimeout,
+    RunRequest,
+    documented_by,
+)
+from voxlake.run.progress import ProgressCallback
+from voxlake.run.state import RunSettings, Stage
+from voxlake.run.transcription import TranscriptionRun
+from voxlake.settings import settings as read_settings
+from voxlake.shared_budget import account_figures, shared_request_budget
 from voxlake.storage import S3Options, use_s3_credentials
 
 TASK_RETRIES = 2
@@ -192,22 +199,24 @@ async def _run_chunks(
 
 
 @flow(name="transcribe-manifest", persist_result=False)
+@documented_by(RunRequest)
 async def transcribe_manifest(
+    # RunRequest's fields, in its order, with its types and defaults (tests/test_request.py).
     manifest: str,
     output: str,
     options: dict[str, Any] | None = None,
-    chunk_size: int | None = None,
-    on_invalid: Literal["fail", "skip"] = "fail",
+    chunk_size: ChunkSize | None = None,
+    on_invalid: OnInvalid = "fail",
     fail_on_error: bool = False,
-    max_uploads: int = 16,
-    poll_timeout_s: float | None = 6 * 3600.0,
+    max_uploads: MaxUploads = 16,
+    poll_timeout_s: PollTimeout | None = DEFAULT_POLL_TIMEOUT_S,
     s3: S3Options | None = None,
     media_extensions: list[str] | None = None,
     content_hash: bool = False,
     force: bool = False,
     retry_failed: bool = False,
     dry_run: bool = False,
-    max_audio_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
+    max_audio_hours: AudioHours | None = None,
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
@@ -242,15 +251,19 @@ async def transcribe_manifest(
     concurrent runs share AssemblyAI's request budget through (docs/operations.md); without it
     the run keeps its own budget.
 
-    ``on_progress(stage, n)`` hears the run's progress (``voxlake.pipeline.ProgressCallback``).
-    ``credentials`` and ``on_progress`` are for callers in this process, such as ``voxlake
-    run``: no deployment parameters.
+    ``on_progress`` hears the run's progress, a ``voxlake.run.progress.Progress(stage, done,
+    total)`` each time items pass a stage; the flow run shows it as the progress artifact
+    ``voxlake-run-progress``. ``credentials`` and ``on_progress`` are for callers in this
+    process, such as ``voxlake run``: no deployment parameters.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
     """
     logger = get_run_logger()
     try:
+        # The flow's edge: voxlake's environment (VOXLAKE_*) is read here, once, and what the run
+        # needs of it is passed down. A bad value is the run's one error message.
+        environment = read_settings()
         if credentials is not None and credentials_block is not None:
             raise ConfigurationError("give credentials or credentials_block, not both")
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
@@ -265,6 +278,9 @@ async def transcribe_manifest(
                 s3=s3,
                 content_hash=content_hash,
             )
+            deprecated = deprecation_warning(item.options for item in items.items)
+            if deprecated:  # once per run, a dry run included
+                logging.getLogger(__name__).warning("%s", deprecated)
             run_id = str(flow_run.get_id() or "local")
             if dry_run:
                 estimate = await asyncio.to_thread(
@@ -287,11 +303,20 @@ async def transcribe_manifest(
                 for line in estimate.lines():
                     logger.info(line)
                 return Completed(message=estimate.lines()[0], data=estimate)
-            settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+            settings = RunSettings(
+                max_uploads=max_uploads,
+                poll_timeout_s=poll_timeout_s,
+                poll_first_s=environment.poll_first_s,
+            )
+            progress = ProgressArtifact(also=on_progress)
             async with (
                 await assemblyai_client(
                     credentials or credentials_block,
-                    budget=shared_request_budget(shared_budget) if shared_budget else None,
+                    budget=shared_request_budget(
+                        shared_budget, figures=account_figures(environment)
+                    )
+                    if shared_budget
+                    else None,
                 ) as client,
                 TranscriptionRun(
                     items,
@@ -304,12 +329,22 @@ async def transcribe_manifest(
                     retry_failed=retry_failed,
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
-                    on_progress=on_progress,
+                    on_progress=progress,
                 ) as run,
+                progress.shown(),
             ):
                 await run.start()
                 task_runs = await _run_chunks(run, chunk_size, max_uploads, output, report=report)
-                summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
+                completed = [
+                    (r.item, r.audio_duration_s)
+                    for r in run.records.values()
+                    if r.status == "completed"
+                ]
+                summary = dataclasses.replace(
+                    await run.finish(),
+                    task_runs=task_runs,
+                    bill=run_bill(completed, price_table),
+                )
             if report and summary.completed + summary.failed:
                 path = await asyncio.to_thread(write_run_report, output, run_id, s3)
                 summary = dataclasses.replace(summary, report=path)
