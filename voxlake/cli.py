@@ -718,6 +718,14 @@ def serve(
             "ASSEMBLYAI_API_KEY is set (repeatable), e.g. --local-arg=--engine=scripted.",
         ),
     ] = None,
+    database: Annotated[
+        str,
+        typer.Option(
+            help="Database of the Prefect server it starts: sqlite (in --home), or postgresql "
+            "(PREFECT_API_DATABASE_CONNECTION_URL, else one started with its files in "
+            ".voxlake/postgres; for concurrent runs and many workers, docs/operations.md).",
+        ),
+    ] = "sqlite",
 ) -> None:
     """Prefect server (or the configured PREFECT_API_URL), work pool, shared request limit,
     blocks, deployments/prefect.yaml and a worker: scheduled runs and backfills on one machine.
@@ -733,6 +741,7 @@ def serve(
             pool=pool,
             worker=worker,
             local_args=local_arg or (),
+            database=database,
             say=typer.echo,
         )
 
