@@ -7,7 +7,7 @@ UV := python3 -m uv
 # `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2 --dist worksteal
 
-.PHONY: setup test lint demo bench serve serve-pg serve-local browser postgresql report-screenshot
+.PHONY: setup test test-fast lint demo bench serve serve-pg serve-local browser postgresql report-screenshot
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -20,6 +20,12 @@ lint: setup
 
 test: lint browser postgresql
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+# The fast tier (tests/README.md): tests/unit and the integration tests that are neither slow nor
+# real speech recognition. No CLI process, no Prefect server of its own, no lint: for the edit-run
+# loop; `make test` runs everything.
+test-fast: setup
+	$(UV) run --locked pytest $(PYTEST_ARGS) tests/unit tests/integration -m "not slow and not sphinx"
 
 # Debian's chromium, for the report's headless-browser test (tests/integration/test_report_browser.py).
 # Installed only where we are root with apt-get; elsewhere that test skips and says why.
