@@ -7,7 +7,7 @@ UV := python3 -m uv
 # `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2 --dist worksteal
 
-.PHONY: setup test lint demo bench serve serve-pg serve-local browser postgresql report-screenshot
+.PHONY: setup test test-fast lint demo bench serve serve-pg serve-local browser postgresql report-screenshot
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -21,7 +21,13 @@ lint: setup
 test: lint browser postgresql
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
-# Debian's chromium, for the report's headless-browser test (tests/test_report_browser.py).
+# The fast tier (tests/README.md): tests/unit and the integration tests that are neither slow nor
+# real speech recognition. No CLI process, no Prefect server of its own, no lint: for the edit-run
+# loop; `make test` runs everything.
+test-fast: setup
+	$(UV) run --locked pytest $(PYTEST_ARGS) tests/unit tests/integration -m "not slow and not sphinx"
+
+# Debian's chromium, for the report's headless-browser test (tests/integration/test_report_browser.py).
 # Installed only where we are root with apt-get; elsewhere that test skips and says why.
 browser:
 	@if [ -x /usr/bin/chromium ]; then :; \
@@ -33,7 +39,7 @@ browser:
 	else echo "no chromium, and not root with apt-get: the browser test will skip"; fi
 
 # Debian's PostgreSQL, for `voxlake serve --database postgresql` and the failure drills that run
-# on it (tests/test_postgres_drills.py). Installed only where we are root with apt-get; elsewhere
+# on it (tests/e2e/test_postgres_drills.py). Installed only where we are root with apt-get; elsewhere
 # those tests skip and say why. Debian keeps initdb and postgres in /usr/lib/postgresql/*/bin.
 postgresql:
 	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
@@ -49,7 +55,7 @@ report-screenshot: setup browser
 	test -d output || $(MAKE) demo
 	VOXLAKE_REPORT_FROM=output VOXLAKE_REPORT_REFERENCES=data/manifest.csv \
 	  VOXLAKE_REPORT_SCREENSHOT=docs/report.png \
-	  $(UV) run --locked pytest -p no:cacheprovider tests/test_report_browser.py
+	  $(UV) run --locked pytest -p no:cacheprovider tests/integration/test_report_browser.py
 
 # The main job on the embedded local server (no API key needed): data/ -> ./output. The
 # embedded server recognises the speech with its sphinx engine; the WER report compares the

@@ -2,8 +2,8 @@
 
 Runs the local server as a subprocess (``harness.local_server``, so only the *client* is in
 this process) and measures one upload of a sparse WAV of the requested size with the suite's
-``tests/memory.py`` (the same measurement ``tests/test_client_upload_memory.py`` bounds), then
-prints JSON::
+``tests/support/memory.py`` (the same measurement ``tests/e2e/test_client_upload_memory.py``
+bounds), then prints JSON::
 
     uv run python benchmarks/upload_memory.py --size-mib 2048
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import ServerSpec, local_server
-from tests.memory import MIB, measure_upload, write_sparse_wav
+from tests.support.memory import MIB, measure_upload, write_sparse_wav
 
 
 def run(size_bytes: int, workdir: Path | None = None) -> dict[str, Any]:

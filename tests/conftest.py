@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.secrets import ALL_KEYS, KEY_A, KEY_B, SIGNATURE_MARKERS
+from tests.support.secrets import ALL_KEYS, KEY_A, KEY_B, SIGNATURE_MARKERS
 from voxlake.emulator import EmulatorConfig, LocalServer
 from voxlake.settings import POLL_FIRST_ENV
 
 # The moto S3 server and the S3 fault proxy (session-wide AWS environment included).
-pytest_plugins = ["tests.s3_fixtures"]
+pytest_plugins = ["tests.support.s3_fixtures"]
 
 _leaks: list[str] = []
 
@@ -47,7 +47,7 @@ _handler = _LeakScanningHandler(level=logging.DEBUG)
 def pytest_configure(config: pytest.Config) -> None:
     # The suite's servers finish a job in 0.05-0.5 s. Polling first at the production default
     # (3 s after a submit) would add 3 s to each of the suite's many runs; the poller's timing
-    # itself is pinned on a fake clock (tests/test_polling.py). Inherited by every process the
+    # itself is pinned on a fake clock (tests/unit/test_polling.py). Inherited by every process the
     # tests start.
     os.environ.setdefault(POLL_FIRST_ENV, "0.2")
     root = logging.getLogger()

@@ -237,7 +237,7 @@ def serve_local(
 # --- voxlake run: its options from the run's request model ----------------------------------
 #
 # Every field of voxlake.request.RunRequest is on the command line in one of three ways, and
-# tests/test_request.py fails on a field that is in none of them:
+# tests/unit/test_request.py fails on a field that is in none of them:
 #
 # - _RUN_FIELD_OPTIONS: the option is the field itself: its name in kebab case, its type, its
 #   help and its default, all from the model (the CLI only chooses the spelling and may give a

@@ -7,7 +7,7 @@ follows from it:
   parameters, with the constrained types below (:data:`ChunkSize` …), so Prefect validates a
   call and a deployment's parameters against the same constraints, and its parameter schema
   shows the help texts (:func:`documented_by` writes them into the flow's docstring, where
-  Prefect reads parameter descriptions). ``tests/test_request.py`` fails when the flow's
+  Prefect reads parameter descriptions). ``tests/unit/test_request.py`` fails when the flow's
   parameters and this model differ in a name, a type or a default;
 - ``voxlake run`` builds its options from the fields (:mod:`voxlake.cli`), each with the
   field's help and default, and validates what it was given with this model;

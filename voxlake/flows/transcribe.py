@@ -201,7 +201,7 @@ async def _run_chunks(
 @flow(name="transcribe-manifest", persist_result=False)
 @documented_by(RunRequest)
 async def transcribe_manifest(
-    # RunRequest's fields, in its order, with its types and defaults (tests/test_request.py).
+    # RunRequest's fields, in its order, with its types and defaults (tests/unit/test_request.py).
     manifest: str,
     output: str,
     options: dict[str, Any] | None = None,

@@ -52,8 +52,8 @@ __all__ = [
 HISTORY_VIEWS = ("transcripts", "words", "utterances")
 CURRENT_VIEWS = ("transcripts_current", "words_current", "utterances_current")
 # The ledger's event files and columns (voxlake.lake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
-# tests/test_views.py holds these to). Not imported from there: voxlake.lake.ledger imports pandas
-# and the manifest code, seconds of start-up that `voxlake query` does not need.
+# tests/integration/test_views.py holds these to). Not imported from there: voxlake.lake.ledger
+# imports pandas and the manifest code, seconds of start-up that `voxlake query` does not need.
 LEDGER_DIR = "_ledger"
 _EVENTS_DIR = f"{LEDGER_DIR}/events"
 _EVENT_COLUMNS = pa.schema(

@@ -1,6 +1,6 @@
 """The long enumerations of AssemblyAI's ``POST /v2/transcript`` (openapi.yml, components/schemas).
 
-Copied from the spec, not typed by hand; tests/test_options_spec.py checks them against it.
+Copied from the spec, not typed by hand; tests/unit/test_options_spec.py checks them against it.
 (Norwegian is ``no``, which a YAML 1.1 reader of openapi.yml takes for ``false``.)
 """
 

@@ -4,7 +4,7 @@ validate into, which builds the ``POST /v2/transcript`` request and fingerprints
 :class:`TranscriptionOptions` has a field for every property of the spec's
 ``TranscriptOptionalParams`` (openapi.yml) except the webhook fields, which belong to a run's
 delivery, not to what is transcribed. Its types, ranges and enumerations are the spec's;
-tests/test_options_spec.py loads openapi.yml and checks that the two agree, so a new option
+tests/unit/test_options_spec.py loads openapi.yml and checks that the two agree, so a new option
 AssemblyAI adds fails a test until it is declared here. Each field's ``json_schema_extra``
 carries the spec's default (what AssemblyAI does when the option is not sent), and
 ``deprecated`` the spec's deprecation, so both are read from one place.
