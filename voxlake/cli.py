@@ -260,6 +260,11 @@ _RUN_FIELD_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "dry_run": ((), ...),
     "max_audio_hours": ((), ...),
     "report": ((), ...),
+    "webhook_url": ((), ...),
+    "webhook_auth_header_name": ((), ...),
+    "webhook_auth_header_value_env": ((), ...),
+    "webhook_safety_poll_s": ((), ...),
+    "detach": ((), ...),
 }
 #: field -> the parameters of _run_cli_options that compose it
 _RUN_COMPOSED: dict[str, tuple[str, ...]] = {
@@ -438,6 +443,16 @@ def run(**given: Any) -> None:
                 "price_table": inputs.prices,
             }
         )
+        if request.webhook_url or request.webhook_auth_header_value_env:
+            from voxlake.run.notified import run_webhook
+
+            with _exits_on_error():  # the flow reads it again; a missing secret is said now
+                run_webhook(
+                    request.webhook_url,
+                    request.webhook_auth_header_name,
+                    request.webhook_auth_header_value_env,
+                    request.webhook_safety_poll_s,
+                )
         with _imports_without_gc():
             from voxlake.estimate import Estimate
             from voxlake.flows import transcribe  # noqa: F401  Prefect: most of the start-up

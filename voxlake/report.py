@@ -102,6 +102,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| skipped as failed before | {summary.skipped_failed} |",
         f"| could not be resumed (job gone; `retry_failed` submits again) | {summary.gone} |",
         f"| deferred by the budget | {summary.deferred} |",
+        f"| detached (submitted; a later run collects them) | {summary.detached} |",
         f"| completed | {summary.completed} |",
         f"| failed | {summary.failed} |",
         f"| audio hours | {summary.audio_hours:.3f} |",
@@ -210,6 +211,12 @@ def print_summary(
             highlight=False,
         )
     console.print(_plan_line(summary), highlight=False)
+    if summary.detached:
+        console.print(
+            f"[bold]{summary.detached} submitted, to be collected later[/] (--detach): run the "
+            "same command again without --detach to collect them; nothing is paid twice",
+            highlight=False,
+        )
     for line in summary.bill:
         console.print(line, highlight=False, markup=False)
     if summary.fatal:

@@ -44,14 +44,18 @@ from voxlake.manifest.options import deprecation_warning
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
 from voxlake.request import (
     DEFAULT_POLL_TIMEOUT_S,
+    DEFAULT_WEBHOOK_HEADER,
+    DEFAULT_WEBHOOK_SAFETY_POLL_S,
     AudioHours,
     ChunkSize,
     MaxUploads,
     OnInvalid,
     PollTimeout,
     RunRequest,
+    SafetyPoll,
     documented_by,
 )
+from voxlake.run.notified import run_webhook
 from voxlake.run.progress import ProgressCallback
 from voxlake.run.state import RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun
@@ -185,6 +189,8 @@ async def _run_chunks(
                 ids = await run_stage(submit_transcripts, ids) if ids else ids
             finally:
                 past_submit()
+            if run.detach:
+                return  # submitted: a later run collects them (their ledger says submitted)
             stage = "poll"
             ids = await run_stage(poll_transcripts, ids) if ids else ids
             stage = "write"
@@ -223,6 +229,11 @@ async def transcribe_manifest(
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
+    webhook_url: str | None = None,
+    webhook_auth_header_name: str = DEFAULT_WEBHOOK_HEADER,
+    webhook_auth_header_value_env: str | None = None,
+    webhook_safety_poll_s: SafetyPoll = DEFAULT_WEBHOOK_SAFETY_POLL_S,
+    detach: bool = False,
     # For callers in this process only (voxlake run, scripts): left out of the parameter
     # schema, so deployments neither show nor take them. A callable has no JSON form, and a
     # deployment names a saved block instead of carrying a key.
@@ -232,7 +243,11 @@ async def transcribe_manifest(
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
     Incremental (docs/ledger.md): items already completed under ``output`` are skipped, jobs an
-    interrupted run left in flight are resumed. ``force`` submits everything again,
+    interrupted run left in flight are resumed. With ``webhook_url`` the jobs are submitted with
+    it and the auth header whose value is in the environment variable
+    ``webhook_auth_header_value_env``, and the run waits on the notifications the receiver
+    records under ``output`` instead of polling (docs/webhooks.md); ``detach`` submits and
+    returns, leaving the jobs for a later run to collect. ``force`` submits everything again,
     ``retry_failed`` resubmits items whose job failed before. ``dry_run`` sends no request and
     writes nothing: it reports what would be submitted, its audio hours and estimated cost
     (``price_table`` overrides list prices, USD per hour by speech model). ``max_audio_hours``
@@ -266,6 +281,13 @@ async def transcribe_manifest(
         environment = read_settings()
         if credentials is not None and credentials_block is not None:
             raise ConfigurationError("give credentials or credentials_block, not both")
+        # The secret is read here, from this process's environment: never a parameter.
+        webhook = run_webhook(
+            webhook_url,
+            webhook_auth_header_name,
+            webhook_auth_header_value_env,
+            webhook_safety_poll_s,
+        )
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
         s3_credentials = await aws_s3_credentials(aws_credentials_block)
         with use_s3_credentials(s3_credentials):
@@ -330,6 +352,8 @@ async def transcribe_manifest(
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
                     on_progress=progress,
+                    webhook=webhook,
+                    detach=detach,
                 ) as run,
                 progress.shown(),
             ):

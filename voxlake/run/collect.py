@@ -17,6 +17,7 @@ from voxlake.errors import VoxlakeError
 from voxlake.models import Transcript, TranscriptStatus
 from voxlake.run import load, normalise
 from voxlake.run.failures import fail
+from voxlake.run.notified import NotifiedWaiter
 from voxlake.run.state import ItemRecord, RunState, each
 
 # collect() writes fetched transcripts once this many words are waiting: ~1 KB a word as
@@ -44,6 +45,13 @@ async def collect(state: RunState, media_ids: Sequence[str]) -> int:
     await each(todo, fetch)
     await _write(state, group)
     await load.commit_if_due(state)
+    if isinstance(state.poller, NotifiedWaiter):
+        # Collected (or failed for good): their notifications are done with. Acknowledged
+        # before the commit is no loss: an uncommitted job is resumed by the next run, which
+        # looks for it with the safety-net poll when no notification is pending.
+        await state.poller.acknowledge(
+            tid for m in todo if not state.pending(m) and (tid := state.records[m].transcript_id)
+        )
     state.progress.advance("collect", len(todo))
     return len(todo)
 

@@ -49,6 +49,8 @@ class RunSummary:
     # The completed items' cost at list prices, by speech model and requested feature (lines of
     # voxlake.estimate.Estimate.bill_lines), set by the flow.
     bill: tuple[str, ...] = ()
+    # --detach: submitted (or resumed) and left running, for a later run to collect.
+    detached: int = 0
 
     @property
     def message(self) -> str:
@@ -66,6 +68,11 @@ class RunSummary:
         ]
         if extras:
             text += " (" + ", ".join(extras) + ")"
+        if self.detached:
+            text += (
+                f"; {self.detached} submitted, to be collected later (detached: run the same "
+                "command again, without --detach, to collect them)"
+            )
         if self.fatal:
             text += f"; run stopped: {self.fatal}"
         if not self.failed:
@@ -77,8 +84,11 @@ class RunSummary:
         )
 
 
-def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> RunSummary:
-    """The summary of the run's records so far."""
+def summarise(
+    state: RunState, *, files: dict[str, int], elapsed_s: float, detached: bool = False
+) -> RunSummary:
+    """The summary of the run's records so far (``detached``: its pending jobs were left
+    running on purpose)."""
     recs = list(state.records.values())
     completed = [r for r in recs if r.status == "completed"]
     failures = [
@@ -113,6 +123,7 @@ def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> Ru
         fatal=str(state.fatal) if state.fatal else None,
         requests=state.client.requests_sent,
         no_words=sum(r.no_words for r in completed),
+        detached=sum(1 for r in recs if r.transcript_id and not r.done) if detached else 0,
         # Gone jobs are said apart, once, with the same command (the CLI's "could not be
         # resumed" line).
         retry_failed_ids=(

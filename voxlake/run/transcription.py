@@ -32,6 +32,7 @@ from voxlake.lake.ledger import Ledger
 from voxlake.manifest import InvalidRow, Manifest
 from voxlake.run import collect, load, plan, poll, submit, upload
 from voxlake.run.failures import RunStoppedError, fail, fail_pending
+from voxlake.run.notified import RunWebhook
 from voxlake.run.progress import ProgressCallback, ProgressCounter
 from voxlake.run.state import ItemRecord, PlanCounts, RunSettings, RunState, Stage
 from voxlake.run.summary import RunSummary, summarise
@@ -64,7 +65,10 @@ class TranscriptionRun:
         max_audio_hours: float | None = None,
         lease_group: str | None = None,
         on_progress: ProgressCallback | None = None,
+        webhook: RunWebhook | None = None,
+        detach: bool = False,
     ) -> None:
+        self.detach = detach
         self.state = RunState(
             manifest,
             str(output),
@@ -73,6 +77,7 @@ class TranscriptionRun:
             settings=settings or RunSettings(),
             s3=s3,
             progress=ProgressCounter(on_progress),
+            webhook=webhook,
         )
         self._force, self._retry_failed = force, retry_failed
         self._max_audio_hours = max_audio_hours
@@ -168,6 +173,10 @@ class TranscriptionRun:
         """Record every item that has no row yet as a failure, commit everything, summarise."""
         state = self.state
         for media_id, rec in state.records.items():
+            if self.detach and rec.transcript_id and not rec.done and not state.fatal:
+                # Submitted and left running: the ledger keeps it `submitted`, and the next
+                # run resumes it (summary: detached). Not a failure.
+                continue
             if not rec.done:
                 # A stage that returned without recording the item (or a run stopped early).
                 # Losing it silently would break "every item ends as a row or a failure".
@@ -184,4 +193,9 @@ class TranscriptionRun:
         return self.summary()
 
     def summary(self) -> RunSummary:
-        return summarise(self.state, files=self._files, elapsed_s=time.monotonic() - self._started)
+        return summarise(
+            self.state,
+            files=self._files,
+            elapsed_s=time.monotonic() - self._started,
+            detached=self.detach,
+        )
