@@ -21,7 +21,7 @@ from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake.read import read_table
 from voxlake.webhooks import pending_notifications
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 CLIPS = 4
 
