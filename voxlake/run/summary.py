@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voxlake.run.plan import invalid_rows
-from voxlake.run.state import RunState, Stage
+from voxlake.run.state import DeleteFailure, RunState, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,12 @@ class RunSummary:
     # The completed items' cost at list prices, by speech model and requested feature (lines of
     # voxlake.estimate.Estimate.bill_lines), set by the flow.
     bill: tuple[str, ...] = ()
+    # Transcripts deleted at AssemblyAI by this run (--delete-after-collect, or finishing an
+    # earlier run's deletions), those it could not delete, and how many collected transcripts
+    # the ledger knows are still held there (None: not counted, no deletion was asked).
+    deleted: int = 0
+    delete_failures: tuple[DeleteFailure, ...] = ()
+    held: int | None = None
 
     @property
     def message(self) -> str:
@@ -66,6 +72,10 @@ class RunSummary:
         ]
         if extras:
             text += " (" + ", ".join(extras) + ")"
+        if self.deleted or self.delete_failures:
+            text += f"; {self.deleted} deleted at AssemblyAI"
+            if self.delete_failures:
+                text += f", {len(self.delete_failures)} could not be deleted"
         if self.fatal:
             text += f"; run stopped: {self.fatal}"
         if not self.failed:
@@ -77,7 +87,9 @@ class RunSummary:
         )
 
 
-def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> RunSummary:
+def summarise(
+    state: RunState, *, files: dict[str, int], elapsed_s: float, held: int | None = None
+) -> RunSummary:
     """The summary of the run's records so far."""
     recs = list(state.records.values())
     completed = [r for r in recs if r.status == "completed"]
@@ -119,5 +131,8 @@ def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> Ru
             *state.skipped_failed,
             *(r.item.media_id for r in recs if r.job_failed and not r.gone),
         ),
+        deleted=state.deleted,
+        delete_failures=tuple(state.delete_failures),
+        held=held,
         **state.counts,
     )
