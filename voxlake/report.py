@@ -103,7 +103,7 @@ def voxlake_command(args: Sequence[str]) -> str:
 
 def summary_markdown(summary: RunSummary) -> str:
     lines = ["# voxlake run summary", ""]
-    if not _worked(summary):
+    if not _worked(summary) and not summary.requests:
         lines += ["Nothing to do: no request was sent and no table file was written.", ""]
     lines += [
         "| measure | value |",

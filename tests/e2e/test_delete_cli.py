@@ -111,6 +111,15 @@ def test_delete_after_collect_deletes_each_transcript_after_its_rows(
         "deleted": 6,
     }
     assert "6 transcripts deleted at AssemblyAI; 0 still held there" in done.stdout, done.stdout
+    # The run's HTML report says it too.
+    report = Path(done.stdout.split("Report: ", 1)[1].split()[0]).read_text()
+    assert "<h2>Transcripts at AssemblyAI</h2>" in report
+    for measure, n in (
+        ("transcripts deleted", 6),
+        ("deleted by this run", 6),
+        ("transcripts still held at AssemblyAI", 0),
+    ):
+        assert f"<td>{measure}</td><td>{n}</td>" in report, measure
 
 
 def test_kill_9_between_commit_and_delete_then_next_run_finishes_the_deletes(
