@@ -717,6 +717,10 @@ def purge(
         check_output_root(output, s3=s3)  # a misspelled folder is an error, not "0 held"
         result = purge_output(output, yes=yes, s3=s3)
     held = result.held
+
+    def transcripts(n: int) -> str:
+        return f"{n} transcript" + ("" if n == 1 else "s")
+
     flying = (
         f" ({held.in_flight} jobs still in flight are left alone: a run collects them first)"
         if held.in_flight
@@ -729,17 +733,17 @@ def purge(
         )
         return
     if not yes:
-        typer.echo(f"Would delete {len(held.transcripts)} transcripts held at AssemblyAI{flying}:")
+        typer.echo(f"Would delete {transcripts(len(held.transcripts))} held at AssemblyAI{flying}:")
         for h in held.transcripts:
             typer.echo(f"  {h.item.media_id}\t{h.transcript_id}")
         typer.echo("Nothing was deleted: run again with --yes to delete them.")
         return
-    typer.echo(f"Deleted {result.deleted} transcripts at AssemblyAI{flying}.")
+    typer.echo(f"Deleted {transcripts(result.deleted)} at AssemblyAI{flying}.")
     for f in result.failures:
         typer.echo(f"not deleted: {f.media_id} {f.transcript_id}: {f.error}", err=True)
     if result.failures:
         typer.echo(
-            f"{len(result.failures)} transcripts could not be deleted and are still held: "
+            f"{transcripts(len(result.failures))} could not be deleted and are still held: "
             "run voxlake purge again.",
             err=True,
         )
