@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from tests.integration.test_ledger import item
+from voxlake.lake import views
 from voxlake.lake.ledger import Event, Ledger, Status, key_of, plan
 
 
@@ -63,6 +64,12 @@ def test_deleted_items_plan_as_their_outcome_and_held_lists_the_rest(tmp_path: P
     assert [h.transcript_id for h in held.requested] == ["t-asked"]
     # The recorded identity makes events of the same key (purge has no manifest).
     assert held.transcripts[0].item.key == key_of(asked)
+    # The view the report and `voxlake query` read counts the same way.
+    with views.connect(tmp_path) as con:
+        counts = con.sql(
+            "select count(*) filter (deleted_at is null), count(deleted_at) from ledger_transcripts"
+        ).fetchall()
+    assert counts == [(len(held.transcripts), held.deleted)]
 
 
 def test_a_ledger_without_deletions_reads_as_before(tmp_path: Path) -> None:
