@@ -156,6 +156,13 @@ class RunRequest:
     report: bool = field(
         default=True, metadata=_help("Write the run's HTML report to OUTPUT/reports/<run id>.html.")
     )
+    delete_after_collect: bool = field(
+        default=False,
+        metadata=_help(
+            "Delete each transcript at AssemblyAI once its rows are committed (recorded in "
+            "the ledger; a rerun finishes deletions a crash interrupted; docs/ledger.md).",
+        ),
+    )
     credentials_block: str | None = field(
         default=None,
         metadata=_help(

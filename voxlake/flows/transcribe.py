@@ -226,6 +226,7 @@ async def transcribe_manifest(
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
+    delete_after_collect: bool = False,
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
@@ -256,6 +257,8 @@ async def transcribe_manifest(
     ``lease_group`` lets the shards of one backfill share the output root. With ``report`` the
     run writes its HTML report beside the tables (``<output>/reports/<run id>.html``) and names
     it in its summary (a markdown artifact cannot hold the report's images).
+    ``delete_after_collect`` deletes each transcript at AssemblyAI once its rows are committed
+    (docs/ledger.md, "Deleting transcripts at AssemblyAI").
 
     Secrets never reach Prefect's database. The AssemblyAI key comes from ``credentials``, an
     ``AssemblyAICredentials`` given in this process (Prefect records it with the key masked),
@@ -351,6 +354,7 @@ async def transcribe_manifest(
                     retry_failed=retry_failed,
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
+                    delete_after_collect=delete_after_collect,
                     on_progress=progress,
                     webhook=webhook,
                     detach=detach,
@@ -384,7 +388,7 @@ async def transcribe_manifest(
                 description="failures and lowest-confidence items",
             )
             logger.info(summary.message)
-            if summary.fatal or (summary.failed and fail_on_error):
+            if summary.fatal or (fail_on_error and (summary.failed or summary.delete_failures)):
                 return Failed(message=summary.message, data=summary)
             return Completed(message=summary.message, data=summary)
     except VoxlakeError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from voxlake.errors import VoxlakeError
 from voxlake.models import Transcript, TranscriptStatus
-from voxlake.run import load, normalise
+from voxlake.run import delete, load, normalise
 from voxlake.run.failures import fail
 from voxlake.run.notified import NotifiedWaiter
 from voxlake.run.state import ItemRecord, RunState, each
@@ -52,6 +52,7 @@ async def collect(state: RunState, media_ids: Sequence[str]) -> int:
         await state.poller.acknowledge(
             tid for m in todo if not state.pending(m) and (tid := state.records[m].transcript_id)
         )
+    await delete.due(state)
     state.progress.advance("collect", len(todo))
     return len(todo)
 
@@ -92,4 +93,6 @@ async def _write(state: RunState, group: Sequence[tuple[ItemRecord, Transcript]]
             # it gets an error row like any failed item, and its neighbours' rows stand.
             fail(state, rec.item.media_id, "write", error)
             continue
-        load.uncommitted(state, normalise.outcome(rec, transcript))
+        outcome = normalise.outcome(rec, transcript)
+        load.uncommitted(state, outcome)
+        delete.request(state, rec, outcome)

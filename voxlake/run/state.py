@@ -62,6 +62,15 @@ class ItemRecord:
         return self.status != "pending"
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    """A transcript the run could not delete at AssemblyAI: still held (docs/ledger.md)."""
+
+    media_id: str
+    transcript_id: str
+    error: str
+
+
 class PlanCounts(TypedDict, total=False):
     """How the ledger planned the run's items (the RunSummary fields of the same names)."""
 
@@ -145,6 +154,12 @@ class RunState:
         # disk bound, and must not stall the event loop that drives hundreds of requests).
         self.sink_lock = threading.Lock()
         self.uncommitted: list[Event] = []  # ledger events of rows not yet published
+        # --delete-after-collect: each committed transcript's `deleting` event waits here for
+        # the delete stage (voxlake.run.delete), which records what became of it.
+        self.delete_after_collect = False
+        self.to_delete: list[Event] = []
+        self.deleted = 0
+        self.delete_failures: list[DeleteFailure] = []
         self.last_commit = time.monotonic()
         self.uploads = asyncio.Semaphore(settings.max_uploads)
         self.requests = asyncio.Semaphore(settings.max_requests)
