@@ -442,7 +442,7 @@ _BUCKETS: dict[str, tuple[str, ...]] = {
     "httpx/httpcore": ("(httpx/", "(httpcore/"),
     "httpcore pool scan (has_expired)": ("AsyncHTTPConnection.has_expired",),
     "pydantic": ("(pydantic/", "(pydantic_core/"),
-    "pyarrow / table sink": ("(pyarrow/", "(voxlake/tables.py"),
+    "pyarrow / table sink": ("(pyarrow/", "(voxlake/lake/"),
     "upload items": ("TranscriptionRun._upload_one",),
     "submit items": ("TranscriptionRun._submit_one",),
     "collect items (fetch + parse + write)": (

@@ -12,7 +12,7 @@ from prefect.states import State
 from voxlake.emulator.harvard import H1
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.flows.transcribe import transcribe_manifest
-from voxlake.pipeline import RunSummary
+from voxlake.run.summary import RunSummary
 
 # Harvard sentences, list 1: the same the demo corpus is made from.
 SENTENCES = H1

@@ -13,7 +13,16 @@ KEY_B = "vxk-test-bravo-Q8sN4tYc1KfD"
 AWS_ACCESS_KEY_ID = "AKIAVOXLAKETEST7QX2M"
 AWS_SECRET_ACCESS_KEY = "vxs3-secret-Zq8Pn4Lr2Tw6Yb0KdM1c"
 AWS_SESSION_TOKEN = "vxs3-session-Hn5Jt9Wq3Ze7Ua1Pf"
-ALL_KEYS = (KEY_A, KEY_B, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)
+# The webhook receiver's auth header value (tests/test_webhooks.py): a secret like the others.
+WEBHOOK_SECRET = "vxwh-secret-Lp3Ks8Nd2Qx6Rv0T"
+ALL_KEYS = (
+    KEY_A,
+    KEY_B,
+    AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+    WEBHOOK_SECRET,
+)
 
 #: Query parameters of presigned URLs (SigV4 and V2): a signature must never be logged either.
 SIGNATURE_MARKERS = ("X-Amz-Signature=", "X-Amz-Credential=", "&Signature=", "?Signature=")

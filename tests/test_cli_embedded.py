@@ -3,7 +3,7 @@
 The CLI runs as a real process with no ``ASSEMBLYAI_*`` variable, reporting to the suite's
 Prefect API. The embedded server's address and demo key reach the flow as its ``credentials``
 argument (voxlake.runner), not through ``os.environ``; the progress bars are fed by the flow's
-``on_progress`` callback.
+``on_progress`` callback (``voxlake.run.progress.Progress`` events).
 """
 
 from __future__ import annotations

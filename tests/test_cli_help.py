@@ -57,7 +57,10 @@ def _options(command: str) -> list[str]:
 @pytest.mark.parametrize(
     ("command", "columns"),
     [
-        *[(command, "60") for command in ("run", "serve", "serve-local", "query", "report")],
+        *[
+            (command, "60")
+            for command in ("run", "serve", "serve-local", "query", "report", "webhooks")
+        ],
         ("run", None),  # piped with no COLUMNS: rich cut it at 80 columns
     ],
 )

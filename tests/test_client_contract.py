@@ -126,7 +126,11 @@ async def test_every_endpoint_round_trip(
     recorded: tuple[AssemblyAIClient, ResponseRecorder],
 ) -> None:
     client, recorder = recorded
-    done = raise_for_status(await _transcribe(client, redact_pii=True, redact_pii_audio=True))
+    done = raise_for_status(
+        await _transcribe(
+            client, redact_pii=True, redact_pii_policies=["person_name"], redact_pii_audio=True
+        )
+    )
     tid = done.id
     assert done.status is TranscriptStatus.completed
     assert done.text and "wildfires" in done.text.lower()

@@ -16,6 +16,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 
 from tests.flowkit import SENTENCES, run_flow, speech_clips, write_manifest
 from tests.secrets import KEY_A
@@ -26,6 +31,7 @@ from voxlake.emulator.synth import write_synth_wav
 from voxlake.flows.transcribe import transcribe_manifest
 from voxlake.lake.read import read_table
 from voxlake.manifest import ManifestError
+from voxlake.run.progress import Progress
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -144,7 +150,7 @@ def test_mixed_failures_are_recorded_and_transient_faults_recovered(
     assert stats["requests_by_status"].get("400", stats["requests_by_status"].get(400)) == 1
 
 
-def test_progress_reaches_the_callback_given_to_the_flow(
+def test_progress_reaches_the_callback_given_to_the_flow_and_its_artifact(
     tmp_path: Path, make_server: Callable[..., LocalServer], api: Callable[[LocalServer], None]
 ) -> None:
     api(make_server())
@@ -153,20 +159,34 @@ def test_progress_reaches_the_callback_given_to_the_flow(
     rows.append({"source": "media/short.wav", "media_id": "short"})  # fails at poll
     rows.append({"source": "media/clip-00.wav", "media_id": "bad", "language_code": "xx_zz"})
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
-    heard: list[tuple[str, int]] = []
+    heard: list[Progress] = []
 
-    _, summary = run_flow(
+    state, summary = run_flow(
         manifest=str(manifest),
         output=str(tmp_path / "o"),
         chunk_size=2,
-        on_progress=lambda stage, n: heard.append((stage, n)),
+        on_progress=heard.append,
     )
 
     assert (summary.completed, summary.failed) == (4, 2)
-    assert heard[0] == ("total", 6)
-    passed = {stage: sum(n for s, n in heard if s == stage) for stage in dict(heard)}
+    assert heard[0] == Progress("upload", 0, 6)  # the total, once the run has planned
+    assert {event.total for event in heard} == {6}
+    passed = {event.stage: event.done for event in heard}
     # Failed items count through the stages they never reach: every bar ends full.
-    assert passed == {"total": 6, "upload": 6, "submit": 6, "poll": 6, "collect": 6}
+    assert passed == {"upload": 6, "submit": 6, "poll": 6, "collect": 6}
+
+    # A deployment's run shows the same in Prefect's UI: one progress artifact, at 100.
+    async def progress_artifacts() -> list[tuple[str | None, object]]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                    key=ArtifactFilterKey(any_=["voxlake-run-progress"]),
+                )
+            )
+            return [(a.type, a.data) for a in found]
+
+    assert asyncio.run(progress_artifacts()) == [("progress", 100.0)]
 
 
 def test_fail_on_error_fails_the_flow_run(

@@ -1,6 +1,6 @@
 """The layers: a core that does not import Prefect, and Prefect glue around it.
 
-The core (client, pipeline, ledger, tables, manifest, polling, estimate, report, the emulator,
+The core (client, run, ledger, tables, manifest, polling, estimate, report, the emulator,
 ...) is every module of the package except the glue named below, so a new module is core unless
 it is added here on purpose. The check imports each core module in a fresh interpreter and
 names the first one that brought Prefect in.
@@ -28,6 +28,7 @@ GLUE = {
     "voxlake.credentials",
     "voxlake.flows",
     "voxlake.flows.backfill",
+    "voxlake.flows.progress",
     "voxlake.flows.transcribe",
     "voxlake.prefect_api",
     "voxlake.runner",
@@ -47,7 +48,7 @@ def test_the_glue_list_names_real_modules() -> None:
 
 def test_the_core_imports_without_prefect() -> None:
     core = sorted(package_modules() - GLUE)
-    assert "voxlake.pipeline" in core and "voxlake.lake.ledger" in core
+    assert "voxlake.run.transcription" in core and "voxlake.lake.ledger" in core
     script = textwrap.dedent(
         """
         import importlib, json, sys
@@ -78,7 +79,6 @@ MAX_LINES = 600
 ONE_JOB = {
     "voxlake/client.py": "the AssemblyAI client: one method per endpoint, nothing else",
     "voxlake/cli.py": "the typer commands and their options (a request model is issue 20's)",
-    "voxlake/pipeline.py": "TranscriptionRun, being split into stage modules (issue 20)",
 }
 
 

@@ -247,7 +247,7 @@ def test_every_bad_row_is_reported_at_once(tmp_path: Path) -> None:
     assert lines[5].startswith("row 10, column punctuate: 'maybe' is not valid")
     assert lines[5].endswith("— write true or false")
     assert lines[6].startswith("row 10, column speakers_expected: 'two' is not valid")
-    assert lines[6].endswith("— write a whole number")
+    assert lines[6].endswith("— write a whole number of at least 1")
     assert lines[7].startswith("row 11, column source: file is empty (0 bytes)")
 
 
@@ -305,9 +305,12 @@ def test_cross_field_option_error(tmp_path: Path) -> None:
 
 
 def test_bad_defaults_are_reported() -> None:
-    with pytest.raises(ManifestError, match=r"defaults\.punctuate"):
+    with pytest.raises(ManifestError, match=r"option punctuate: 'maybe' is not valid"):
         read_manifest("unused.csv", defaults={"punctuate": "maybe"})
-    with pytest.raises(ManifestError, match=r"defaults\.speaker_label"):
+    with pytest.raises(
+        ManifestError,
+        match=r"option speaker_label: unknown option — did you mean 'speaker_labels'\?",
+    ):
         read_manifest("unused.csv", defaults={"speaker_label": True})
 
 
@@ -389,12 +392,22 @@ def test_options_reject_unknown_names_and_wrong_types() -> None:
         ),
         (
             {
+                # webhook_url was here (12d825b630e1bda9): it is the run's now, not an option.
                 "prompt": "Grüße, café",
-                "webhook_url": "https://h.example/cb",
                 "speakers_expected": 2,
                 "speech_threshold": 0.5,
             },
-            "12d825b630e1bda9",
+            "c2cf996d27f2a482",
+        ),
+        (
+            {
+                "sentiment_analysis": True,
+                "redact_pii": True,
+                "redact_pii_policies": ["person_name"],
+                "speaker_options": {"min_speakers_expected": 2},
+                "custom_spelling": [{"from": ["dicarlo"], "to": "DiCarlo"}],
+            },
+            "376afd5a52a60444",
         ),
         (
             {
@@ -460,8 +473,10 @@ def test_options_build_the_request_directly() -> None:
         "speaker_labels": True,
         "keyterms_prompt": ["Prefect"],
     }
-    # Every option a manifest can set is a field of the request's wire model.
-    assert set(TranscriptionOptions.model_fields) <= set(TranscriptParams.model_fields)
+    # The options are declared once (TranscriptionOptions); the wire model takes them as given.
+    assert not set(TranscriptionOptions.model_fields) & set(TranscriptParams.model_fields) - {
+        "speech_models"
+    }
 
 
 def test_latin1_manifest_names_the_file_the_byte_offset_and_the_fix(tmp_path: Path) -> None:
@@ -487,3 +502,51 @@ def test_latin1_manifest_names_the_file_the_byte_offset_and_the_fix(tmp_path: Pa
     bom.write_bytes(b"\xef\xbb\xbfsource\na.wav\nca\xe9.wav\n")
     with pytest.raises(ManifestError, match=r"byte 0xe9 at offset 18, line 3\)"):
         read_manifest(bom)
+
+
+def test_nested_options_read_alike_from_csv_json_cells_jsonl_objects_and_parquet_structs(
+    tmp_path: Path,
+) -> None:
+    media(tmp_path, "a.wav", "b.wav")
+    speakers = {"min_speakers_expected": 2, "max_speakers_expected": 3}
+    spelling = [{"from": ["dicarlo", "di carlo"], "to": "DiCarlo"}]
+    understanding = {"request": {"translation": {"target_languages": ["es", "de"]}}}
+    write_csv(
+        tmp_path / "list.csv",
+        "source,sentiment_analysis,redact_pii_policies,speaker_options,custom_spelling,"
+        "speech_understanding\n"
+        'a.wav,true,"person_name, phone_number",'
+        + ",".join(
+            '"' + json.dumps(v).replace('"', '""') + '"'
+            for v in (speakers, spelling, understanding)
+        )
+        + "\nb.wav,,,,,\n",
+    )
+    row = {
+        "sentiment_analysis": True,
+        "redact_pii_policies": ["person_name", "phone_number"],
+        "speaker_options": speakers,
+        "custom_spelling": spelling,
+        "speech_understanding": understanding,
+    }
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"source": "a.wav", **row}) + "\n" + json.dumps({"source": "b.wav"}) + "\n"
+    )
+    # Parquet: structs and lists of structs; b's nulls (and a's null struct keys) are unset.
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {"source": "a.wav", **row, "speaker_options": speakers},
+                {"source": "b.wav", "speaker_options": dict.fromkeys(speakers)},
+            ]
+        ),
+        tmp_path / "list.parquet",
+    )
+    expected = TranscriptionOptions.model_validate(row)
+    for name in ("list.csv", "list.jsonl", "list.parquet"):
+        a, b = read_manifest(tmp_path / name).items
+        assert a.options == expected, name
+        assert a.options_hash == options_hash(expected) != b.options_hash, name
+        assert a.options.request("https://x/a.wav").to_request()["custom_spelling"] == spelling
+    # In Parquet, b's struct of nulls sets nothing: b has the run defaults.
+    assert read_manifest(tmp_path / "list.parquet").items[1].options == TranscriptionOptions()

@@ -1,4 +1,4 @@
-"""voxlake.pipeline without Prefect: TranscriptionRun's stages against the emulator over HTTP."""
+"""voxlake.run without Prefect: TranscriptionRun's stages against the emulator over HTTP."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from pathlib import Path
 import pytest
 
 from tests.flowkit import speech_clips, write_manifest
-from voxlake import pipeline
 from voxlake.checks import check_invariants
 from voxlake.client import AssemblyAIClient
 from voxlake.emulator import LocalServer
 from voxlake.lake.read import read_table
 from voxlake.manifest import read_manifest
-from voxlake.pipeline import RunSettings, RunSummary, TranscriptionRun
+from voxlake.run import collect
+from voxlake.run.state import RunSettings
+from voxlake.run.summary import RunSummary
+from voxlake.run.transcription import TranscriptionRun
 
 FAST_POLLS = RunSettings(poll_first_s=0.05, poll_min_interval_s=0.05, poll_max_interval_s=0.2)
 
 
-@pytest.mark.parametrize("group_words", [pipeline._WRITE_GROUP_WORDS, 5])
+@pytest.mark.parametrize("group_words", [collect._WRITE_GROUP_WORDS, 5])
 def test_a_malformed_transcript_fails_alone_at_write_and_its_chunk_is_written(
     tmp_path: Path,
     make_server: Callable[..., LocalServer],
@@ -31,7 +33,7 @@ def test_a_malformed_transcript_fails_alone_at_write_and_its_chunk_is_written(
 ) -> None:
     # 5 words: every few transcripts make a write group of their own, so one collect() call
     # writes several groups, the malformed transcript in one of them.
-    monkeypatch.setattr(pipeline, "_WRITE_GROUP_WORDS", group_words)
+    monkeypatch.setattr(collect, "_WRITE_GROUP_WORDS", group_words)
     server = make_server()
     api(server)
     manifest = read_manifest(write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "a", 6)))
@@ -155,7 +157,7 @@ def test_the_first_poll_delay_comes_from_the_environment_and_a_bad_one_is_named(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from voxlake.errors import ConfigurationError
-    from voxlake.pipeline import RunSettings
+    from voxlake.run.state import RunSettings
     from voxlake.settings import POLL_FIRST_ENV, settings
 
     # The environment is read once per process (voxlake.settings); this test changes it in

@@ -172,7 +172,7 @@ class TimedAccount(FakeAccount):
 def shared_poller(
     client: AssemblyAIClient, clock: SteppedClock, tail_max_interval_s: float = 0.5
 ) -> SharedPoller:
-    """The run's settings (voxlake.pipeline.RunSettings) on the test's clock: by default those
+    """The run's settings (voxlake.run.state.RunSettings) on the test's clock: by default those
     of a run with ``VOXLAKE_POLL_FIRST_S=0.2`` (the tail polled every 0.5 s); 7.5 s is the
     production default's bound (first poll 3 s after a submit)."""
     return SharedPoller(

@@ -179,7 +179,7 @@ def test_object_deleted_after_validation_fails_at_upload(
     from voxlake.client import AssemblyAIClient
     from voxlake.flows.transcribe import transcribe_manifest
     from voxlake.manifest import read_manifest
-    from voxlake.pipeline import TranscriptionRun
+    from voxlake.run.transcription import TranscriptionRun
 
     api(make_server())
     media = make_bucket("media")

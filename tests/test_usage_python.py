@@ -61,7 +61,7 @@ def test_the_usage_python_example_runs_as_written(tmp_path: Path, prefect_harnes
     assert done.returncode == 0, output
     assert output.count("Beginning flow run") == 1, output  # one run, none in worker processes
     assert "2/2 items transcribed" in done.stdout, output
-    assert "total 2" in done.stdout and "collect 1" in done.stdout, output  # on_progress
+    assert "upload 0/2" in done.stdout and "collect 2/2" in done.stdout, output  # on_progress
     current = read_current(tmp_path / "lake").select(["media_id", "status", "text"]).to_pylist()
     clips = {r["media_id"]: r for r in current}
     assert sorted(clips) == ["harvard-01", "harvard-03"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -251,6 +252,17 @@ def run(
     speaker_labels: Annotated[
         bool | None, typer.Option("--speaker-labels/--no-speaker-labels", help="Diarization.")
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="NAME=VALUE",
+            help="Any POST /v2/transcript option as the run's default, e.g. "
+            "sentiment_analysis=true or speaker_options='{\"max_speakers_expected\": 3}' "
+            "(VALUE is read as JSON when it is JSON, else as text; repeatable; "
+            "docs/manifest.md lists the options). Manifest columns override it per row.",
+        ),
+    ] = None,
     chunk_size: Annotated[
         int | None, typer.Option(help="Items per Prefect task run (default: automatic).")
     ] = None,
@@ -330,6 +342,7 @@ def run(
         options["language_code"] = language_code
     if speaker_labels is not None:
         options["speaker_labels"] = speaker_labels
+    options.update(_option_flags(option or [], options))
     s3 = _s3_flags(s3_endpoint_url, s3_region, s3_profile)
     if presign:
         s3["presign"] = True
@@ -387,6 +400,27 @@ def run(
     print_summary(summary, retry_command=retry)
     if summary.fatal or (fail_on_error and summary.failed):
         raise typer.Exit(1)
+
+
+def _option_flags(flags: list[str], given: dict[str, object]) -> dict[str, object]:
+    """``--option NAME=VALUE`` flags as options; checked as options by check_run_inputs."""
+    options: dict[str, object] = {}
+    for flag in flags:
+        name, sep, text = flag.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise typer.BadParameter(
+                f"{flag!r} is not NAME=VALUE; write e.g. --option sentiment_analysis=true",
+                param_hint="--option",
+            )
+        if name in options or name in given:
+            raise typer.BadParameter(f"{name} is given twice; keep one", param_hint="--option")
+        try:
+            # JSON when it is JSON (true, 3, 0.5, lists, objects), else the text itself.
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
+    return options
 
 
 def _checked_inputs(manifest: str, **checks: Any) -> RunInputs:
@@ -621,6 +655,77 @@ def serve(
             local_args=local_arg or (),
             say=typer.echo,
         )
+
+
+@app.command("webhooks")
+@_stops_on_interrupt("Interrupted: the webhook receiver stopped.")
+def webhooks(
+    output: Annotated[
+        str, typer.Argument(help="Root of the run's output (local or s3://): where it records.")
+    ],
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8766,
+    auth_header_name: Annotated[
+        str, typer.Option(help="The webhook_auth_header_name the jobs are submitted with.")
+    ] = "X-Voxlake-Webhook-Auth",
+    auth_header_value_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the webhook_auth_header_value (never a plain "
+            "argument: it would show in ps). None: asked for on the terminal."
+        ),
+    ] = None,
+    s3_endpoint_url: S3EndpointUrl = None,
+    s3_region: S3Region = None,
+    s3_profile: S3Profile = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Receive AssemblyAI's webhook notifications (POST /voxlake/webhook) until interrupted,
+    recording each under OUTPUT/_webhooks/notifications/ (docs/webhooks.md)."""
+    import socket
+
+    import uvicorn
+
+    from voxlake import webhooks as receiver
+
+    s3 = _read_s3_options(s3_endpoint_url, s3_region, s3_profile)
+    with _exits_on_error():
+        if auth_header_value_env is not None:
+            auth = receiver.auth_from_env(auth_header_name, auth_header_value_env)
+        elif sys.stdin.isatty():
+            value = typer.prompt(f"{auth_header_name} value", hide_input=True, err=True)
+            auth = receiver.checked_auth(auth_header_name, value, where="the value typed")
+        else:
+            raise typer.BadParameter("give --auth-header-value-env VAR (no terminal to ask on)")
+        store = receiver.NotificationStore(output, s3=s3)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    # Bound here, before uvicorn starts: --port 0 gives a port to print, and requests that
+    # arrive before uvicorn is up wait in the listen backlog instead of being refused.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise _fail(OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")) from None
+    sock.listen(512)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(
+        f"voxlake webhook receiver on http://{shown}:{bound}{receiver.WEBHOOK_PATH}", err=True
+    )
+    config = uvicorn.Config(
+        receiver.create_app(store, auth), log_config=None, timeout_graceful_shutdown=5
+    )
+    # uvicorn handles Ctrl-C itself (finishing the requests being recorded), then raises
+    # SIGINT again: the KeyboardInterrupt that ends the command with status 130.
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def main() -> None:

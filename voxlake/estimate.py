@@ -2,7 +2,8 @@
 
 Durations are read from each file's header with mutagen (a few KB per file; S3 objects through
 ranged reads), never by decoding, and never with an AssemblyAI request. Prices are a documented
-table of list prices per audio hour that the user overrides (``--price-table prices.json``);
+table of list prices per audio hour, by speech model and by billed feature
+(voxlake/data/prices.json), that the user overrides (``--price-table prices.json``);
 they are estimates, not an invoice (docs/ledger.md).
 """
 
@@ -13,21 +14,45 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 
-from voxlake.manifest import DEFAULT_SPEECH_MODELS, MediaItem, SourceKind
+from voxlake.manifest import DEFAULT_SPEECH_MODELS, MediaItem, SourceKind, TranscriptionOptions
+from voxlake.manifest.options import API_DEFAULTS
 from voxlake.storage import S3Options, s3_filesystem, s3_path
 
-#: USD per audio hour, AssemblyAI's published pre-recorded list prices (Nov 2026); the key is the
-#: first model of ``speech_models``. Override with a JSON object ``{"model": price, ...}``.
-DEFAULT_PRICES_USD_PER_HOUR: dict[str, float] = {
-    "universal-2": 0.15,
-    "universal": 0.15,
-    "universal-3-pro": 0.21,
-    "slam-1": 0.27,
-    "best": 0.37,
-    "nano": 0.12,
-}
+
+def _list_prices() -> tuple[dict[str, float], dict[str, float]]:
+    # A data file, not code: its source and date travel with it, and a user can read (and copy
+    # into a --price-table file) what voxlake assumes.
+    text = resources.files("voxlake").joinpath("data", "prices.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    return dict(data["speech_models"]), dict(data["features"])
+
+
+_MODEL_PRICES, _FEATURE_PRICES = _list_prices()
+#: USD per audio hour, AssemblyAI's published pre-recorded list prices (voxlake/data/prices.json,
+#: with their source and date): by speech model (the first of ``speech_models``) and by billed
+#: feature (an option's name, or a speech understanding request's: ``translation``). Override
+#: with a JSON object ``{"name": price, ...}``.
+DEFAULT_PRICES_USD_PER_HOUR: dict[str, float] = {**_MODEL_PRICES, **_FEATURE_PRICES}
 _HEADER_BLOCK = 64 * 1024  # ranged reads of S3 objects while mutagen parses the header
+
+
+def requested_features(options: TranscriptionOptions) -> list[str]:
+    """The features an item's options turn on, by the names the price table uses.
+
+    A boolean option set to true whose API default is false (``sentiment_analysis``), a
+    non-empty ``keyterms_prompt``, and the kind of a ``speech_understanding`` request.
+    Whether a feature is billed is the price table's to say.
+    """
+    features = []
+    for name, value in options.to_request_params().items():
+        turned_on = value is True and API_DEFAULTS.get(name) is False
+        if turned_on or (name == "keyterms_prompt" and value):
+            features.append(name)
+        elif name == "speech_understanding":
+            features.extend(value["request"])
+    return features
 
 
 def load_prices(table: str | Mapping[str, float] | None) -> dict[str, float]:
@@ -42,12 +67,15 @@ def load_prices(table: str | Mapping[str, float] | None) -> dict[str, float]:
         except (OSError, ValueError) as exc:
             raise ValueError(
                 f"price table {table!r} could not be read ({exc}); write a JSON object such as "
-                '{"universal-2": 0.15}'
+                '{"universal-2": 0.15, "sentiment_analysis": 0.02}'
             ) from None
     if not isinstance(table, Mapping) or not all(
         isinstance(v, int | float) and v >= 0 for v in table.values()
     ):
-        raise ValueError('a price table maps model names to USD per hour: {"universal-2": 0.15}')
+        raise ValueError(
+            "a price table maps speech models and features to USD per audio hour: "
+            '{"universal-2": 0.15, "sentiment_analysis": 0.02}'
+        )
     prices.update({str(k): float(v) for k, v in table.items()})
     return prices
 
@@ -105,6 +133,9 @@ class Estimate:
     hours_by_model: dict[str, float] = field(default_factory=dict)
     cost_by_model_usd: dict[str, float] = field(default_factory=dict)
     prices_usd_per_hour: dict[str, float] = field(default_factory=dict)
+    # Audio hours of the items that request each feature (sentiment_analysis, translation...).
+    hours_by_feature: dict[str, float] = field(default_factory=dict)
+    cost_by_feature_usd: dict[str, float] = field(default_factory=dict)
 
     @property
     def to_submit(self) -> int:
@@ -112,7 +143,7 @@ class Estimate:
 
     @property
     def cost_usd(self) -> float:
-        return sum(self.cost_by_model_usd.values())
+        return sum(self.cost_by_model_usd.values()) + sum(self.cost_by_feature_usd.values())
 
     def add_submission(self, item: MediaItem, duration_s: float | None) -> None:
         if duration_s is None:
@@ -122,12 +153,34 @@ class Estimate:
         model = speech_model_of(item)
         self.audio_hours += hours
         self.hours_by_model[model] = self.hours_by_model.get(model, 0.0) + hours
+        for feature in requested_features(item.options):
+            self.hours_by_feature[feature] = self.hours_by_feature.get(feature, 0.0) + hours
 
     def price(self) -> None:
-        unknown = [m for m in self.hours_by_model if m not in self.prices_usd_per_hour]
         for model, hours in self.hours_by_model.items():
-            if model not in unknown:
+            if model in self.prices_usd_per_hour:
                 self.cost_by_model_usd[model] = hours * self.prices_usd_per_hour[model]
+        # A feature with no price is one AssemblyAI does not bill separately (punctuation,
+        # multichannel...), or one the table does not know: it adds nothing.
+        for feature, hours in self.hours_by_feature.items():
+            if feature in self.prices_usd_per_hour:
+                self.cost_by_feature_usd[feature] = hours * self.prices_usd_per_hour[feature]
+
+    def bill_lines(self) -> list[str]:
+        """The cost by speech model, then by requested feature, then the total."""
+        out = []
+        for model, hours in sorted(self.hours_by_model.items()):
+            cost = self.cost_by_model_usd.get(model)
+            price = self.prices_usd_per_hour.get(model)
+            out.append(
+                f"  {model}: {hours:.3f} h x "
+                + (f"${price:.2f}/h = ${cost:.2f}" if cost is not None else "no price known")
+            )
+        for feature, cost in sorted(self.cost_by_feature_usd.items()):
+            hours, price = self.hours_by_feature[feature], self.prices_usd_per_hour[feature]
+            out.append(f"  + {feature}: {hours:.3f} h x ${price:.2f}/h = ${cost:.2f}")
+        out.append(f"estimated cost ${self.cost_usd:.2f} (list prices; --price-table overrides)")
+        return out
 
     def lines(self) -> list[str]:
         out = [
@@ -138,15 +191,19 @@ class Estimate:
             f"{self.skipped_done} done and {self.skipped_failed} failed before, defer "
             f"{self.deferred} over the budget; {self.invalid} invalid rows",
         ]
-        for model, hours in sorted(self.hours_by_model.items()):
-            cost = self.cost_by_model_usd.get(model)
-            price = self.prices_usd_per_hour.get(model)
-            out.append(
-                f"  {model}: {hours:.3f} h x "
-                + (f"${price:.2f}/h = ${cost:.2f}" if cost is not None else "no price known")
-            )
-        out.append(f"estimated cost ${self.cost_usd:.2f} (list prices; --price-table overrides)")
-        return out
+        return out + self.bill_lines()
+
+
+def run_bill(
+    completed: Iterable[tuple[MediaItem, float | None]], prices: Mapping[str, float] | None
+) -> tuple[str, ...]:
+    """What the completed ``(item, audio duration in s)`` of a run cost at list prices, as the
+    dry run says it (:meth:`Estimate.bill_lines`); nothing if none completed."""
+    bill = Estimate(prices_usd_per_hour=load_prices(prices))
+    for item, duration_s in completed:
+        bill.add_submission(item, duration_s)
+    bill.price()
+    return tuple(bill.bill_lines()) if bill.hours_by_model else ()
 
 
 def check_budget(max_audio_hours: float | None) -> None:

@@ -15,9 +15,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from voxlake.errors import VoxlakeError
 from voxlake.estimate import check_budget, load_prices
-from voxlake.manifest import Manifest, read_manifest
+from voxlake.manifest import Manifest, TranscriptionOptions, option_problems, read_manifest
 from voxlake.storage import S3Options, s3_options_from_flags
 
 __all__ = ["InputError", "RunInputs", "check_run_inputs", "manifest_read_before", "read_once"]
@@ -70,6 +72,8 @@ def check_run_inputs(
         prices = load_prices(price_table) if price_table else None
     except ValueError as exc:
         raise InputError(f"--price-table: {exc}") from None
+    if options:
+        _check_options(options)
     mode: Literal["fail", "skip"] = "skip" if on_invalid == "skip" else "fail"
     arguments: dict[str, Any] = {
         "path": manifest,
@@ -80,6 +84,17 @@ def check_run_inputs(
         "content_hash": content_hash,
     }
     return RunInputs(read_manifest(**arguments), arguments, s3_options, prices)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """The run's options (``--option``, ``--speaker-labels``...), checked as a manifest's are."""
+    try:
+        TranscriptionOptions.model_validate(dict(options))
+    except ValidationError as exc:
+        problems = option_problems(exc, options)
+        lines = [f"option {p.column}: {p.problem} — {p.fix}" for p in problems]
+        heading = "a run option is not valid" if len(lines) == 1 else "run options are not valid"
+        raise InputError("\n  ".join([f"{heading} (--option NAME=VALUE):", *lines])) from None
 
 
 # The manifest this process read before the flow started, with the arguments it was read with.

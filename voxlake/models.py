@@ -58,10 +58,9 @@ class Utterance(_Wire):
 
 
 class TranscriptOptions(_Wire):
-    """The transcription options on the wire: what a request may send and a transcript echoes.
+    """The transcription options a transcript echoes (lenient, extra fields kept).
 
-    The wire shape only (lenient, extra fields kept), shared by :class:`Transcript` and
-    :class:`TranscriptParams`. What a run or a manifest sets, validated, is
+    What a run or a manifest sets, validated against the spec, is declared once, in
     :class:`voxlake.manifest.options.TranscriptionOptions`, which builds the request.
     """
 
@@ -164,15 +163,21 @@ class Transcript(TranscriptOptions):
         return self.status.is_final
 
 
-class TranscriptParams(TranscriptOptions):
+class TranscriptParams(_Wire):
     """Request body of POST /v2/transcript. Serialise with :meth:`to_request`.
 
-    ``speech_models`` is required: AssemblyAI has no default model and rejects requests without
-    it. Options not listed here can be passed as extra keyword arguments.
+    The wire shape, lenient: the transcription options are passed as keyword arguments and sent
+    as given. They are declared and validated once, in
+    :class:`voxlake.manifest.options.TranscriptionOptions` (every option of the spec), which
+    builds this request with ``TranscriptionOptions.request``. ``speech_models`` is required:
+    AssemblyAI has no default model and rejects requests without it. The webhook fields are
+    declared here because they are not transcription options (they belong to a run).
     """
 
     audio_url: str
     speech_models: list[str] = Field(min_length=1)
+    webhook_url: str | None = None
+    webhook_auth_header_name: str | None = None
     webhook_auth_header_value: str | None = None
 
     def to_request(self) -> JSONDict:

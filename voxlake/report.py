@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from voxlake.estimate import Estimate
-from voxlake.pipeline import RunSummary
+from voxlake.run.summary import RunSummary
 
 
 def _confidence(value: float | None) -> str:
@@ -112,6 +112,8 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| report | `{summary.report or 'not written'}` |",
         "",
     ]
+    if summary.bill:
+        lines += ["## Estimated cost", "", *(f"- {line.strip()}" for line in summary.bill), ""]
     if summary.fatal:
         lines += [f"**The run stopped early:** {summary.fatal}", ""]
     failed_jobs = _failed_jobs(summary)
@@ -208,6 +210,8 @@ def print_summary(
             highlight=False,
         )
     console.print(_plan_line(summary), highlight=False)
+    for line in summary.bill:
+        console.print(line, highlight=False, markup=False)
     if summary.fatal:
         console.print(f"[bold red]run stopped early:[/] {summary.fatal}")
     if summary.failures:

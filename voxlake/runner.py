@@ -32,13 +32,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bars
 
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import Estimate
 from voxlake.inputs import RunInputs, manifest_read_before
-from voxlake.pipeline import ProgressCallback, RunSummary
 from voxlake.prefect_api import TemporaryPrefectAPI
+from voxlake.run.progress import STAGES, Progress, ProgressCallback
+from voxlake.run.summary import RunSummary
 from voxlake.settings import ENGINE_ENV, settings
 
 if TYPE_CHECKING:
@@ -198,8 +200,9 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
 def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
     """A rich progress bar per stage; yields the run's ``on_progress`` callback that feeds them.
 
-    The run announces how many items it works on (``total``) once it has planned them against
-    the ledger, so the manifest is read once, by the flow.
+    Each :class:`~voxlake.run.progress.Progress` event sets its stage's bar. The bars learn
+    their total from the run's first events, once it has planned its items against the ledger,
+    so the manifest is read once, by the flow.
     """
     if not enabled:
         yield None
@@ -210,20 +213,13 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as progress:
-        bars = {
-            stage: progress.add_task(stage, total=None)
-            for stage in ("upload", "submit", "poll", "collect")
-        }
+    with Bars(*columns, transient=False) as progress:
+        bars = {stage: progress.add_task(stage, total=None) for stage in STAGES}
 
-        def advance(stage: str, n: int) -> None:
-            if stage == "total":
-                for bar in bars.values():
-                    progress.update(bar, total=n)
-            elif stage in bars:
-                progress.advance(bars[stage], n)
+        def show(event: Progress) -> None:
+            progress.update(bars[event.stage], completed=event.done, total=event.total)
 
-        yield advance
+        yield show
 
 
 def run_manifest(

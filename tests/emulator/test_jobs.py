@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +262,31 @@ def test_speaker_labels_and_utterances(local_server: LocalServer) -> None:
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(words))
     assert len({w["confidence"] for w in words}) > 5
     assert labelled["speech_model_used"] == MODELS[0]
+
+
+def test_a_restored_job_still_authenticates_its_webhook(
+    tmp_path: Path,
+    make_server: Callable[..., LocalServer],
+    receiver: tuple[str, type[_Files]],
+) -> None:
+    """AssemblyAI keeps a job's webhook header; so does a server restarted on its state dir."""
+    base, handler = receiver
+    state = tmp_path / "state"
+    first = make_server(state_dir=state, concurrency_limit=1, processing_per_audio_s=0.5)
+    with client(first) as c:
+        t = submit(
+            c,
+            upload(c, synth_wav("Hook.", 20.0)),  # 10 s of processing: not done when stopped
+            webhook_url=f"{base}/hook",
+            webhook_auth_header_name="X-Hook-Secret",
+            webhook_auth_header_value="restored-secret-456",
+        )
+        first.wait_until(lambda s: s["processing"] == 1)
+    first.stop()
+    assert handler.seen == []
+    second = make_server(state_dir=state, concurrency_limit=1)
+    second.wait_until(lambda s: s["webhooks_delivered"] == 1)
+    assert [h["X-Hook-Secret"] for _, h, _ in handler.seen] == ["restored-secret-456"]
+    assert json.loads(handler.seen[0][2]) == {"transcript_id": t["id"], "status": "completed"}
+    for path in (state / "transcripts").iterdir():  # the secret is on disk: owner only
+        assert path.stat().st_mode & 0o077 == 0

@@ -50,6 +50,7 @@ from voxlake.emulator.scheduler import SERVER_ERROR, Scheduler
 from voxlake.emulator.stats import Stats
 from voxlake.emulator.store import TranscriptRecord, TranscriptStore, UploadStore
 from voxlake.emulator.synth import synth_wav
+from voxlake.emulator.understanding import check_request
 from voxlake.emulator.webhooks import deliver
 
 log = logging.getLogger("voxlake.emulator")
@@ -410,6 +411,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
             raise ApiError(400, "Request body must be valid JSON") from None
         try:
             params = validate_transcript_request(body)
+            check_request(params)
         except ParamError as exc:
             raise ApiError(400, str(exc)) from None
         audio_url: str = params.pop("audio_url")

@@ -221,6 +221,64 @@ LANGUAGE_CODES = frozenset(
 )
 
 
+#: SPEC ``PiiPolicy`` (the same names as ``EntityType``).
+PII_POLICIES = frozenset(
+    [
+        "account_number",
+        "banking_information",
+        "blood_type",
+        "credit_card_cvv",
+        "credit_card_expiration",
+        "credit_card_number",
+        "date",
+        "date_interval",
+        "date_of_birth",
+        "drivers_license",
+        "drug",
+        "duration",
+        "email_address",
+        "event",
+        "filename",
+        "gender_sexuality",
+        "healthcare_number",
+        "injury",
+        "ip_address",
+        "language",
+        "location",
+        "marital_status",
+        "medical_condition",
+        "medical_process",
+        "money_amount",
+        "nationality",
+        "number_sequence",
+        "occupation",
+        "organization",
+        "passport_number",
+        "password",
+        "person_age",
+        "person_name",
+        "phone_number",
+        "physical_attribute",
+        "political_affiliation",
+        "religion",
+        "statistics",
+        "time",
+        "url",
+        "us_social_security_number",
+        "username",
+        "vehicle_id",
+        "zodiac_sign",
+    ]
+)
+
+
+def _pii_policies(name: str, v: Any) -> None:
+    _str_list(name, v)
+    for policy in v:
+        if policy not in PII_POLICIES:
+            raise ParamError(f"{name} must contain only PII policies, got {policy!r}")
+
+
 def _language(name: str, v: Any) -> None:
     _str(name, v)
     if v not in LANGUAGE_CODES:
@@ -273,7 +331,7 @@ _RULES: dict[str, tuple[Callable[[str, Any], None], bool]] = {
     "topics": (_str_list, False),
     "word_boost": (_str_list, False),
     "boost_param": (_enum("low", "default", "high"), True),
-    "redact_pii_policies": (_str_list, False),
+    "redact_pii_policies": (_pii_policies, False),
     "redact_pii_sub": (_enum("entity_name", "hash"), True),
     "redact_pii_audio_quality": (_enum("mp3", "wav"), False),
     "remove_audio_tags": (_enum("all"), True),

@@ -15,10 +15,13 @@ engine's result with its ``completed`` status, so a restarted server answers for
 accepted: completed ones with their words, failed ones with their error, and queued or
 processing ones it queues again, oldest first (:meth:`StateDir.load`).
 
-Not kept: the raw API keys (a project is its key's fingerprint, as in stats), a webhook's auth
-header value (a job restored with one delivers its webhook without it), the webhook's last
-status code, and the stats counters. Without ``state_dir`` (the default, and what the tests and
-benchmarks use) nothing here runs: the server keeps everything in memory, as before.
+A webhook's auth header value is kept, as AssemblyAI keeps it: a restored job must still
+authenticate its notification, or a receiver that checks the header refuses it and the
+notification is lost. The state directory's JSON files are therefore written readable by their
+owner only (0600). Not kept: the raw API keys (a project is its key's fingerprint, as in stats),
+the webhook's last status code, and the stats counters. Without ``state_dir`` (the default,
+and what the tests and benchmarks use) nothing here runs: the server keeps everything in
+memory, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import os
 import uuid
 from pathlib import Path
 from typing import IO, Any
+
+from pydantic import SecretStr
 
 from voxlake.emulator.engines import EngineResult, EngineWord
 from voxlake.emulator.store import TranscriptRecord, Upload
@@ -120,7 +125,9 @@ class StateDir:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}{_TMP}")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, separators=(",", ":")))
     os.replace(tmp, path)
 
 
@@ -155,6 +162,11 @@ def _record_json(rec: TranscriptRecord) -> dict[str, Any]:
         "error": rec.error,
         "deleted": rec.deleted,
         "extra_echo": rec.extra_echo,
+        "webhook_auth_header_value": (
+            None
+            if rec.webhook_auth_header_value is None
+            else rec.webhook_auth_header_value.get_secret_value()
+        ),
         "result": result,
     }
 
@@ -165,7 +177,9 @@ def _record(data: dict[str, Any]) -> TranscriptRecord:
         res = dict(data["result"])
         res["words"] = [EngineWord(*w) for w in res["words"]]
         result = EngineResult(**res)
+    secret = data.get("webhook_auth_header_value")
     return TranscriptRecord(
+        webhook_auth_header_value=None if secret is None else SecretStr(secret),
         id=data["id"],
         project=data["project"],
         seq=-1,  # set when the store takes it back

@@ -16,6 +16,16 @@ from voxlake.emulator.params import OFF_SPEC_ECHO, TRANSCRIPT_ECHO
 from voxlake.emulator.store import TranscriptRecord
 
 DELETED_URL = "http://deleted_by_user"
+#: The feature results a transcript may carry; DELETE nulls them (GO fixture deleted.json).
+UNDERSTANDING_RESULTS = (
+    "auto_highlights_result",
+    "chapters",
+    "content_safety_labels",
+    "entities",
+    "iab_categories_result",
+    "sentiment_analysis_results",
+    "summary",
+)
 DEFAULT_CHARS_PER_CAPTION = 64
 _PARAGRAPH_SENTENCES = 4
 
@@ -173,6 +183,9 @@ def transcript_json(rec: TranscriptRecord) -> dict[str, Any]:
             language_confidence=res.language_confidence,
             speech_model_used=res.speech_model_used,
         )
+        # The speech-understanding results (voxlake.emulator.understanding); the features
+        # not asked for stay null, as AssemblyAI returns them.
+        body.update(res.extra.get("understanding") or {})
         if p.get("speaker_labels") or p.get("multichannel"):
             body["utterances"] = _utterances(words)
         if p.get("multichannel"):
@@ -211,8 +224,9 @@ def _redact(body: dict[str, Any]) -> None:
         speech_threshold=None,
         speakers_expected=None,
         throttled=None,
+        **dict.fromkeys(UNDERSTANDING_RESULTS),
     )
-    for key in ("prompt", "keyterms_prompt", "audio_channels", "error"):
+    for key in ("prompt", "keyterms_prompt", "audio_channels", "error", "speech_understanding"):
         body.pop(key, None)
     if body.get("status") == "error":
         # A deleted errored transcript still reports error; keep the schema-required text.

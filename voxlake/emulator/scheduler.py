@@ -23,9 +23,10 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from voxlake.emulator.engines import Engine, EngineError
+from voxlake.emulator.engines import Engine, EngineError, EngineResult
 from voxlake.emulator.stats import Stats
 from voxlake.emulator.store import TranscriptRecord, TranscriptStore, wall_stamp
+from voxlake.emulator.understanding import understand
 
 log = logging.getLogger("voxlake.emulator.scheduler")
 
@@ -92,6 +93,10 @@ class Scheduler:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _process(self, path: Path, rec: TranscriptRecord) -> EngineResult:
+        """In a worker thread: recognition, then the speech-understanding features asked for."""
+        return understand(self.engine.transcribe(path, dict(rec.params)), rec.params)
+
     async def _run(self, rec: TranscriptRecord, t0: float) -> None:
         """Process ``rec``; its modelled processing time counts from ``t0`` (loop time)."""
         loop = asyncio.get_running_loop()
@@ -108,9 +113,7 @@ class Scheduler:
         cleanup: Callable[[], None] = lambda: None  # noqa: E731
         try:
             path, cleanup = await self.resolve_media(rec)
-            result = await loop.run_in_executor(
-                self.executor, self.engine.transcribe, path, dict(rec.params)
-            )
+            result = await loop.run_in_executor(self.executor, self._process, path, rec)
             duration = result.audio_duration
             rec.result = result
             status = "completed"

@@ -272,6 +272,11 @@ def recognise(path: str, start_ms: int | None = None, end_ms: int | None = None)
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Each worker posts its pid here as it starts (``_worker_init``): the executor has no public
+# list of its processes, and killing every child of the process (``active_children()``) could
+# hit children that are not the pool's.
+_announced: Any = None  # a spawn-context SimpleQueue of pids
+_worker_pid_set: set[int] = set()
 # Engines (one per server) not yet closed: the pool is shared by every server of the process.
 _open_engines = 0
 
@@ -286,7 +291,7 @@ def pool_size() -> int:
 
 
 def _get_pool() -> ProcessPoolExecutor:
-    global _pool
+    global _pool, _announced
     with _pool_lock:
         if _pool is None:
             # Started now, not during the first submit: starting it unblocks SIGINT in the
@@ -294,18 +299,33 @@ def _get_pool() -> ProcessPoolExecutor:
             resource_tracker.ensure_running()
             # "spawn": the server process has threads (uvicorn, the engine pool), and forking a
             # threaded process can deadlock the child.
+            context = multiprocessing.get_context("spawn")
+            if _announced is None:
+                _announced = context.SimpleQueue()
             _pool = ProcessPoolExecutor(
                 max_workers=pool_size(),
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=context,
                 initializer=_worker_init,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), _announced),
             )
         return _pool
 
 
-def _worker_init(parent_pid: int) -> None:
-    """In each worker: exit when the server process is gone (killed without a clean shutdown),
-    instead of lingering as an orphan holding a loaded model."""
+def _workers() -> list[multiprocessing.process.BaseProcess]:
+    """The live pool workers: this process's children whose pid a worker announced."""
+    if _announced is not None:
+        while not _announced.empty():  # only this process reads the queue
+            _worker_pid_set.add(_announced.get())
+    alive = multiprocessing.active_children()  # also reaps children that have ended
+    _worker_pid_set.intersection_update(p.pid for p in alive)
+    return [p for p in alive if p.pid in _worker_pid_set]
+
+
+def _worker_init(parent_pid: int, announced: Any) -> None:
+    """In each worker: say its pid to the server (``_workers``), and exit when the server
+    process is gone (killed without a clean shutdown), instead of lingering as an orphan
+    holding a loaded model."""
+    announced.put(os.getpid())
 
     def watch() -> None:
         while True:
@@ -340,10 +360,11 @@ def kill_pool() -> None:
     global _pool
     with _pool_lock:
         pool, _pool = _pool, None
+        # The executor has no public way to end busy workers (3.14 adds kill_workers).
+        workers = _workers() if pool is not None else []
     if pool is None:
         return
-    # The executor has no public way to end busy workers (Python 3.14 adds kill_workers).
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    for process in workers:
         with contextlib.suppress(OSError, ValueError):
             process.kill()
     # Quick with its workers dead; waiting lets the executor release its queues' semaphores,
@@ -353,9 +374,8 @@ def kill_pool() -> None:
 
 def worker_pids() -> list[int]:
     """PIDs of the live recognition workers (for memory measurements)."""
-    pool = _pool
-    procs = getattr(pool, "_processes", None) or {}
-    return [p.pid for p in list(procs.values()) if p.pid is not None]
+    with _pool_lock:
+        return [p.pid for p in _workers() if p.pid is not None]
 
 
 # -- formatting --------------------------------------------------------------------------------

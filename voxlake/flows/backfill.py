@@ -72,8 +72,9 @@ def _in_window(
 
 def _manifest_row(item: MediaItem) -> dict[str, Any]:
     # The item's effective options, so per-row overrides of the original manifest survive.
-    options = item.options.model_dump(mode="json", exclude_none=True)
-    defaults = _DEFAULT_OPTIONS.model_dump(mode="json", exclude_none=True)
+    # As sent (custom_spelling's `from`, not the field's name `from_`): a manifest row's keys.
+    options = item.options.to_request_params()
+    defaults = _DEFAULT_OPTIONS.to_request_params()
     overrides = {k: v for k, v in options.items() if defaults.get(k) != v}
     return {"source": item.source, "media_id": item.media_id, **overrides}
 

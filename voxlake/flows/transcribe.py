@@ -1,6 +1,6 @@
 """The main job: a manifest of media in, Parquet tables of transcripts and words out.
 
-Orchestration only; the work is in :mod:`voxlake.pipeline`. Items travel in chunks so that a
+Orchestration only; the work is in :mod:`voxlake.run`. Items travel in chunks so that a
 run of thousands of files costs hundreds of Prefect task runs, not thousands (a Prefect server
 on SQLite records only tens of task runs per second). Small manifests get one task run per item
 and stage. Each chunk moves through upload → submit → poll → collect on its own, so the first
@@ -36,19 +36,16 @@ from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
 from voxlake.errors import ConfigurationError, VoxlakeError
-from voxlake.estimate import estimate_run
+from voxlake.estimate import estimate_run, run_bill
+from voxlake.flows.chunks import auto_chunk_size, plan_chunks
+from voxlake.flows.progress import ProgressArtifact
+from voxlake.flows.run_report import preload_report, write_run_report
 from voxlake.inputs import read_once
-from voxlake.pipeline import (
-    ProgressCallback,
-    RunSettings,
-    Stage,
-    TranscriptionRun,
-    auto_chunk_size,
-    plan_chunks,
-    preload_report,
-    write_run_report,
-)
+from voxlake.manifest.options import deprecation_warning
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
+from voxlake.run.progress import ProgressCallback
+from voxlake.run.state import RunSettings, Stage
+from voxlake.run.transcription import TranscriptionRun
 from voxlake.shared_budget import shared_request_budget
 from voxlake.storage import S3Options, use_s3_credentials
 
@@ -242,9 +239,10 @@ async def transcribe_manifest(
     concurrent runs share AssemblyAI's request budget through (docs/operations.md); without it
     the run keeps its own budget.
 
-    ``on_progress(stage, n)`` hears the run's progress (``voxlake.pipeline.ProgressCallback``).
-    ``credentials`` and ``on_progress`` are for callers in this process, such as ``voxlake
-    run``: no deployment parameters.
+    ``on_progress`` hears the run's progress, a ``voxlake.run.progress.Progress(stage, done,
+    total)`` each time items pass a stage; the flow run shows it as the progress artifact
+    ``voxlake-run-progress``. ``credentials`` and ``on_progress`` are for callers in this
+    process, such as ``voxlake run``: no deployment parameters.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
@@ -265,6 +263,9 @@ async def transcribe_manifest(
                 s3=s3,
                 content_hash=content_hash,
             )
+            deprecated = deprecation_warning(item.options for item in items.items)
+            if deprecated:  # once per run, a dry run included
+                logging.getLogger(__name__).warning("%s", deprecated)
             run_id = str(flow_run.get_id() or "local")
             if dry_run:
                 estimate = await asyncio.to_thread(
@@ -288,6 +289,7 @@ async def transcribe_manifest(
                     logger.info(line)
                 return Completed(message=estimate.lines()[0], data=estimate)
             settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+            progress = ProgressArtifact(also=on_progress)
             async with (
                 await assemblyai_client(
                     credentials or credentials_block,
@@ -304,12 +306,22 @@ async def transcribe_manifest(
                     retry_failed=retry_failed,
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
-                    on_progress=on_progress,
+                    on_progress=progress,
                 ) as run,
+                progress.shown(),
             ):
                 await run.start()
                 task_runs = await _run_chunks(run, chunk_size, max_uploads, output, report=report)
-                summary = dataclasses.replace(await run.finish(), task_runs=task_runs)
+                completed = [
+                    (r.item, r.audio_duration_s)
+                    for r in run.records.values()
+                    if r.status == "completed"
+                ]
+                summary = dataclasses.replace(
+                    await run.finish(),
+                    task_runs=task_runs,
+                    bill=run_bill(completed, price_table),
+                )
             if report and summary.completed + summary.failed:
                 path = await asyncio.to_thread(write_run_report, output, run_id, s3)
                 summary = dataclasses.replace(summary, report=path)

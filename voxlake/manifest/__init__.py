@@ -40,8 +40,10 @@ from voxlake.manifest.options import (
     DEFAULT_SPEECH_MODELS,
     OPTION_COLUMNS,
     TranscriptionOptions,
+    option_path,
     options_hash,
     type_hint,
+    unknown_option_fix,
 )
 from voxlake.manifest.resolve import (
     MEDIA_EXTENSIONS,
@@ -71,6 +73,7 @@ __all__ = [
     "SourceInfo",
     "SourceKind",
     "TranscriptionOptions",
+    "option_problems",
     "options_hash",
     "read_manifest",
 ]
@@ -294,18 +297,40 @@ def _resolve_defaults(
         return TranscriptionOptions()
     if isinstance(defaults, TranscriptionOptions):
         return defaults
+    values = dict(defaults)
     try:
-        return TranscriptionOptions.model_validate(dict(defaults))
+        return TranscriptionOptions.model_validate(values)
     except ValidationError as exc:
+        # The run's options (voxlake run --option, the flow's `options`): no row, same words.
         problems = [
-            Problem(None, f"defaults.{_loc_name(e['loc'])}", e["msg"], "fix the run defaults")
-            for e in exc.errors()
+            Problem(None, None, f"option {p.column}: {p.problem}", p.fix)
+            for p in option_problems(exc, values)
         ]
         raise ManifestError(path, problems) from None
 
 
+def option_problems(exc: ValidationError, values: Mapping[str, Any]) -> list[Problem]:
+    """The problems of options ``values`` that failed validation with ``exc``: each names the
+    option (``column``), what is wrong with the value and what to write instead."""
+    return [
+        Problem(None, _loc_name(e["loc"]), _describe_error(e, values), _fix(e))
+        for e in exc.errors()
+    ]
+
+
 def _loc_name(loc: tuple[Any, ...]) -> str:
     return str(loc[0]) if loc else "(options)"
+
+
+def _fix(error: Mapping[str, Any]) -> str:
+    """What to write instead, for a validation error of the options."""
+    if not error["loc"]:
+        return "fix the option values"
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        return unknown_option_fix(str(error["loc"][0]))
+    if error["type"] == "missing":
+        return f"add it: {type_hint(error['loc'])}"
+    return type_hint(error["loc"], error.get("input"))
 
 
 def _validate_rows(
@@ -477,15 +502,7 @@ def _merge_options(
         try:
             hit = defaults.merged(overrides)
         except ValidationError as exc:
-            hit = [
-                Problem(
-                    None,
-                    _loc_name(e["loc"]),
-                    _describe_error(e, overrides),
-                    type_hint(str(e["loc"][0])) if e["loc"] else "fix the option values",
-                )
-                for e in exc.errors()
-            ]
+            hit = option_problems(exc, overrides)
         cache[key] = hit
     if isinstance(hit, list):
         # The cache holds row-less problems; stamp this row on them.
@@ -498,6 +515,16 @@ def _describe_error(error: Mapping[str, Any], overrides: Mapping[str, Any]) -> s
     msg = str(error["msg"]).removeprefix("Value error, ")
     if not loc:
         return msg
+    if error["type"] == "extra_forbidden":
+        return "unknown option" if len(loc) == 1 else f"{option_path(loc)}: unknown key"
+    if error["type"] == "missing":
+        return f"{option_path(loc)} is missing"
+    if error["type"] == "literal_error" and str(msg).count("'") > 16:
+        # A long enumeration (PII policies, language codes): the fix names the closest one.
+        msg = "not one of the values AssemblyAI accepts"
+    if len(loc) > 1:
+        # Inside a nested option: say where, and the value there, not the whole object.
+        return f"{option_path(loc)}: {error.get('input')!r} is not valid ({msg})"
     shown = overrides.get(loc[0], error.get("input"))
     return f"{shown!r} is not valid ({msg})"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import difflib
 import io
 import json
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from voxlake.manifest.items import Problem
-from voxlake.manifest.options import OPTION_COLUMNS
+from voxlake.manifest.options import OPTION_COLUMNS, RUN_ONLY_FIELDS, unknown_option_fix
 
 ManifestFormat = Literal["csv", "jsonl", "parquet"]
 
@@ -58,13 +57,9 @@ def read_rows(binary: IO[bytes], fmt: ManifestFormat) -> Rows:
 
 
 def unknown_column_problem(row: int | None, name: str) -> Problem:
-    close = difflib.get_close_matches(name, sorted(KNOWN_COLUMNS), n=1)
-    fix = (
-        f"did you mean {close[0]!r}?"
-        if close
-        else "remove it or rename it to a known column (see docs/manifest.md)"
-    )
-    return Problem(row, name, "unknown column", fix)
+    if name in RUN_ONLY_FIELDS:
+        return Problem(row, name, "not a manifest column", unknown_option_fix(name))
+    return Problem(row, name, "unknown column", unknown_option_fix(name, KNOWN_COLUMNS))
 
 
 def _text(binary: IO[bytes], newline: str | None) -> io.TextIOWrapper:

@@ -21,7 +21,7 @@ changed bytes (a new fingerprint) or changed options make a new item. Its status
 The one rule that makes paying twice impossible: ``submitting`` (with the ``audio_url``) is
 durable *before* ``POST /v2/transcript`` is sent. Whatever instant a ``kill -9`` hits, the next
 run either knows the transcript id or knows the unique upload URL to look the job up by in the
-list endpoint before it resubmits (:meth:`voxlake.pipeline.TranscriptionRun.resolve_unknown`).
+list endpoint before it resubmits (:func:`voxlake.run.submit.resolve_unknown`).
 ``completed`` is appended only after the item's rows are committed to the tables.
 
 Files are published atomically (:meth:`voxlake.lake.root.OutputRoot.publish`); no secrets or

@@ -1,0 +1,123 @@
+"""The run's outcome (:class:`RunSummary`), as the CLI prints it and Prefect artifacts show it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voxlake.run.plan import invalid_rows
+from voxlake.run.state import RunState, Stage
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    media_id: str
+    source: str
+    stage: Stage
+    error: str
+    transcript_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The run's outcome, as printed by the CLI and published as Prefect artifacts."""
+
+    total: int  # manifest items (valid and invalid rows)
+    completed: int  # completed by this run
+    failed: int
+    audio_hours: float
+    mean_confidence: float | None
+    failures: tuple[Failure, ...]
+    lowest_confidence: tuple[tuple[str, float], ...]  # (media_id, confidence), worst first
+    output: str
+    files: dict[str, int]  # table -> Parquet files written by this run
+    elapsed_s: float
+    task_runs: int = 0  # Prefect task runs the flow ran, set by the flow
+    new: int = 0  # submitted for the first time
+    retried: int = 0  # submitted again after an earlier run's failure
+    resumed: int = 0  # in flight in an earlier run: adopted, polled, collected
+    skipped: int = 0  # already completed in an earlier run (0 requests)
+    skipped_failed: int = 0  # their job failed in an earlier run (--retry-failed resubmits)
+    deferred: int = 0  # over the run's audio budget: the next run picks them up
+    gone: int = 0  # resumed, but their jobs no longer exist: failed (--retry-failed resubmits)
+    fatal: str | None = None  # why the run stopped early (API key refused, lease lost)
+    report: str | None = None  # the run's HTML report beside the tables, once written
+    requests: int = 0  # AssemblyAI requests this run sent, retries included
+    no_words: int = 0  # completed with no words: left out of mean_confidence
+    # Items later runs skip because their job failed (before, or in this run): --retry-failed
+    # submits them again.
+    retry_failed_ids: tuple[str, ...] = ()
+    # The completed items' cost at list prices, by speech model and requested feature (lines of
+    # voxlake.estimate.Estimate.bill_lines), set by the flow.
+    bill: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        worked = self.total - self.skipped - self.skipped_failed - self.deferred
+        text = f"{self.completed}/{worked} items transcribed"
+        extras = [
+            f"{n} {label}"
+            for n, label in (
+                (self.resumed, "resumed"),
+                (self.skipped, "skipped as already done"),
+                (self.skipped_failed, "skipped as failed before (--retry-failed)"),
+                (self.deferred, "deferred by the budget"),
+            )
+            if n
+        ]
+        if extras:
+            text += " (" + ", ".join(extras) + ")"
+        if self.fatal:
+            text += f"; run stopped: {self.fatal}"
+        if not self.failed:
+            return text
+        return (
+            f"{text}, {self.failed} failed: "
+            + ", ".join(f.media_id for f in self.failures[:10])
+            + (" …" if self.failed > 10 else "")
+        )
+
+
+def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> RunSummary:
+    """The summary of the run's records so far."""
+    recs = list(state.records.values())
+    completed = [r for r in recs if r.status == "completed"]
+    failures = [
+        Failure(
+            r.item.media_id,
+            r.item.source,
+            r.failed_stage or "write",
+            r.error or "",
+            r.transcript_id,
+        )
+        for r in recs
+        if r.status == "error"
+    ]
+    failures += [
+        Failure(mid, src or "", "manifest", err, None) for mid, src, err in invalid_rows(state)
+    ]
+    confidences = [(r.item.media_id, r.confidence) for r in completed if r.confidence is not None]
+    mean = sum(c for _, c in confidences) / len(confidences) if confidences else None
+    lowest = sorted(confidences, key=lambda mc: mc[1])[:10]
+    return RunSummary(
+        total=len(state.manifest.items) + len(state.invalid),
+        completed=len(completed),
+        failed=len(failures),
+        audio_hours=sum(r.audio_duration_s or 0.0 for r in completed) / 3600.0,
+        mean_confidence=mean,
+        failures=tuple(failures),
+        lowest_confidence=tuple((m, c) for m, c in lowest if c is not None),
+        output=state.output,
+        files=files,
+        elapsed_s=elapsed_s,
+        gone=sum(r.gone for r in recs),
+        fatal=str(state.fatal) if state.fatal else None,
+        requests=state.client.requests_sent,
+        no_words=sum(r.no_words for r in completed),
+        # Gone jobs are said apart, once, with the same command (the CLI's "could not be
+        # resumed" line).
+        retry_failed_ids=(
+            *state.skipped_failed,
+            *(r.item.media_id for r in recs if r.job_failed and not r.gone),
+        ),
+        **state.counts,
+    )
