@@ -1,0 +1,160 @@
+"""The speech-understanding tables built from real AssemblyAI responses (the reference's
+fixtures), before any response of the local server: every feature result a fixture holds lands
+in its table, value for value, and a transcript without them adds no rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.reference import assemblyai
+from voxlake.lake import tables
+from voxlake.lake.normalize import normalize
+from voxlake.models import Transcript
+
+RUN = {"flow_run_id": "run-1", "run_date": dt.date(2026, 12, 6)}
+FIELDS = {"source": "/a.wav", "options_hash": "h"}
+RESULT_TABLES = [t for t in tables.NESTED if t.name not in ("words", "utterances")]
+
+
+def fixture(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(assemblyai("fixtures", name).read_text())
+    return data
+
+
+def rows(transcript: Any) -> dict[str, list[dict[str, Any]]]:
+    batches = normalize([("m1", transcript, FIELDS)], **RUN)
+    return {name: pa.Table.from_batches([b]).to_pylist() for name, b in batches.items()}
+
+
+@pytest.mark.parametrize("as_model", [False, True], ids=["json", "model"])
+def test_every_result_of_the_spec_example_lands_in_its_table(as_model: bool) -> None:
+    raw = fixture("spec-examples/Transcript.json")
+    got = rows(Transcript.model_validate(raw) if as_model else raw)
+    for name, table_rows in got.items():
+        for row in table_rows:  # the keys every table joins on
+            assert (row["media_id"], row["flow_run_id"]) == ("m1", "run-1"), name
+            assert row["transcript_id"] == raw["id"], name
+
+    assert [(e["entity_type"], e["text"], e["start_ms"], e["end_ms"]) for e in got["entities"]] == [
+        (e["entity_type"], e["text"], e["start"], e["end"]) for e in raw["entities"]
+    ]
+    assert [e["entity_index"] for e in got["entities"]] == list(range(len(raw["entities"])))
+
+    highlights = raw["auto_highlights_result"]["results"]
+    assert [(p["text"], p["count"], p["rank"]) for p in got["key_phrases"]] == [
+        (h["text"], h["count"], h["rank"]) for h in highlights
+    ]
+    weather = next(p for p in got["key_phrases"] if p["text"] == "weather systems")
+    assert weather["timestamps"] == [
+        {"start_ms": 47344, "end_ms": 47958},
+        {"start_ms": 205268, "end_ms": 205818},
+        {"start_ms": 211588, "end_ms": 213434},
+    ]
+
+    iab = raw["iab_categories_result"]
+    expected_topics = [
+        (
+            i,
+            s["text"],
+            s["timestamp"]["start"],
+            s["timestamp"]["end"],
+            lab["label"],
+            lab["relevance"],
+        )
+        for i, s in enumerate(iab["results"])
+        for lab in s["labels"]
+    ]
+    assert [
+        (
+            t["segment_index"],
+            t["segment_text"],
+            t["start_ms"],
+            t["end_ms"],
+            t["label"],
+            t["relevance"],
+        )
+        for t in got["topics"]
+    ] == expected_topics
+    assert {t["label"]: t["relevance"] for t in got["topics_summary"]} == iab["summary"]
+
+    safety = raw["content_safety_labels"]
+    assert [
+        (c["segment_index"], c["label"], c["confidence"], c["severity"])
+        for c in got["content_safety"]
+    ] == [
+        (i, lab["label"], lab["confidence"], lab["severity"])
+        for i, s in enumerate(safety["results"])
+        for lab in s["labels"]
+    ]
+    summary = {s["label"]: s for s in got["content_safety_summary"]}
+    assert set(summary) == set(safety["summary"]) | set(safety["severity_score_summary"])
+    for label, severity in safety["severity_score_summary"].items():
+        assert summary[label]["confidence"] == safety["summary"].get(label)
+        assert (summary[label]["severity_low"], summary[label]["severity_medium"],
+                summary[label]["severity_high"]) == (severity["low"], severity["medium"],
+                                                     severity["high"])  # fmt: skip
+
+    (insight,) = got["transcript_insights"]
+    assert insight["language_confidence"] == raw["language_confidence"]
+    assert insight["pii_redacted"] is True
+    assert insight["pii_policies"] == raw["redact_pii_policies"]
+    assert insight["pii_substitution"] == raw["redact_pii_sub"]
+    assert insight["summary"] is None and insight["translated_texts"] is None
+    # Not in this response: no rows, and the tables still have their schemas.
+    assert got["sentiment"] == [] and got["chapters"] == []
+
+
+def test_unavailable_results_of_the_go_sdk_fixture_add_no_rows() -> None:
+    raw = fixture("go-sdk/completed.json")
+    assert raw["content_safety_labels"]["status"] == "unavailable"
+    got = rows(raw)
+    for table in RESULT_TABLES:
+        if table.name != "transcript_insights":
+            assert got[table.name] == [], table.name
+    (insight,) = got["transcript_insights"]
+    assert insight["pii_redacted"] is False and insight["pii_policies"] is None
+
+
+def test_transcript_level_results_and_the_local_servers_shapes() -> None:
+    # The fields no fixture holds, in the shapes of the OpenAPI spec (and of the local server).
+    raw = fixture("go-sdk/completed.json") | {
+        "summary": "- smoke\n- air quality",
+        "summary_type": "bullets",
+        "translated_texts": {"es": "Humo", "de": "Rauch"},
+        "speech_understanding": {
+            "request": {"speaker_identification": {"speaker_type": "name"}},
+            "response": {"speaker_identification": {"mapping": {"A": "Ana"}, "status": "success"}},
+        },
+        "sentiment_analysis_results": [
+            {"text": "Good.", "start": 10, "end": 90, "sentiment": "POSITIVE",
+             "confidence": 0.9, "speaker": "A", "channel": None},
+        ],
+        "chapters": [
+            {"start": 0, "end": 900, "headline": "H", "gist": "G", "summary": "S"},
+        ],
+    }  # fmt: skip
+    got = rows(raw)
+    (insight,) = got["transcript_insights"]
+    assert insight["summary"] == raw["summary"] and insight["summary_type"] == "bullets"
+    assert dict(insight["translated_texts"]) == {"es": "Humo", "de": "Rauch"}
+    assert dict(insight["speaker_names"]) == {"A": "Ana"}
+    assert got["sentiment"][0] | {"run_date": None} == {
+        "media_id": "m1", "transcript_id": raw["id"], "sentence_index": 0, "text": "Good.",
+        "start_ms": 10, "end_ms": 90, "sentiment": "POSITIVE", "confidence": 0.9,
+        "speaker": "A", "channel": None, "flow_run_id": "run-1", "run_date": None,
+    }  # fmt: skip
+    assert [
+        (c["chapter_index"], c["headline"], c["gist"], c["summary"]) for c in got["chapters"]
+    ] == [(0, "H", "G", "S")]
+
+
+def test_an_error_transcript_has_no_result_rows() -> None:
+    raw = fixture("spec-examples/Transcript.json") | {"status": "error", "error": "bad audio"}
+    got = rows(raw)
+    for table in RESULT_TABLES:
+        assert got[table.name] == [], table.name
