@@ -90,8 +90,12 @@ def test_s3_manifest_media_and_output_end_to_end(
     )
     assert counts == {m: r["word_count"] for m, r in rows.items()}
     assert words.num_rows == sum(counts.values())
-    # Only complete Parquet objects, no temp files, under the output prefix.
-    assert all(k.endswith(".parquet") for k in s3fs_fs.find(f"{lake}/voxlake"))
+    # Only complete Parquet objects, no temp files, under the output prefix; and the run's
+    # report beside them (it was never written on S3 before OutputRoot: a path outside the
+    # base dir of the filesystem it was given).
+    keys = s3fs_fs.find(f"{lake}/voxlake")
+    assert all(k.endswith(".parquet") for k in keys if "/reports/" not in k)
+    assert [f"s3://{k}" for k in keys if "/reports/" in k] == [summary.report]
 
 
 def test_presigned_mode_end_to_end_and_signatures_stay_out_of_tables(

@@ -29,7 +29,6 @@ import hmac
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -140,9 +139,9 @@ class NotificationStore:
     """
 
     def __init__(self, output: str, *, s3: S3Options | None = None) -> None:
-        root = OutputRoot.of(output, s3=s3).check_bucket()  # S3: one request
-        self._fs = None if root.local else root.fsspec
-        self._folder = root.join(NOTIFICATIONS_DIR)
+        self._root = OutputRoot.of(output, s3=s3).check_bucket()  # S3: one request
+        self._fs = None if self._root.local else self._root.fsspec
+        self._folder = self._root.join(NOTIFICATIONS_DIR)
         self.output = output
 
     def _error(self, exc: Exception, path: str, action: str) -> StorageError:
@@ -162,22 +161,11 @@ class NotificationStore:
         return Notification.model_validate_json(data)
 
     def _write(self, path: str, data: bytes) -> None:
+        # Published whole (temp file and rename locally, one PUT on S3), as the tables are.
+        self._root.publish_bytes(f"{NOTIFICATIONS_DIR}/{path.rsplit('/', 1)[-1]}", data)
         if self._fs is not None:
-            self._fs.pipe_file(path, data)  # one PUT: visible whole or not at all
             return
-        folder = Path(self._folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        folder = self._folder
         # The rename is durable only once the folder is: AssemblyAI does not resend after a 200.
         fd = os.open(folder, os.O_RDONLY)
         try:

@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 from voxlake.crashpoints import crashpoint
 from voxlake.lake.ledger import Event
-from voxlake.lake.root import OutputRoot
-from voxlake.lake.writer import SinkEntry, TableSink, WrittenFile
+from voxlake.lake.normalize import SinkEntry
+from voxlake.lake.writer import TableSink, WrittenFile
 from voxlake.run.normalise import row_fields
 from voxlake.run.state import ItemRecord, RunState
 
 
-def open_sink(state: RunState, root: OutputRoot, run_date: dt.date) -> None:
+def open_sink(state: RunState, run_date: dt.date) -> None:
     state.opened_sink = TableSink(
-        root,
+        state.root,
         flow_run_id=state.flow_run_id,
         run_date=run_date,
         max_buffer_rows=state.settings.max_buffer_rows,

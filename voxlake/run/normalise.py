@@ -1,9 +1,9 @@
 """Normalise: what the run adds to a transcript's rows, and what a written transcript means.
 
 The rows themselves (transcript to Arrow batches) are built by the table sink
-(:func:`voxlake.lake.normalize.normalize` and the table families); this module gives them the
-fields only the run knows, and turns a transcript whose rows were written into the item's
-outcome and its ledger event (``completed`` or ``job_failed``).
+(:func:`voxlake.lake.tables.transcript_row` and its neighbours); this module gives them the fields
+only the run knows, and turns a transcript whose rows were written into the item's outcome and
+its ledger event (``completed`` or ``job_failed``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from voxlake.lake.ledger import Event, Status
-from voxlake.lake.writer import SinkEntry
+from voxlake.lake.normalize import SinkEntry
 from voxlake.models import Transcript, TranscriptStatus
 from voxlake.redact import redact_text
 from voxlake.run.state import ItemRecord

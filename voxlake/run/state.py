@@ -20,6 +20,7 @@ from typing import Literal, TypedDict
 from voxlake.client import AssemblyAIClient
 from voxlake.errors import VoxlakeError
 from voxlake.lake.ledger import Event, LeaseLostError, Ledger
+from voxlake.lake.root import OutputRoot
 from voxlake.lake.writer import TableSink
 from voxlake.manifest import InvalidRow, Manifest, MediaItem
 from voxlake.polling import SharedPoller
@@ -127,6 +128,8 @@ class RunState:
         self.flow_run_id = flow_run_id
         self.settings = settings
         self.s3 = s3  # non-secret S3 options: endpoint, region, profile, presign
+        # Resolved once (no I/O): the ledger checks its bucket, the sink writes under it.
+        self.root = OutputRoot.of(output, s3=s3)
         self.progress = progress
         self.records: dict[str, ItemRecord] = {}
         self.counts: PlanCounts = {}

@@ -29,7 +29,6 @@ from pathlib import Path
 from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
 from voxlake.lake.ledger import Ledger
-from voxlake.lake.root import OutputRoot
 from voxlake.manifest import InvalidRow, Manifest
 from voxlake.run import collect, load, plan, poll, submit, upload
 from voxlake.run.failures import RunStoppedError, fail, fail_pending
@@ -84,16 +83,15 @@ class TranscriptionRun:
 
     async def __aenter__(self) -> TranscriptionRun:
         state = self.state
-        root = OutputRoot.of(state.output, s3=state.s3)
         ledger = await asyncio.to_thread(
             Ledger.open,
-            root,
+            state.root,
             run_id=state.flow_run_id,
             lease_group=self._lease_group,
         )
         state.opened_ledger = ledger
         try:
-            load.open_sink(state, root, self._run_date)
+            load.open_sink(state, self._run_date)
             await plan.plan(
                 state,
                 force=self._force,
