@@ -7,7 +7,7 @@ UV := python3 -m uv
 # `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2 --dist worksteal
 
-.PHONY: setup test lint demo bench serve serve-local browser report-screenshot
+.PHONY: setup test lint demo bench serve serve-pg serve-local browser postgresql report-screenshot
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -18,7 +18,7 @@ lint: setup
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
 
-test: lint browser
+test: lint browser postgresql
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
 # Debian's chromium, for the report's headless-browser test (tests/test_report_browser.py).
@@ -31,6 +31,18 @@ browser:
 	  || { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } \
 	  || echo "could not install chromium: the browser test will skip"; \
 	else echo "no chromium, and not root with apt-get: the browser test will skip"; fi
+
+# Debian's PostgreSQL, for `voxlake serve --database postgresql` and the failure drills that run
+# on it (tests/test_postgres_drills.py). Installed only where we are root with apt-get; elsewhere
+# those tests skip and say why. Debian keeps initdb and postgres in /usr/lib/postgresql/*/bin.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends postgresql >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y --no-install-recommends postgresql >/dev/null; } \
+	  || echo "could not install postgresql: the PostgreSQL tests will skip"; \
+	else echo "no PostgreSQL, and not root with apt-get: the PostgreSQL tests will skip"; fi
 
 # docs/report.png: the browser test's screenshot of the report over the demo's ./output.
 report-screenshot: setup browser
@@ -62,6 +74,10 @@ bench: setup
 # SERVE_ARGS='--host 0.0.0.0' needs PREFECT_SERVER_API_AUTH_STRING.
 serve: setup
 	$(UV) run --locked voxlake serve $(SERVE_ARGS)
+
+# The same on PostgreSQL (data in .voxlake/postgres): for concurrent runs and many workers.
+serve-pg: setup postgresql
+	$(UV) run --locked voxlake serve --database postgresql $(SERVE_ARGS)
 
 # The AssemblyAI-compatible local server (docs/local-server.md).
 serve-local: setup

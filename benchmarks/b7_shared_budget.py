@@ -6,7 +6,11 @@ Also B1 with a Prefect server already up (the scheduled-run case). Two commands:
     uv run --locked python benchmarks/b7_shared_budget.py b1-server  # -> results/b1-voxlake-
                                                                      #    prefect-server.json
 
-(``bench.py b7`` runs the first.) **B7** splits B1's 2,000 files into two manifests of 1,000 and
+(``bench.py b7`` runs the first.) ``b7 --database postgresql`` runs B7 with the Prefect server on a
+PostgreSQL started as ``voxlake serve --database postgresql`` starts it
+(``results/b7-postgresql.json``).
+
+**B7** splits B1's 2,000 files into two manifests of 1,000 and
 runs ``transcribe_manifest`` on each at the same time, each in its own process (as two workers'
 flow runs are), into two output roots (one root would be refused by the second run's lease, by
 design). Both report to one ``prefect server start`` and draw on its global concurrency limit
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +89,24 @@ def _flow_child(manifest: str, output: str, limit_name: str) -> None:
     print(json.dumps({"message": getattr(summary, "message", str(summary))}))
 
 
-def b7() -> dict[str, Any]:
+@contextlib.contextmanager
+def _server_database(database: str, work: Path, base: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The Prefect server's database: its default SQLite, or a PostgreSQL started as
+    ``voxlake serve --database postgresql`` starts it (in ``work/postgres``); the environment
+    for the server."""
+    if database == "sqlite":
+        yield base
+        return
+    from voxlake import lifeline, postgres
+
+    process, url = postgres.start(work / "postgres", base)
+    try:
+        yield base | {postgres.URL_ENV: url}
+    finally:
+        lifeline.stop(process)
+
+
+def b7(database: str = "sqlite") -> dict[str, Any]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from benchmarks.bench import B1, B1_SPEC, _first_upload_s, _key, _setup
@@ -91,14 +114,15 @@ def b7() -> dict[str, Any]:
 
     manifest, durs = make_media(B1.files, B1.seed, B1.lo, B1.hi, B1.rate)
     manifests = _split(manifest, RUNS)
-    work = WORK / f"b7-{time.strftime('%Y%m%d-%H%M%S')}"
+    work = WORK / f"b7-{database}-{time.strftime('%Y%m%d-%H%M%S')}"
     work.mkdir(parents=True)
     first = _first_upload_s(manifest.parent / "media/f00000.wav", B1_SPEC, work)
     key = _key()  # one account: both runs use the same key
     base = clean_env(PREFECT_HOME=str(work / "prefect-home"))
     with (
         local_server(work, B1_SPEC, key) as (_, url),
-        prefect_server(base, work) as (_, api_url),
+        _server_database(database, work, base) as server_env,
+        prefect_server(server_env, work) as (_, api_url),
     ):
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             figures = asyncio.run(ensure_shared_limit(LIMIT_NAME))
@@ -138,6 +162,7 @@ def b7() -> dict[str, Any]:
     makespan = max(m.exit_wall for m in monitors) - start
     b = bounds(durs, B1_SPEC, first)
     row = {
+        "database": database,
         "runs": RUNS,
         "files": B1.files,
         "files_per_run": B1.files // RUNS,
@@ -162,7 +187,9 @@ def b7() -> dict[str, Any]:
         "bounds": b,
         "work_dir": str(work.relative_to(REPO)),
     }
-    return {"id": "b7", "setup": _setup(B1, B1_SPEC), "rows": [row]}
+    # A PostgreSQL run beside the SQLite one, not over it.
+    name = "b7" if database == "sqlite" else f"b7-{database}"
+    return {"id": name, "setup": _setup(B1, B1_SPEC), "rows": [row]}
 
 
 def b1_server() -> dict[str, Any]:
@@ -260,12 +287,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("which", choices=("b7", "b1-server", "_flow"))
     parser.add_argument("rest", nargs="*")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="b7: the Prefect server's database (postgresql: started as voxlake serve does)",
+    )
     args = parser.parse_args()
     if args.which == "_flow":
         _flow_child(*args.rest)
         return
     compile_project()
-    result = b7() if args.which == "b7" else b1_server()
+    result = b7(args.database) if args.which == "b7" else b1_server()
     path = save(result)
     from benchmarks.report import write_results
 

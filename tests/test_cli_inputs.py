@@ -192,6 +192,21 @@ def test_an_s3_option_out_of_range_names_the_cli_option(
     assert "greater than or equal to 60" in line, line
 
 
+def test_an_option_value_the_request_model_refuses_names_the_option(
+    tmp_path: Path, no_servers: dict[str, str]
+) -> None:
+    """The run's request (voxlake.request.RunRequest) checks every option, before any server:
+    --max-uploads 0 would otherwise leave no upload slot at all."""
+    clip(tmp_path / "media" / "a.wav")
+
+    args = ["--output", str(tmp_path / "out"), "--max-uploads", "0"]
+    done = voxlake_run([str(tmp_path / "media"), *args], no_servers)
+
+    (line,) = assert_one_input_error(done, "--max-uploads")
+    assert "greater than or equal to 1" in line, line
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_refuses_a_budget_that_is_not_positive(tmp_path: Path) -> None:
     from voxlake.flows.transcribe import transcribe_manifest

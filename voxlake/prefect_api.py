@@ -37,10 +37,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from voxlake.errors import VoxlakeError
 from voxlake.lifeline import on_stdin_eof, sigint_blocked
-from voxlake.settings import STARTUP_TIMEOUT_ENV, settings
+from voxlake.settings import DEFAULT_PREFECT_STARTUP_TIMEOUT_S, STARTUP_TIMEOUT_ENV
 
 logger = logging.getLogger("voxlake.prefect_api")
 
@@ -57,6 +58,11 @@ SERVER_ENV = {
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "0",
     "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "0",
 }
+# Defaults of a server this run starts (ours, or Prefect's own ephemeral one if ours could not
+# start), under whatever the user set: the machines this runs on often have no internet, and
+# telemetry would only log errors. Given to the server's process, not written into this one's
+# environment.
+SERVER_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 # How often readiness and recording are checked: the run waits on both, and a check is one
 # local request.
 POLL_S = 0.05
@@ -71,21 +77,13 @@ EXIT_NOT_NEEDED = 3
 def quiet_prefect_defaults() -> None:
     """Keep a CLI run's terminal readable: Prefect logs every task run at INFO by default.
 
-    Only defaults: anything the user set in the environment or a Prefect profile wins. Set
-    before the temporary API starts, which inherits them.
+    Only a default: a level the user set in the environment or a Prefect profile wins. Written
+    into this process's environment, the one process-wide setting a run makes, because Prefect
+    configures its logging from it when it is imported, before any ``temporary_settings`` could
+    apply; the run's own processes (the temporary API) inherit it. ``voxlake run`` calls this
+    at its start; importing voxlake never does.
     """
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # The machines this runs on often have no internet; telemetry would only log errors.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect's own ephemeral server (the fallback) gets as long as ours: its 20 s default ends
-    # runs on a busy machine before any work.
-    os.environ.setdefault(
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(int(_startup_timeout_s()))
-    )
-
-
-def _startup_timeout_s() -> float:
-    return settings().prefect_startup_timeout_s
 
 
 def _free_port() -> int:
@@ -109,7 +107,9 @@ class TemporaryPrefectAPI:
     inside :meth:`connected`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, startup_timeout_s: float = DEFAULT_PREFECT_STARTUP_TIMEOUT_S) -> None:
+        #: How long the server may take to start (the settings' prefect_startup_timeout_s).
+        self.startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._port = 0
         self._url: str | None = None  # set while the run reports to this server
@@ -127,7 +127,7 @@ class TemporaryPrefectAPI:
         with sigint_blocked():
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "voxlake.prefect_api", str(self._port), WATCH_STDIN],
-                env={**os.environ, **SERVER_ENV},
+                env={**SERVER_DEFAULTS, **os.environ, **SERVER_ENV},
                 # The server's lifeline: it exits when this pipe closes (see the module doc).
                 stdin=subprocess.PIPE,
             )
@@ -159,7 +159,8 @@ class TemporaryPrefectAPI:
             return
         url = f"http://127.0.0.1:{self._port}/api"
         if not self._wait_until_healthy(url):
-            yield None
+            with self._prefects_own_server():
+                yield None
             return
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -170,6 +171,29 @@ class TemporaryPrefectAPI:
             finally:
                 _drain_prefect_workers()
                 self._url = None
+
+    @contextlib.contextmanager
+    def _prefects_own_server(self) -> Iterator[None]:
+        """Settings for Prefect's own ephemeral server, the fallback: as long to start as ours
+        (its 20 s default ends runs on a busy machine before any work) and
+        :data:`SERVER_DEFAULTS`; for the run only, and never lowering what the user set."""
+        from prefect.settings import (
+            PREFECT_SERVER_ANALYTICS_ENABLED,
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+            get_current_settings,
+            temporary_settings,
+        )
+
+        current = get_current_settings().server.ephemeral.startup_timeout_seconds
+        updates: dict[Any, Any] = {
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: max(
+                current, int(self.startup_timeout_s)
+            )
+        }
+        if "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ:
+            updates[PREFECT_SERVER_ANALYTICS_ENABLED] = False
+        with temporary_settings(updates=updates):
+            yield
 
     def wait_until_recorded(self, flow_run_id: object, task_runs: int) -> None:
         """Before stopping: wait until this server has recorded ``task_runs`` final task runs.
@@ -210,7 +234,8 @@ class TemporaryPrefectAPI:
         process = self._process
         assert process is not None
         timeout_s = max(
-            _startup_timeout_s(), get_current_settings().server.ephemeral.startup_timeout_seconds
+            self.startup_timeout_s,
+            get_current_settings().server.ephemeral.startup_timeout_seconds,
         )
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=1.0) as http:

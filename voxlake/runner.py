@@ -41,13 +41,14 @@ from voxlake.inputs import RunInputs, manifest_read_before
 from voxlake.prefect_api import TemporaryPrefectAPI
 from voxlake.run.progress import STAGES, Progress, ProgressCallback
 from voxlake.run.summary import RunSummary
-from voxlake.settings import ENGINE_ENV, settings
+from voxlake.settings import ENGINE_ENV, Settings
 
 if TYPE_CHECKING:
     # Prefect is imported when a run starts (see run_manifest), after the temporary API.
     from prefect import State
 
     from voxlake.credentials import AssemblyAICredentials
+    from voxlake.request import RunRequest
 
 logger = logging.getLogger("voxlake")
 
@@ -150,10 +151,13 @@ def embedded_state_dir(output: str) -> Path:
 
 
 @contextmanager
-def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | None]:
+def api_backend(
+    output: str | None = None, *, engine: str = "auto"
+) -> Iterator[AssemblyAICredentials | None]:
     """The credentials for the flow: None when the environment configures the API (the flow
     reads it), else those of the embedded server, started here for the block's duration. With
-    ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory)."""
+    ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory);
+    ``engine`` is its transcription engine (the settings' ``engine``)."""
     if _api_configured():
         yield None
         return
@@ -166,7 +170,6 @@ def api_backend(output: str | None = None) -> Iterator[AssemblyAICredentials | N
         state_dir.mkdir(parents=True, exist_ok=True)
         # For whoever looks into the cache: which output root this directory serves.
         (state_dir / "output-root.txt").write_text(f"{output}\n")
-    engine = settings().engine
     config = EmulatorConfig(
         concurrency_limit=EMBEDDED_CONCURRENCY,
         processing_fixed_s=EMBEDDED_PROCESSING_FIXED_S,
@@ -223,17 +226,18 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
 
 
 def run_manifest(
+    request: RunRequest,
     *,
     prefect_api: TemporaryPrefectAPI,
     progress: bool,
+    settings: Settings,
     inputs: RunInputs | None = None,
-    **parameters: Any,
 ) -> RunSummary | Estimate:
-    """Run the flow once, as ``voxlake run`` does, and return its summary (or its estimate).
+    """Run the flow once with ``request``'s parameters, as ``voxlake run`` does, and return its
+    summary (or its estimate).
 
-    ``parameters`` are the flow's (:func:`voxlake.flows.transcribe.transcribe_manifest`).
     ``inputs`` (:func:`voxlake.inputs.check_run_inputs`) holds the manifest already read, which
-    the flow then does not read again.
+    the flow then does not read again. ``settings`` are those the CLI read at its edge.
 
     ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
     Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
@@ -241,9 +245,13 @@ def run_manifest(
     """
     from voxlake.flows.transcribe import transcribe_manifest
 
-    dry_run = bool(parameters.get("dry_run"))
+    parameters = request.flow_parameters()
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
-    backend = contextlib.nullcontext() if dry_run else api_backend(str(parameters["output"]))
+    backend = (
+        contextlib.nullcontext()
+        if request.dry_run
+        else api_backend(request.output, engine=settings.engine)
+    )
 
     interrupts = _Interrupts()
 
@@ -278,7 +286,7 @@ def run_manifest(
             _outcome_said_once(),
             prefect_api.connected(),
             backend as credentials,
-            progress_bar(enabled=progress and not dry_run) as on_progress,
+            progress_bar(enabled=progress and not request.dry_run) as on_progress,
         ):
             state = asyncio.run(run_flow(credentials, on_progress))
             if state is None or interrupts.count:

@@ -54,6 +54,8 @@ POOL = "voxlake"
 PREFECT_FILE = "deployments/prefect.yaml"
 SERVER_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING"
 CLIENT_AUTH_ENV = "PREFECT_API_AUTH_STRING"
+DATABASE_URL_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"
+DATABASES = ("sqlite", "postgresql")
 # The AssemblyAICredentials block the deployments name (credentials_block in prefect.yaml).
 BLOCK = "assemblyai"
 # A server's first start migrates its database; generous for a busy 2-core machine.
@@ -120,10 +122,11 @@ def wait_until_healthy(
 
 
 def start_server(
-    home: Path, host: str, port: int, env: Mapping[str, str]
+    home: Path, host: str, port: int, env: Mapping[str, str], database_url: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """``prefect server start`` with its database (and UI files) under ``home``; it never
-    outlives this process (stop it with :func:`voxlake.lifeline.stop`)."""
+    """``prefect server start`` with its database (and UI files) under ``home``, or in the
+    PostgreSQL of ``database_url``; it never outlives this process (stop it with
+    :func:`voxlake.lifeline.stop`)."""
     check_bind(host, env)
     home.mkdir(parents=True, exist_ok=True)
     server_env = {
@@ -131,6 +134,8 @@ def start_server(
         "PREFECT_HOME": str(home.resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": env.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
     }
+    if database_url:
+        server_env[DATABASE_URL_ENV] = database_url
     server_env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "prefect", "server", "start"]
     # Its standard output (a banner whose commands need an active virtual environment and set
@@ -384,6 +389,41 @@ def _wait_for_any(named: Mapping[str, subprocess.Popen[bytes]]) -> None:
         time.sleep(POLL_S)
 
 
+def server_database(
+    database: str,
+    home: Path,
+    env: Mapping[str, str],
+    processes: list[subprocess.Popen[bytes]],
+    named: dict[str, subprocess.Popen[bytes]],
+) -> tuple[str | None, str]:
+    """The database URL for the Prefect server (None: its default, SQLite in ``home``) and
+    where that is, for the user. ``postgresql``: the one ``PREFECT_API_DATABASE_CONNECTION_URL``
+    names, else a PostgreSQL started here with its files beside ``home``
+    (``.voxlake/postgres``, :mod:`voxlake.postgres`), added to ``processes`` and ``named``."""
+    from voxlake import postgres
+
+    if database not in DATABASES:
+        raise ServeError(f"--database {database!r}: choose one of {', '.join(DATABASES)}")
+    configured = env.get(DATABASE_URL_ENV)
+    if database == "sqlite":
+        if configured:  # Prefect's own setting, passed on to the server as it is
+            return None, f"the one {DATABASE_URL_ENV} names ({postgres.shown_url(configured)})"
+        return None, f"in {home.resolve()}"
+    if configured:
+        if not postgres.is_postgresql_url(configured):
+            raise ServeError(
+                f"--database postgresql, but {DATABASE_URL_ENV} names another database "
+                f"({postgres.shown_url(configured)}): unset it to let voxlake serve start a "
+                f"PostgreSQL, or set it to postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB"
+            )
+        return configured, f"PostgreSQL at {postgres.shown_url(configured)} ({DATABASE_URL_ENV})"
+    root = home.resolve().parent / "postgres"
+    process, url = postgres.start(root, env)
+    processes.append(process)
+    named["PostgreSQL"] = process
+    return url, f"PostgreSQL in {root} ({postgres.shown_url(url)})"
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
@@ -392,11 +432,14 @@ def serve(
     pool: str = POOL,
     worker: bool = True,
     local_args: Sequence[str] = (),
+    database: str = "sqlite",
     say: Callable[[str], None] = print,
 ) -> None:
     """Run everything until interrupted (or until one of the processes it started exits).
 
     ``local_args``: more arguments for the embedded ``voxlake serve-local``, when it starts.
+    ``database``: of the Prefect server it starts, ``sqlite`` (in ``home``) or ``postgresql``
+    (:func:`server_database`).
     """
     import asyncio
 
@@ -411,12 +454,19 @@ def serve(
         server = None
         if api_url is None:
             check_bind(host, env)  # before anything starts
-            server = start_server(home, host, port, env)
+            database_url, where = server_database(database, home, env, processes, named)
+            server = start_server(home, host, port, env, database_url)
             processes.append(server)
             shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             api_url = f"http://{shown_host}:{port}/api"
-            say(f"Prefect server starting; its database is in {home.resolve()}")
+            say(f"Prefect server starting; its database is {where}")
             named["the Prefect server"] = server
+        elif database != "sqlite":
+            raise ServeError(
+                f"--database {database} is for the Prefect server that voxlake serve starts, "
+                f"but PREFECT_API_URL names one already ({api_url}): unset it, or leave out "
+                f"--database"
+            )
         wait_until_healthy(api_url, server, output=server_output(home) if server else None)
         printed_env = env
         env = client_env(api_url, env)

@@ -108,9 +108,17 @@ def figures_for(
     )
 
 
-def account_figures(env: Mapping[str, str] | None = None) -> BudgetFigures:
-    """The figures for ``VOXLAKE_ACCOUNT_RATE_LIMIT`` (``REQUESTS/SECONDS``), else AssemblyAI's."""
-    limit = (settings() if env is None else Settings.from_env(env)).account_rate_limit
+def account_figures(source: Settings | Mapping[str, str] | None = None) -> BudgetFigures:
+    """The figures for ``VOXLAKE_ACCOUNT_RATE_LIMIT`` (``REQUESTS/SECONDS``), else AssemblyAI's.
+
+    ``source``: the settings read at the caller's edge, or an environment to read them from (a
+    worker's); default: this process's.
+    """
+    if source is None:
+        source = settings()
+    elif not isinstance(source, Settings):
+        source = Settings.from_env(source)
+    limit = source.account_rate_limit
     if limit is None:
         return DEFAULT_FIGURES
     try:

@@ -14,9 +14,10 @@ tables. The parent:
 4. waits for all of them and publishes one markdown artifact with the totals, read back from
    the ``transcripts`` table rows the shards wrote.
 
-No ``from __future__ import annotations`` and no ``Literal`` in the signature: Prefect builds
-the parameter model from these hints in the worker's process, where string annotations have
-failed to resolve.
+No ``from __future__ import annotations``: Prefect builds the parameter model from these hints
+in the worker's process, where string annotations have failed to resolve. The parameters it
+shares with :class:`voxlake.request.RunRequest` have its types and help, and each shard's
+parameters are validated with it before the shard is started.
 """
 
 import asyncio
@@ -25,7 +26,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
@@ -36,6 +37,7 @@ from prefect.runtime import flow_run
 from voxlake.lake.ledger import Ledger
 from voxlake.lake.root import OutputRoot
 from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
+from voxlake.request import ChunkSize, OnInvalid, RunRequest, documented_by
 from voxlake.storage import S3Options
 
 SHARD_DEPLOYMENT = "transcribe-manifest/shard"
@@ -136,6 +138,7 @@ def summary_markdown(results: list[ShardResult], skipped: int, invalid: int) -> 
 
 
 @flow(name="transcribe-manifest", persist_result=False)
+@documented_by(RunRequest)  # the parameters it shares with the shards: their help
 async def backfill(
     manifest: str,
     output: str,
@@ -145,10 +148,10 @@ async def backfill(
     force: bool = False,
     retry_failed: bool = False,
     options: dict[str, Any] | None = None,
-    on_invalid: Literal["fail", "skip"] = "skip",
+    on_invalid: OnInvalid = "skip",
     media_extensions: list[str] | None = None,
     s3: S3Options | None = None,
-    chunk_size: int | None = None,
+    chunk_size: ChunkSize | None = None,
     shard_deployment: str = SHARD_DEPLOYMENT,
     shard_timeout_s: int = 7 * 24 * 3600,
     credentials_block: str | None = None,
@@ -239,6 +242,8 @@ async def _run_shards(
             "s3": s3.model_dump() if s3 else None,
             **passed,
         }
+        # A shard's parameters as the shard deployment validates them, before it is started.
+        RunRequest.validate(parameters)
         child = await arun_deployment(
             shard_deployment,
             parameters=parameters,

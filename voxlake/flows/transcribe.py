@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -31,7 +31,6 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
-from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
@@ -43,10 +42,21 @@ from voxlake.flows.run_report import preload_report, write_run_report
 from voxlake.inputs import read_once
 from voxlake.manifest.options import deprecation_warning
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
+from voxlake.request import (
+    DEFAULT_POLL_TIMEOUT_S,
+    AudioHours,
+    ChunkSize,
+    MaxUploads,
+    OnInvalid,
+    PollTimeout,
+    RunRequest,
+    documented_by,
+)
 from voxlake.run.progress import ProgressCallback
 from voxlake.run.state import RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun
-from voxlake.shared_budget import shared_request_budget
+from voxlake.settings import settings as read_settings
+from voxlake.shared_budget import account_figures, shared_request_budget
 from voxlake.storage import S3Options, use_s3_credentials
 
 TASK_RETRIES = 2
@@ -189,22 +199,24 @@ async def _run_chunks(
 
 
 @flow(name="transcribe-manifest", persist_result=False)
+@documented_by(RunRequest)
 async def transcribe_manifest(
+    # RunRequest's fields, in its order, with its types and defaults (tests/test_request.py).
     manifest: str,
     output: str,
     options: dict[str, Any] | None = None,
-    chunk_size: int | None = None,
-    on_invalid: Literal["fail", "skip"] = "fail",
+    chunk_size: ChunkSize | None = None,
+    on_invalid: OnInvalid = "fail",
     fail_on_error: bool = False,
-    max_uploads: int = 16,
-    poll_timeout_s: float | None = 6 * 3600.0,
+    max_uploads: MaxUploads = 16,
+    poll_timeout_s: PollTimeout | None = DEFAULT_POLL_TIMEOUT_S,
     s3: S3Options | None = None,
     media_extensions: list[str] | None = None,
     content_hash: bool = False,
     force: bool = False,
     retry_failed: bool = False,
     dry_run: bool = False,
-    max_audio_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
+    max_audio_hours: AudioHours | None = None,
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
@@ -249,6 +261,9 @@ async def transcribe_manifest(
     """
     logger = get_run_logger()
     try:
+        # The flow's edge: voxlake's environment (VOXLAKE_*) is read here, once, and what the run
+        # needs of it is passed down. A bad value is the run's one error message.
+        environment = read_settings()
         if credentials is not None and credentials_block is not None:
             raise ConfigurationError("give credentials or credentials_block, not both")
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
@@ -288,12 +303,20 @@ async def transcribe_manifest(
                 for line in estimate.lines():
                     logger.info(line)
                 return Completed(message=estimate.lines()[0], data=estimate)
-            settings = RunSettings(max_uploads=max_uploads, poll_timeout_s=poll_timeout_s)
+            settings = RunSettings(
+                max_uploads=max_uploads,
+                poll_timeout_s=poll_timeout_s,
+                poll_first_s=environment.poll_first_s,
+            )
             progress = ProgressArtifact(also=on_progress)
             async with (
                 await assemblyai_client(
                     credentials or credentials_block,
-                    budget=shared_request_budget(shared_budget) if shared_budget else None,
+                    budget=shared_request_budget(
+                        shared_budget, figures=account_figures(environment)
+                    )
+                    if shared_budget
+                    else None,
                 ) as client,
                 TranscriptionRun(
                     items,
