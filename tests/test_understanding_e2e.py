@@ -154,6 +154,12 @@ def test_every_feature_lands_in_its_table_for_every_spoken_item(
     )
     assert {"disasters", "profanity"} <= {s["label"] for s in safety}
 
+    # The run's report shows them.
+    (page,) = [p.read_text() for p in (out / "reports").glob("*.html")]
+    for title in ("Sentiment", "Top entities", "Top key phrases", "Chapters"):
+        assert f"<h2>{title}</h2>" in page, title
+    assert "<td>Sarah Connor</td>" in page  # a speaker by the name identification gave it
+
     # pandas and pyarrow on the files, with the declared schemas.
     for name in RESULT_TABLES:
         frame = pd.read_parquet(out / name)

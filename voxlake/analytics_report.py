@@ -39,6 +39,7 @@ from voxlake.errors import VoxlakeError
 from voxlake.estimate import DEFAULT_PRICES_USD_PER_HOUR
 from voxlake.lake.root import OutputRoot
 from voxlake.lake.views import NotAnOutputRootError, check_output_root, connect
+from voxlake.report_understanding import Page, understanding_sections
 from voxlake.storage import S3Options
 
 __all__ = ["ReportError", "build_report_html", "normalise", "reference_texts", "write_report"]
@@ -403,6 +404,8 @@ def build_report_html(
         sections.append(_table(["speaker", "seconds", "items"], talk))
     else:
         sections.append("<p class=none>No utterances in scope (speaker_labels was off).</p>")
+
+    sections += understanding_sections(con, Page(table=_table, figure=_figure, png=_png))
 
     if references is not None:
         sections.append("<h2>Word error rate</h2>" + _wer_section(con, references))
