@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -158,3 +159,31 @@ def test_an_error_transcript_has_no_result_rows() -> None:
     got = rows(raw)
     for table in RESULT_TABLES:
         assert got[table.name] == [], table.name
+
+
+def test_check_invariants_covers_the_result_tables(tmp_path: Path) -> None:
+    from voxlake.checks import RESULT_TABLES, find_violations
+    from voxlake.lake.writer import DatasetWriter, TableSink
+
+    assert set(RESULT_TABLES) | {"words", "utterances", "transcript_insights"} == {
+        t.name for t in tables.NESTED
+    }
+    raw = fixture("spec-examples/Transcript.json")
+    with TableSink(tmp_path, **RUN) as sink:
+        sink.add("m1", raw, **FIELDS)
+    assert find_violations(tmp_path) == []
+
+    # Rows of a transcript no transcripts row commits (a crash between the two), and a score
+    # out of range: each named.
+    bad = normalize([("m2", raw | {"id": "t-orphan"}, FIELDS)], **RUN)["entities"]
+    phrases = normalize([("m1", raw, FIELDS)], **RUN)["key_phrases"]
+    phrases = phrases.set_column(
+        phrases.schema.get_field_index("rank"), "rank", pa.array([1.5] * phrases.num_rows)
+    )
+    for name, batch in (("entities", bad), ("key_phrases", phrases)):
+        with DatasetWriter(tmp_path, name, flow_run_id="run-1") as writer:
+            writer.write(batch)
+    found = find_violations(tmp_path)
+    assert any(v.startswith("entities without a completed transcripts row") for v in found), found
+    assert any(v.startswith("key_phrases: rank outside [0, 1]") for v in found), found
+    assert any(v.startswith("key_phrases: phrase_index is not 0..n-1") for v in found), found

@@ -26,17 +26,22 @@ import pandas as pd
 
 from voxlake.errors import VoxlakeError
 from voxlake.lake.read import read_table
-from voxlake.lake.tables import NESTED
 
 __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
 
 _MAX_EXAMPLES = 5
 
-#: The speech-understanding tables, with the column that numbers their rows per transcript.
+#: The speech-understanding tables, with the column that numbers their rows per transcript
+#: (``transcript_insights``, one row per transcript, is checked on its own).
 RESULT_TABLES = {
-    t.name: t.current_order.split(", ")[-1]
-    for t in NESTED
-    if t.name not in ("words", "utterances", "transcript_insights")
+    "sentiment": "sentence_index",
+    "entities": "entity_index",
+    "chapters": "chapter_index",
+    "key_phrases": "phrase_index",
+    "topics": "row_index",
+    "topics_summary": "label_index",
+    "content_safety": "row_index",
+    "content_safety_summary": "label_index",
 }
 _SCORES = ("confidence", "relevance", "rank", "severity")
 
