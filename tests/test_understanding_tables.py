@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,34 @@ def test_check_invariants_covers_the_result_tables(tmp_path: Path) -> None:
     assert any(v.startswith("entities without a completed transcripts row") for v in found), found
     assert any(v.startswith("key_phrases: rank outside [0, 1]") for v in found), found
     assert any(v.startswith("key_phrases: phrase_index is not 0..n-1") for v in found), found
+
+
+def test_result_views_read_lists_structs_and_maps_locally_and_on_s3(
+    tmp_path: Path, s3fs_fs: Any, make_bucket: Callable[[str], str]
+) -> None:
+    from voxlake.lake.views import connect
+    from voxlake.lake.writer import TableSink
+
+    raw = fixture("spec-examples/Transcript.json") | {"translated_texts": {"es": "Humo"}}
+    bucket = make_bucket("lake")
+    with TableSink(f"{bucket}/voxlake", filesystem=s3fs_fs, **RUN) as sink:
+        sink.add("m1", raw, **FIELDS)
+    with TableSink(tmp_path, **RUN) as sink:
+        sink.add("m1", raw, **FIELDS)
+    for root in (str(tmp_path), f"s3://{bucket}/voxlake"):  # DuckDB's reader; Arrow datasets
+        con = connect(root)
+        (phrase,) = con.sql(
+            "SELECT count, timestamps[3].end_ms, len(timestamps) FROM key_phrases_current "
+            "WHERE text = 'weather systems'"
+        ).fetchall()
+        assert phrase == (3, 213434, 3), root
+        insight = con.sql(
+            "SELECT pii_policies, translated_texts['es'] FROM transcript_insights_current"
+        ).fetchall()
+        assert insight == [(raw["redact_pii_policies"], "Humo")], root
+        counts = con.sql(
+            "SELECT (SELECT count(*) FROM topics_current), (SELECT count(*) FROM sentiment)"
+        ).fetchall()
+        assert counts == [
+            (sum(len(s["labels"]) for s in raw["iab_categories_result"]["results"]), 0)
+        ]
