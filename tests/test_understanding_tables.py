@@ -219,3 +219,18 @@ def test_result_views_read_lists_structs_and_maps_locally_and_on_s3(
         assert counts == [
             (sum(len(s["labels"]) for s in raw["iab_categories_result"]["results"]), 0)
         ]
+
+
+def test_a_malformed_result_fails_its_item_alone(tmp_path: Path) -> None:
+    from voxlake.lake.read import read_table
+    from voxlake.lake.writer import TableSink
+
+    good = fixture("spec-examples/Transcript.json")
+    bad = good | {"id": "t-bad", "auto_highlights_result": {"results": ["not an object"]}}
+    with TableSink(tmp_path, **RUN) as sink:
+        errors = sink.add_many([("good", good, FIELDS), ("bad", bad, FIELDS)])
+    assert errors[0] is None
+    assert isinstance(errors[1], ValueError)
+    assert "auto_highlights_result is not a list of objects" in str(errors[1])
+    for name in ("transcripts", "key_phrases", "entities"):  # nothing of the bad item
+        assert set(read_table(tmp_path, name).column("media_id").to_pylist()) == {"good"}, name

@@ -6,7 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from voxlake.lake.tables.results import result_rows
+from voxlake.lake.tables.results import objects, result_rows
 from voxlake.lake.tables.rows import get
 from voxlake.lake.tables.schema import RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
@@ -37,7 +37,7 @@ def chapters(transcript: Any) -> list[dict[str, Any]]:
             "gist": c.get("gist"),
             "summary": c.get("summary"),
         }
-        for c in get(transcript, "chapters") or ()
+        for c in objects(get(transcript, "chapters"), "chapters")
     ]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from voxlake.lake.tables.results import result_rows
+from voxlake.lake.tables.results import objects, result_rows
 from voxlake.lake.tables.rows import get
 from voxlake.lake.tables.schema import RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
@@ -35,7 +35,7 @@ def entities(transcript: Any) -> list[dict[str, Any]]:
             "start_ms": e.get("start"),
             "end_ms": e.get("end"),
         }
-        for e in get(transcript, "entities") or ()
+        for e in objects(get(transcript, "entities"), "entities")
     ]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from voxlake.lake.tables.results import result, result_rows, span
+from voxlake.lake.tables.results import objects, result, result_rows, span
 from voxlake.lake.tables.schema import RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
 
@@ -33,9 +33,9 @@ KEY_PHRASES_SCHEMA = pa.schema(
 
 
 def phrases(transcript: Any) -> list[dict[str, Any]]:
-    out = []
-    for p in result(transcript, "auto_highlights_result").get("results") or ():
-        spans = [span(s) for s in p.get("timestamps") or ()]
+    out, name = [], "auto_highlights_result"
+    for p in objects(result(transcript, name).get("results"), name):
+        spans = [span(s) for s in objects(p.get("timestamps"), f"{name} timestamps")]
         out.append(
             {
                 "text": p.get("text"),

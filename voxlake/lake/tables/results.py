@@ -62,6 +62,17 @@ def result(transcript: Any, name: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    """The JSON objects of a result's list (``[]`` when absent). Anything else is a malformed
+    transcript: a ValueError, so the item fails alone (``voxlake.lake.normalize.MALFORMED``)
+    instead of the run."""
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+        return value
+    raise ValueError(f"{what} is not a list of objects")
+
+
 def span(value: Any) -> tuple[Any, Any]:
     """``(start, end)`` of a ``{"start": ms, "end": ms}`` timestamp object (None when absent)."""
     if isinstance(value, Mapping):
@@ -76,9 +87,9 @@ def label_rows(
     ``content_safety_labels``): the segment's position, text and span, the label, its
     ``score`` (relevance or confidence) and the label's ``extra`` fields (severity)."""
     out: list[dict[str, Any]] = []
-    for i, segment in enumerate(result(transcript, name).get("results") or ()):
+    for i, segment in enumerate(objects(result(transcript, name).get("results"), name)):
         start, end = span(segment.get("timestamp"))
-        for label in segment.get("labels") or ():
+        for label in objects(segment.get("labels"), f"{name} labels"):
             row = {
                 "segment_index": i,
                 "segment_text": segment.get("text"),

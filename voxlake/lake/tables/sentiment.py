@@ -6,7 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from voxlake.lake.tables.results import result_rows
+from voxlake.lake.tables.results import objects, result_rows
 from voxlake.lake.tables.rows import get
 from voxlake.lake.tables.schema import RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
@@ -41,7 +41,9 @@ def sentences(transcript: Any) -> list[dict[str, Any]]:
             "speaker": s.get("speaker"),
             "channel": s.get("channel"),
         }
-        for s in get(transcript, "sentiment_analysis_results") or ()
+        for s in objects(
+            get(transcript, "sentiment_analysis_results"), "sentiment_analysis_results"
+        )
     ]
 
 
