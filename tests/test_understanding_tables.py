@@ -234,3 +234,10 @@ def test_a_malformed_result_fails_its_item_alone(tmp_path: Path) -> None:
     assert "auto_highlights_result is not a list of objects" in str(errors[1])
     for name in ("transcripts", "key_phrases", "entities"):  # nothing of the bad item
         assert set(read_table(tmp_path, name).column("media_id").to_pylist()) == {"good"}, name
+
+
+def test_a_channel_given_as_a_number_is_stored_as_text() -> None:
+    sentence = {"text": "Hi.", "start": 0, "end": 500, "sentiment": "NEUTRAL", "channel": 2}
+    raw = fixture("go-sdk/completed.json") | {"sentiment_analysis_results": [sentence]}
+    (row,) = rows(raw)["sentiment"]
+    assert row["channel"] == "2" and row["text"] == "Hi."

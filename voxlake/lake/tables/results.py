@@ -44,13 +44,20 @@ def result_rows(schema: pa.Schema, index_name: str, extract: Extract) -> Rows:
         lists, columns = nested_rows(
             pulled, "rows", index_name, flow_run_id=flow_run_id, run_date=run_date
         )
-        for f in schema:
-            if f.name in columns:
-                continue
-            values = column(lists, f.name)
-            columns[f.name] = (
-                string_array(values) if f.type == pa.string() else pa.array(values, type=f.type)
-            )
+        values = pa.struct([f for f in schema if f.name not in columns])
+        try:
+            # All the row dicts in one conversion, in C++: a Python loop per column costs
+            # several times as much (benchmarks/b3u_understanding.py).
+            fields = pa.array([r for rs in lists for r in rs], type=values).flatten()
+            columns |= dict(zip(values.names, fields, strict=True))
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            # A value of another type (a channel given as an int): column by column, strings
+            # made strings; anything else that does not fit still raises.
+            for f in values:
+                got = column(lists, f.name)
+                columns[f.name] = (
+                    string_array(got) if f.type == pa.string() else pa.array(got, type=f.type)
+                )
         return batch(schema, columns)
 
     return rows
