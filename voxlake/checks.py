@@ -10,6 +10,11 @@
 3. ``words``: ``0 <= confidence <= 1``; ``start_ms < end_ms``; ``start_ms`` non-decreasing in
    ``word_index`` order within a transcript; ``word_index`` is 0..n-1.
 4. ``utterances``: ``0 <= confidence <= 1`` and ``start_ms <= end_ms``.
+5. The speech-understanding tables (:data:`RESULT_TABLES`): every row belongs to a completed
+   ``transcripts`` row of the same run (``flow_run_id``, ``media_id``, ``transcript_id``); each
+   table's index runs 0..n-1 within a transcript; scores (confidence, relevance, rank,
+   severity) are in [0, 1]; ``start_ms <= end_ms``; ``transcript_insights`` has exactly one
+   row per completed transcript.
 """
 
 from __future__ import annotations
@@ -25,6 +30,20 @@ from voxlake.lake.read import read_table
 __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
 
 _MAX_EXAMPLES = 5
+
+#: The speech-understanding tables, with the column that numbers their rows per transcript
+#: (``transcript_insights``, one row per transcript, is checked on its own).
+RESULT_TABLES = {
+    "sentiment": "sentence_index",
+    "entities": "entity_index",
+    "chapters": "chapter_index",
+    "key_phrases": "phrase_index",
+    "topics": "row_index",
+    "topics_summary": "label_index",
+    "content_safety": "row_index",
+    "content_safety_summary": "label_index",
+}
+_SCORES = ("confidence", "relevance", "rank", "severity")
 
 
 class TableInvariantError(VoxlakeError, AssertionError):
@@ -145,6 +164,56 @@ def find_violations(root: str | os.PathLike[str], *, filesystem: Any | None = No
             "utterances: confidence outside [0, 1] or start_ms > end_ms: "
             + _examples(bad_u, ["transcript_id", "start_ms", "end_ms", "confidence"])
         )
+
+    # 5. speech-understanding tables
+    item = ["flow_run_id", "media_id", "transcript_id"]
+    done = completed[item].drop_duplicates()
+    insights = read_table(root, "transcript_insights", filesystem=filesystem, columns=item)
+    per_item = insights.to_pandas().value_counts(item).rename("rows").reset_index()
+    both = done.merge(per_item, on=item, how="outer", indicator=True).fillna({"rows": 0})
+    not_one = both[(both["rows"] != 1) | (both["_merge"] == "right_only")]
+    if len(not_one):
+        out.append(
+            "transcript_insights: not one row per completed transcript: "
+            + _examples(not_one, [*item, "rows"])
+        )
+    for name, index in RESULT_TABLES.items():
+        out += _result_violations(root, name, index, done, filesystem)
+    return out
+
+
+def _result_violations(
+    root: str | os.PathLike[str], name: str, index: str, done: pd.DataFrame, filesystem: Any
+) -> list[str]:
+    out: list[str] = []
+    r = read_table(root, name, filesystem=filesystem).to_pandas()
+    item = list(done.columns)
+    orphans = r.merge(done, on=item, how="left", indicator=True)
+    orphans = orphans[orphans["_merge"] == "left_only"]
+    if len(orphans):
+        out.append(f"{name} without a completed transcripts row: " + _examples(orphans, item))
+    if len(r):
+        expected = r.sort_values([*item, index], kind="stable").groupby(item).cumcount()
+        ordered = r.sort_values([*item, index], kind="stable")
+        gaps = ordered[ordered[index].to_numpy() != expected.to_numpy()]
+        if len(gaps):
+            out.append(
+                f"{name}: {index} is not 0..n-1 within a transcript: "
+                + _examples(gaps, ["transcript_id", index])
+            )
+    for score in (c for c in _SCORES if c in r.columns):
+        bad = r[r[score].notna() & ((r[score] < 0) | (r[score] > 1))]
+        if len(bad):
+            out.append(
+                f"{name}: {score} outside [0, 1]: " + _examples(bad, ["transcript_id", score])
+            )
+    if "start_ms" in r.columns:
+        bad = r[r["start_ms"].notna() & r["end_ms"].notna() & (r["start_ms"] > r["end_ms"])]
+        if len(bad):
+            out.append(
+                f"{name}: start_ms > end_ms: "
+                + _examples(bad, ["transcript_id", "start_ms", "end_ms"])
+            )
     return out
 
 

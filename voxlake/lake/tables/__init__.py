@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from voxlake.lake.tables import transcripts, utterances, words
+from voxlake.lake.tables import (
+    chapters,
+    content_safety,
+    entities,
+    key_phrases,
+    sentiment,
+    topics,
+    transcript_insights,
+    transcripts,
+    utterances,
+    words,
+)
 from voxlake.lake.tables.schema import PARTITION_COLUMN, RUN_DATE, Table, schema_markdown
 from voxlake.lake.tables.transcripts import TRANSCRIPTS_SCHEMA, transcript_row, transcripts_batch
 from voxlake.lake.tables.utterances import UTTERANCES_SCHEMA, utterances_batch
@@ -41,6 +52,16 @@ __all__ = [
 NESTED: tuple[Table, ...] = (
     words.TABLE,
     utterances.TABLE,
+    # Speech understanding: one table per result (docs/tables.md#speech-understanding).
+    transcript_insights.TABLE,
+    sentiment.TABLE,
+    entities.TABLE,
+    chapters.TABLE,
+    key_phrases.TABLE,
+    topics.TABLE,
+    topics.SUMMARY_TABLE,
+    content_safety.TABLE,
+    content_safety.SUMMARY_TABLE,
 )
 
 #: Every table by name, ``transcripts`` first.
