@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from tests.clikit import REPO, ServeLocal, run_env, voxlake_run
+from tests.support.clikit import REPO, ServeLocal, run_env, voxlake_run
 from voxlake.checks import check_invariants
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake import tables

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.reference import assemblyai
+from tests.support.reference import assemblyai
 from voxlake.lake import tables
 from voxlake.lake.normalize import normalize
 from voxlake.models import Transcript
