@@ -3,8 +3,8 @@
 
 Each registered table has a section headed ``## <name>`` (``### <name>`` for the result
 tables) whose first Markdown table is its columns (:func:`schema_markdown`); this replaces
-that table in place and leaves the prose around it alone. ``tests/integration/test_tables.py`` fails when
-the page is stale.
+that table in place and leaves the prose around it alone.
+``tests/integration/test_tables.py`` fails when the page is stale.
 """
 
 from __future__ import annotations
