@@ -10,6 +10,9 @@
 3. ``words``: ``0 <= confidence <= 1``; ``start_ms < end_ms``; ``start_ms`` non-decreasing in
    ``word_index`` order within a transcript; ``word_index`` is 0..n-1.
 4. ``utterances``: ``0 <= confidence <= 1`` and ``start_ms <= end_ms``.
+5. ``sentences``, ``paragraphs``: every row belongs to a completed ``transcripts`` row of the
+   same run; ``<kind>_index`` is 0..n-1 within a transcript; ``0 <= confidence <= 1``;
+   ``start_ms <= end_ms``; ``word_count >= 0``.
 """
 
 from __future__ import annotations
@@ -144,6 +147,47 @@ def find_violations(root: str | os.PathLike[str], *, filesystem: Any | None = No
         out.append(
             "utterances: confidence outside [0, 1] or start_ms > end_ms: "
             + _examples(bad_u, ["transcript_id", "start_ms", "end_ms", "confidence"])
+        )
+
+    # 5. sentences, paragraphs
+    for table, kind in (("sentences", "sentence"), ("paragraphs", "paragraph")):
+        out += _segment_violations(
+            read_table(root, table, filesystem=filesystem).to_pandas(), table, kind, completed
+        )
+    return out
+
+
+def _segment_violations(
+    s: pd.DataFrame, table: str, kind: str, completed: pd.DataFrame
+) -> list[str]:
+    """Invariant 5 for one table of segments (sentences or paragraphs)."""
+    out: list[str] = []
+    if not len(s):
+        return out
+    keys = ["flow_run_id", "transcript_id"]
+    index = f"{kind}_index"
+    owners = s[keys].drop_duplicates().merge(completed[keys], on=keys, how="left", indicator=True)
+    orphans = owners[owners["_merge"] == "left_only"]
+    if len(orphans):
+        out.append(f"{table} without a completed transcripts row: " + _examples(orphans, keys))
+    conf = s["confidence"]
+    bad = s[
+        (conf.notna() & ((conf < 0) | (conf > 1)))
+        | ~(s["start_ms"] <= s["end_ms"])
+        | (s["word_count"] < 0)
+    ]
+    if len(bad):
+        out.append(
+            f"{table}: confidence outside [0, 1], start_ms > end_ms or word_count < 0: "
+            + _examples(bad, ["transcript_id", index, "start_ms", "end_ms", "confidence"])
+        )
+    ordered = s.sort_values([*keys, index], kind="stable")
+    expected = ordered.groupby(keys, sort=False).cumcount()
+    gaps = ordered[ordered[index].to_numpy() != expected.to_numpy()]
+    if len(gaps):
+        out.append(
+            f"{table}: {index} is not 0..n-1 within a transcript: "
+            + _examples(gaps, ["transcript_id", index])
         )
     return out
 

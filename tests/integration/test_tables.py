@@ -261,6 +261,8 @@ def test_round_trip_pyarrow_duckdb_pandas(tmp_path: Path) -> None:
     write_run(tmp_path)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert [f.split("/part-")[0] for f in files] == [
+        "paragraphs/run_date=2024-05-17",  # not asked for: empty, with its schema
+        "sentences/run_date=2024-05-17",
         "transcripts/run_date=2024-05-17",
         "utterances/run_date=2024-05-17",
         "words/run_date=2024-05-17",
@@ -363,7 +365,7 @@ def test_writer_rejects_inferred_or_null_violating_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'media_id' must not contain nulls"):
         words_batch([(None, make_transcript("t", 2))], flow_run_id=RUN, run_date=DAY)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown table"):
-        DatasetWriter(tmp_path, "sentences")
+        DatasetWriter(tmp_path, "no_such_table")
 
 
 def test_error_inside_writer_context_publishes_nothing_more(tmp_path: Path) -> None:

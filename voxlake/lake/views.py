@@ -3,12 +3,13 @@
 :func:`connect` returns an in-memory DuckDB connection on which ``voxlake/sql/views.sql`` has
 defined, over the Parquet tables under ``root``:
 
-- ``transcripts``, ``words``, ``utterances``: every run's rows (history), with the declared
-  schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
+- ``transcripts``, ``words``, ``utterances``, ``sentences``, ``paragraphs``: every run's rows
+  (history), with the declared schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
 - ``transcripts_current``: one row per ``media_id``, its latest completed row by
   ``recorded_at``, or its latest row if it never completed;
-- ``words_current``, ``utterances_current``: the rows of the current completed transcripts, each
-  transcript once even when two runs wrote its rows;
+- ``words_current``, ``utterances_current``, ``sentences_current``, ``paragraphs_current``: the
+  rows of the current completed transcripts, each transcript once even when two runs wrote its
+  rows;
 - ``ledger``: one row per ``media_id``, its latest ledger event (``voxlake.lake.ledger``): status,
   stage, error, transcript id and audio hours, so deferred, in-flight and failed items can be
   listed with SQL.
@@ -49,8 +50,8 @@ __all__ = [
     "views_sql",
 ]
 
-HISTORY_VIEWS = ("transcripts", "words", "utterances")
-CURRENT_VIEWS = ("transcripts_current", "words_current", "utterances_current")
+HISTORY_VIEWS = ("transcripts", "words", "utterances", "sentences", "paragraphs")
+CURRENT_VIEWS = tuple(f"{table}_current" for table in HISTORY_VIEWS)
 # The ledger's event files and columns (voxlake.lake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
 # tests/integration/test_views.py holds these to). Not imported from there: voxlake.lake.ledger
 # imports pandas and the manifest code, seconds of start-up that `voxlake query` does not need.

@@ -1,7 +1,7 @@
 -- voxlake's DuckDB views over one output root (voxlake.lake.views.connect runs this file).
 --
--- {transcripts}, {words} and {utterances} are replaced by the relation that reads each table
--- with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive
+-- {transcripts}, {words}, {utterances}, {sentences} and {paragraphs} are replaced by the
+-- relation that reads each table with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive
 -- partitioning (run_date typed DATE) and union_by_name for a local root, a registered Arrow
 -- dataset for S3 and other filesystems; {ledger} likewise reads the ledger's event files
 -- (<root>/_ledger/events/*.parquet, voxlake.lake.ledger.EVENT_SCHEMA). The rest is plain SQL.
@@ -10,6 +10,8 @@
 CREATE OR REPLACE VIEW transcripts AS SELECT * FROM {transcripts};
 CREATE OR REPLACE VIEW words AS SELECT * FROM {words};
 CREATE OR REPLACE VIEW utterances AS SELECT * FROM {utterances};
+CREATE OR REPLACE VIEW sentences AS SELECT * FROM {sentences};
+CREATE OR REPLACE VIEW paragraphs AS SELECT * FROM {paragraphs};
 
 -- One row per media_id: its latest completed row, or, for an item that never completed, its
 -- latest row. "Latest" is by recorded_at (when voxlake wrote the row): completed_at is null for
@@ -26,8 +28,8 @@ QUALIFY row_number() OVER (
              flow_run_id DESC
 ) = 1;
 
--- The words and utterances of the current completed transcripts. Matching on flow_run_id too
--- keeps one copy of a transcript whose rows two runs wrote (a rerun that adopted the same job).
+-- The words, utterances, sentences and paragraphs of the current completed transcripts.
+-- Matching on flow_run_id too keeps one copy of a transcript whose rows two runs wrote (a rerun that adopted the same job).
 CREATE OR REPLACE VIEW words_current AS
 SELECT w.*
 FROM words AS w
@@ -40,6 +42,24 @@ SEMI JOIN (
 CREATE OR REPLACE VIEW utterances_current AS
 SELECT u.*
 FROM utterances AS u
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW sentences_current AS
+SELECT s.*
+FROM sentences AS s
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW paragraphs_current AS
+SELECT p.*
+FROM paragraphs AS p
 SEMI JOIN (
     SELECT media_id, transcript_id, flow_run_id
     FROM transcripts_current

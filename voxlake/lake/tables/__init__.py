@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from voxlake.lake.tables import transcripts, utterances, words
+from voxlake.lake.tables import paragraphs, sentences, transcripts, utterances, words
+from voxlake.lake.tables.paragraphs import PARAGRAPHS_SCHEMA
 from voxlake.lake.tables.schema import PARTITION_COLUMN, RUN_DATE, Table, schema_markdown
+from voxlake.lake.tables.sentences import SENTENCES_SCHEMA
 from voxlake.lake.tables.transcripts import TRANSCRIPTS_SCHEMA, transcript_row, transcripts_batch
 from voxlake.lake.tables.utterances import UTTERANCES_SCHEMA, utterances_batch
 from voxlake.lake.tables.words import WORDS_SCHEMA, words_batch
 
 __all__ = [
     "NESTED",
+    "PARAGRAPHS_SCHEMA",
     "PARTITION_COLUMN",
     "RUN_DATE",
     "SCHEMAS",
+    "SENTENCES_SCHEMA",
     "TABLES",
     "TRANSCRIPTS_SCHEMA",
     "UTTERANCES_SCHEMA",
@@ -41,6 +45,8 @@ __all__ = [
 NESTED: tuple[Table, ...] = (
     words.TABLE,
     utterances.TABLE,
+    sentences.TABLE,
+    paragraphs.TABLE,
 )
 
 #: Every table by name, ``transcripts`` first.
