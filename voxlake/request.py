@@ -55,6 +55,10 @@ PollTimeout = Annotated[float, Gt(0)]
 #: Audio hours a run may submit.
 AudioHours = Annotated[float, Gt(0), Predicate(math.isfinite)]
 OnInvalid = Literal["fail", "skip"]
+#: A caption file format (AssemblyAI's SubtitleFormat).
+CaptionFormat = Literal["srt", "vtt"]
+#: Most characters in one caption.
+CharsPerCaption = Annotated[int, Ge(1)]
 
 DEFAULT_POLL_TIMEOUT_S = 6 * 3600.0
 
@@ -170,6 +174,31 @@ class RunRequest:
         metadata=_help(
             "Prefect global concurrency limit through which concurrent runs share "
             "AssemblyAI's request budget (docs/operations.md).",
+        ),
+    )
+    captions: list[CaptionFormat] | None = field(
+        default=None,
+        metadata=_help(
+            "Caption files to write for each completed item, srt and/or vtt (comma-separated), "
+            "under OUTPUT/captions/ (docs/tables.md); one request per format and item.",
+        ),
+    )
+    chars_per_caption: CharsPerCaption | None = field(
+        default=None,
+        metadata=_help("Most characters in one caption (default: AssemblyAI's)."),
+    )
+    sentences: bool = field(
+        default=False,
+        metadata=_help(
+            "Fetch each completed transcript's sentences into the sentences table (one "
+            "request per item).",
+        ),
+    )
+    paragraphs: bool = field(
+        default=False,
+        metadata=_help(
+            "Fetch each completed transcript's paragraphs into the paragraphs table (one "
+            "request per item).",
         ),
     )
 

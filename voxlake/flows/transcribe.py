@@ -45,6 +45,8 @@ from voxlake.report import dry_run_markdown, summary_markdown, summary_table
 from voxlake.request import (
     DEFAULT_POLL_TIMEOUT_S,
     AudioHours,
+    CaptionFormat,
+    CharsPerCaption,
     ChunkSize,
     MaxUploads,
     OnInvalid,
@@ -53,7 +55,7 @@ from voxlake.request import (
     documented_by,
 )
 from voxlake.run.progress import ProgressCallback
-from voxlake.run.state import RunSettings, Stage
+from voxlake.run.state import Extras, RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun
 from voxlake.settings import settings as read_settings
 from voxlake.shared_budget import account_figures, shared_request_budget
@@ -223,6 +225,10 @@ async def transcribe_manifest(
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
+    captions: list[CaptionFormat] | None = None,
+    chars_per_caption: CharsPerCaption | None = None,
+    sentences: bool = False,
+    paragraphs: bool = False,
     # For callers in this process only (voxlake run, scripts): left out of the parameter
     # schema, so deployments neither show nor take them. A callable has no JSON form, and a
     # deployment names a saved block instead of carrying a key.
@@ -307,6 +313,7 @@ async def transcribe_manifest(
                 max_uploads=max_uploads,
                 poll_timeout_s=poll_timeout_s,
                 poll_first_s=environment.poll_first_s,
+                extras=Extras.of(captions, chars_per_caption, sentences, paragraphs),
             )
             progress = ProgressArtifact(also=on_progress)
             async with (
