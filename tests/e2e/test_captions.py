@@ -19,7 +19,7 @@ import srt
 import webvtt
 
 from tests.e2e.test_cli_inputs import clip
-from tests.support.clikit import ServeLocal, clean_env, run_env, voxlake_run
+from tests.support.clikit import ServeLocal, clean_env, run_and_crash, run_env, voxlake_run
 from voxlake.checks import check_invariants
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake.read import read_table
@@ -129,3 +129,38 @@ def test_an_unknown_caption_format_is_refused_before_anything_starts(
     assert "--captions" in done.stderr and "'srt' or 'vtt'" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_crash_after_the_commit_never_leaves_an_item_without_its_captions(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from voxlake.run.extras import caption_path
+
+    for name in ("a", "b"):
+        media = tmp_path / "media" / f"{name}.wav"
+        media.parent.mkdir(exist_ok=True)
+        write_synth_wav(media, SPEECH, 3.0, sample_rate=8000, seed=ord(name))
+    out = tmp_path / "out"
+    args = [str(tmp_path / "media"), "--output", str(out), "--captions", "vtt"]
+    server = ServeLocal(tmp_path)
+    try:
+        env = run_env(server, str(PREFECT_API_URL.value()), VOXLAKE_POLL_FIRST_S="0.2")
+        # Stopped (then kill -9) once the transcripts rows are published, before the ledger
+        # is told: the moment a reader first sees the items as done.
+        run_and_crash(args, env, "write")
+        committed = read_table(out, "transcripts").to_pylist()
+        assert len(committed) == 2
+        for row in committed:
+            assert (out / caption_path("vtt", row["media_id"], row["transcript_id"])).is_file()
+
+        # The next run collects them again (the ledger was not told): GETs only, no submit.
+        submitted = server.submissions()
+        again = voxlake_run(args, env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert server.submissions() == submitted
+        assert len(_files(out / "captions")) == 2  # the same paths, written again
+    finally:
+        server.stop()
