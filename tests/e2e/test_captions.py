@@ -70,6 +70,7 @@ def test_captions_sentences_and_paragraphs_are_fetched_once_per_item_and_parse(
             assert after.get(route, 0) - before.get(route, 0) == 2 * per_item, (route, after)
         made = server.requests() - requests_before
         assert f", {made} AssemblyAI requests, " in first.stdout.splitlines()[0], first.stdout
+        assert f"Captions written under {out}/captions: 4 caption files" in first.stdout
 
         check_invariants(out)
         from voxlake.run.extras import caption_path  # the documented layout

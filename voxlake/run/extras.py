@@ -99,6 +99,7 @@ async def _captions(
         )
     path = caption_path(fmt, media_id, transcript_id)
     await asyncio.to_thread(state.root.publish_bytes, path, text.encode("utf-8"))
+    state.captions_written += 1
 
 
 async def _segments(

@@ -167,6 +167,7 @@ class RunState:
         # disk bound, and must not stall the event loop that drives hundreds of requests).
         self.sink_lock = threading.Lock()
         self.uncommitted: list[Event] = []  # ledger events of rows not yet published
+        self.captions_written = 0  # caption files published (voxlake.run.extras)
         self.last_commit = time.monotonic()
         self.uploads = asyncio.Semaphore(settings.max_uploads)
         self.requests = asyncio.Semaphore(settings.max_requests)
