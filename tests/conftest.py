@@ -147,7 +147,7 @@ def prefect_harness() -> Iterator[None]:
     """One real Prefect API (temporary server + SQLite) for every flow test in the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 

@@ -404,6 +404,8 @@ def build_report_html(
     else:
         sections.append("<p class=none>No utterances in scope (speaker_labels was off).</p>")
 
+    sections.append(_at_assemblyai(con, run_id))
+
     if references is not None:
         sections.append("<h2>Word error rate</h2>" + _wer_section(con, references))
 
@@ -496,6 +498,25 @@ def _headline(f: Figures) -> str:
         for value, label, note in figures
     )
     return f"<div class=headline>{cells}</div>"
+
+
+def _at_assemblyai(con: duckdb.DuckDBPyConnection, run_id: str | None) -> str:
+    """How many collected transcripts were deleted at AssemblyAI and how many it still holds
+    (the ledger's view ``ledger_transcripts``; docs/ledger.md)."""
+    by_run = f"deleted_by_run_id = {_literal(run_id)}" if run_id else "false"
+    deleted, by_this_run, held = con.sql(
+        "SELECT count(deleted_at), count(*) FILTER (" + by_run + "), "
+        "count(*) FILTER (deleted_at IS NULL) FROM ledger_transcripts"
+    ).fetchall()[0]
+    rows: list[tuple[str, int]] = [("transcripts deleted", deleted)]
+    if run_id:
+        rows.append(("deleted by this run", by_this_run))
+    rows.append(("transcripts still held at AssemblyAI", held))
+    note = (
+        "<p class=meta>Every transcript this output root's ledger knows was collected; "
+        "<code>voxlake purge</code> deletes those still held.</p>"
+    )
+    return "<h2>Transcripts at AssemblyAI</h2>" + note + _table(["measure", "value"], rows)
 
 
 def _wer_section(con: duckdb.DuckDBPyConnection, references: dict[str, str]) -> str:

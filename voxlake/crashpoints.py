@@ -8,7 +8,8 @@ process sends itself SIGSTOP the ``n``-th time (default 1st) it reaches :func:`c
 one cached attribute read.
 Points: ``upload`` (an upload finished), ``after_submit`` (a job was created, not yet in the
 ledger), ``poll`` (a status round finished), ``write`` (table files published, ledger not yet
-told), ``finish`` (everything recorded, lease not yet released).
+told), ``delete`` (outcomes and ``deleting`` recorded, no transcript deleted yet:
+--delete-after-collect), ``finish`` (everything recorded, lease not yet released).
 """
 
 from __future__ import annotations

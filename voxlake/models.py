@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 JSONDict = dict[str, Any]
 
@@ -178,11 +178,16 @@ class TranscriptParams(_Wire):
     speech_models: list[str] = Field(min_length=1)
     webhook_url: str | None = None
     webhook_auth_header_name: str | None = None
-    webhook_auth_header_value: str | None = None
+    # A secret (the receiver's password): masked in reprs, logs and errors; only the request
+    # body carries it.
+    webhook_auth_header_value: SecretStr | None = None
 
     def to_request(self) -> JSONDict:
         # exclude_none: an explicit null would override AssemblyAI's defaults.
-        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+        body = self.model_dump(mode="json", exclude_none=True, by_alias=True)
+        if self.webhook_auth_header_value is not None:
+            body["webhook_auth_header_value"] = self.webhook_auth_header_value.get_secret_value()
+        return body
 
 
 class UploadedFile(_Wire):

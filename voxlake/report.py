@@ -70,6 +70,20 @@ def _failed_jobs(summary: RunSummary) -> str | None:
     )
 
 
+def _deletion(summary: RunSummary) -> str | None:
+    """What the run deleted at AssemblyAI and what is still held there, or None (not asked)."""
+    if summary.held is None and not summary.deleted and not summary.delete_failures:
+        return None
+    text = f"{_count(summary.deleted, 'transcript')} deleted at AssemblyAI"
+    if summary.delete_failures:
+        text += f", {len(summary.delete_failures)} could not be deleted (retried next run)"
+    if summary.held is not None:
+        text += f"; {summary.held} still held there"
+        if summary.held:
+            text += f" (voxlake purge {shlex.quote(summary.output)} deletes them)"
+    return text
+
+
 def voxlake_command(args: Sequence[str]) -> str:
     """``voxlake ARGS`` as a shell command that runs as printed where this one was started.
 
@@ -89,7 +103,7 @@ def voxlake_command(args: Sequence[str]) -> str:
 
 def summary_markdown(summary: RunSummary) -> str:
     lines = ["# voxlake run summary", ""]
-    if not _worked(summary):
+    if not _worked(summary) and not summary.requests:
         lines += ["Nothing to do: no request was sent and no table file was written.", ""]
     lines += [
         "| measure | value |",
@@ -102,11 +116,22 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| skipped as failed before | {summary.skipped_failed} |",
         f"| could not be resumed (job gone; `retry_failed` submits again) | {summary.gone} |",
         f"| deferred by the budget | {summary.deferred} |",
+        f"| detached (submitted; a later run collects them) | {summary.detached} |",
         f"| completed | {summary.completed} |",
         f"| failed | {summary.failed} |",
         f"| audio hours | {summary.audio_hours:.3f} |",
         f"| {_confidence_label(summary)} | {_confidence(summary.mean_confidence)} |",
         f"| AssemblyAI requests | {summary.requests} |",
+        *(
+            [
+                f"| transcripts deleted at AssemblyAI | {summary.deleted} |",
+                f"| transcripts that could not be deleted | {len(summary.delete_failures)} |",
+                f"| transcripts still held at AssemblyAI | "
+                f"{'not counted' if summary.held is None else summary.held} |",
+            ]
+            if _deletion(summary)
+            else []
+        ),
         f"| caption files written | {summary.captions} |",
         f"| elapsed | {summary.elapsed_s:.1f} s |",
         f"| tables written to | `{summary.output}` |",
@@ -136,6 +161,20 @@ def summary_markdown(summary: RunSummary) -> str:
         lines += [
             f"| {f.media_id} | {f.stage} | {f.transcript_id or ''} | {f.error.replace('|', '/')} |"
             for f in summary.failures
+        ]
+        lines.append("")
+    if summary.delete_failures:
+        lines += [
+            "## Transcripts not deleted",
+            "",
+            "Still held at AssemblyAI; the next run, or `voxlake purge`, deletes them.",
+            "",
+            "| media_id | transcript_id | reason |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {f.media_id} | {f.transcript_id} | {f.error.replace('|', '/')} |"
+            for f in summary.delete_failures
         ]
         lines.append("")
     if summary.lowest_confidence:
@@ -211,6 +250,12 @@ def print_summary(
             highlight=False,
         )
     console.print(_plan_line(summary), highlight=False)
+    if summary.detached:
+        console.print(
+            f"[bold]{summary.detached} submitted, to be collected later[/] (--detach): run the "
+            "same command again without --detach to collect them; nothing is paid twice",
+            highlight=False,
+        )
     for line in summary.bill:
         console.print(line, highlight=False, markup=False)
     if summary.fatal:
@@ -241,6 +286,16 @@ def print_summary(
             highlight=False,
             markup=False,
         )
+    deletion = _deletion(summary)
+    if deletion:
+        console.print(deletion, highlight=False, markup=False)
+    if summary.delete_failures:
+        table = Table(
+            "media_id", "transcript_id", "reason", title="Not deleted", title_justify="left"
+        )
+        for d in summary.delete_failures:
+            table.add_row(d.media_id, d.transcript_id, d.error)
+        console.print(table)
     if written:
         files = ", ".join(
             f"{n} {table} file{'' if n == 1 else 's'}" for table, n in summary.files.items() if n

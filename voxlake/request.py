@@ -55,12 +55,16 @@ PollTimeout = Annotated[float, Gt(0)]
 #: Audio hours a run may submit.
 AudioHours = Annotated[float, Gt(0), Predicate(math.isfinite)]
 OnInvalid = Literal["fail", "skip"]
+#: Seconds a job in webhook mode waits for its notification before the safety-net poll.
+SafetyPoll = Annotated[float, Gt(0), Predicate(math.isfinite)]
 #: A caption file format (AssemblyAI's SubtitleFormat).
 CaptionFormat = Literal["srt", "vtt"]
 #: Most characters in one caption.
 CharsPerCaption = Annotated[int, Ge(1)]
 
 DEFAULT_POLL_TIMEOUT_S = 6 * 3600.0
+DEFAULT_WEBHOOK_HEADER = "X-Voxlake-Webhook-Auth"
+DEFAULT_WEBHOOK_SAFETY_POLL_S = 60.0
 
 
 def _help(text: str) -> dict[str, str]:
@@ -156,6 +160,13 @@ class RunRequest:
     report: bool = field(
         default=True, metadata=_help("Write the run's HTML report to OUTPUT/reports/<run id>.html.")
     )
+    delete_after_collect: bool = field(
+        default=False,
+        metadata=_help(
+            "Delete each transcript at AssemblyAI once its rows are committed (recorded in "
+            "the ledger; a rerun finishes deletions a crash interrupted; docs/ledger.md).",
+        ),
+    )
     credentials_block: str | None = field(
         default=None,
         metadata=_help(
@@ -174,6 +185,41 @@ class RunRequest:
         metadata=_help(
             "Prefect global concurrency limit through which concurrent runs share "
             "AssemblyAI's request budget (docs/operations.md).",
+        ),
+    )
+    webhook_url: str | None = field(
+        default=None,
+        metadata=_help(
+            "Webhook mode: every job is submitted with this webhook_url (the receiver's, "
+            "voxlake webhooks, recording under this output) and the run waits on its "
+            "notifications instead of polling (docs/webhooks.md).",
+        ),
+    )
+    webhook_auth_header_name: str = field(
+        default=DEFAULT_WEBHOOK_HEADER,
+        metadata=_help("The webhook_auth_header_name the jobs are submitted with."),
+    )
+    # The name of a variable, not the secret: a parameter is recorded by Prefect and shown in
+    # `ps`; the value is read from the environment of the process that runs the flow.
+    webhook_auth_header_value_env: str | None = field(
+        default=None,
+        metadata=_help(
+            "Environment variable holding the webhook_auth_header_value (required with "
+            "webhook_url; never the value itself).",
+        ),
+    )
+    webhook_safety_poll_s: SafetyPoll = field(
+        default=DEFAULT_WEBHOOK_SAFETY_POLL_S,
+        metadata=_help(
+            "Webhook mode: seconds a job waits for its notification before a slow status poll "
+            "looks for it (the safety net for a lost notification), and between such polls.",
+        ),
+    )
+    detach: bool = field(
+        default=False,
+        metadata=_help(
+            "Submit and return without waiting for the jobs: the next run collects them "
+            "(without paying again).",
         ),
     )
     captions: list[CaptionFormat] | None = field(

@@ -29,7 +29,7 @@ import hmac
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -208,6 +208,29 @@ class NotificationStore:
         except Exception as exc:
             raise self._error(exc, self._folder, "reading the webhook notifications in") from None
         return sorted(found, key=lambda n: (n.first_received_at, n.transcript_id))
+
+    def notified(self, transcript_ids: Collection[str]) -> dict[str, Notification]:
+        """The pending notifications of ``transcript_ids`` only: one listing (a file's name is
+        its transcript id), then a read of each of those files. What a run waiting on a few of
+        many pending notifications checks every second or so (:mod:`voxlake.run.notified`)."""
+        wanted = set(transcript_ids)
+        try:
+            if self._fs is None:
+                names = os.listdir(self._folder)
+            else:
+                names = [str(p).rsplit("/", 1)[-1] for p in self._fs.ls(self._folder, detail=False)]
+            found = {}
+            for name in names:
+                tid = name.removesuffix(".json")
+                if name.endswith(".json") and tid in wanted:
+                    note = self._read(self._path(tid))
+                    if note is not None:  # acknowledged since the listing
+                        found[tid] = note
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            raise self._error(exc, self._folder, "reading the webhook notifications in") from None
+        return found
 
     def acknowledge(self, transcript_ids: Iterable[str]) -> None:
         """Forget these notifications (their transcripts are collected). Idempotent.

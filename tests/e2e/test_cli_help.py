@@ -59,7 +59,7 @@ def _options(command: str) -> list[str]:
     [
         *[
             (command, "60")
-            for command in ("run", "serve", "serve-local", "query", "report", "webhooks")
+            for command in ("run", "serve", "serve-local", "query", "report", "purge", "webhooks")
         ],
         ("run", None),  # piped with no COLUMNS: rich cut it at 80 columns
     ],

@@ -147,6 +147,7 @@ async def backfill(
     modified_until: dt.datetime | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    delete_after_collect: bool = False,
     options: dict[str, Any] | None = None,
     on_invalid: OnInvalid = "skip",
     media_extensions: list[str] | None = None,
@@ -162,10 +163,10 @@ async def backfill(
 
     The flow is named ``transcribe-manifest`` like the one it fans out to, so that its
     deployment reads ``transcribe-manifest/backfill`` next to ``…/nightly`` and ``…/shard``.
-    ``force``, ``retry_failed``, the credentials block names and ``shared_budget`` go to every
-    shard. The parent holds the output root's lease for the whole backfill, with the shards in
-    its lease group: a nightly run that starts meanwhile is refused, and no shard releases the
-    root while its siblings still work (docs/ledger.md).
+    ``force``, ``retry_failed``, ``delete_after_collect``, the credentials block names and
+    ``shared_budget`` go to every shard. The parent holds the output root's lease for the
+    whole backfill, with the shards in its lease group: a nightly run that starts meanwhile is
+    refused, and no shard releases the root while its siblings still work (docs/ledger.md).
     """
     logger = get_run_logger()
     if shards < 1:
@@ -195,6 +196,7 @@ async def backfill(
     passed = {
         "force": force,
         "retry_failed": retry_failed,
+        "delete_after_collect": delete_after_collect,
         "lease_group": parent_id,
         "credentials_block": credentials_block,
         "aws_credentials_block": aws_credentials_block,

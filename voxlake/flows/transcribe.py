@@ -44,6 +44,8 @@ from voxlake.manifest.options import deprecation_warning
 from voxlake.report import dry_run_markdown, summary_markdown, summary_table
 from voxlake.request import (
     DEFAULT_POLL_TIMEOUT_S,
+    DEFAULT_WEBHOOK_HEADER,
+    DEFAULT_WEBHOOK_SAFETY_POLL_S,
     AudioHours,
     CaptionFormat,
     CharsPerCaption,
@@ -52,8 +54,10 @@ from voxlake.request import (
     OnInvalid,
     PollTimeout,
     RunRequest,
+    SafetyPoll,
     documented_by,
 )
+from voxlake.run.notified import run_webhook
 from voxlake.run.progress import ProgressCallback
 from voxlake.run.state import Extras, RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun
@@ -187,6 +191,8 @@ async def _run_chunks(
                 ids = await run_stage(submit_transcripts, ids) if ids else ids
             finally:
                 past_submit()
+            if run.detach:
+                return  # submitted: a later run collects them (their ledger says submitted)
             stage = "poll"
             ids = await run_stage(poll_transcripts, ids) if ids else ids
             stage = "write"
@@ -222,9 +228,15 @@ async def transcribe_manifest(
     price_table: dict[str, float] | None = None,
     lease_group: str | None = None,
     report: bool = True,
+    delete_after_collect: bool = False,
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
+    webhook_url: str | None = None,
+    webhook_auth_header_name: str = DEFAULT_WEBHOOK_HEADER,
+    webhook_auth_header_value_env: str | None = None,
+    webhook_safety_poll_s: SafetyPoll = DEFAULT_WEBHOOK_SAFETY_POLL_S,
+    detach: bool = False,
     captions: list[CaptionFormat] | None = None,
     chars_per_caption: CharsPerCaption | None = None,
     sentences: bool = False,
@@ -238,7 +250,11 @@ async def transcribe_manifest(
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
     Incremental (docs/ledger.md): items already completed under ``output`` are skipped, jobs an
-    interrupted run left in flight are resumed. ``force`` submits everything again,
+    interrupted run left in flight are resumed. With ``webhook_url`` the jobs are submitted with
+    it and the auth header whose value is in the environment variable
+    ``webhook_auth_header_value_env``, and the run waits on the notifications the receiver
+    records under ``output`` instead of polling (docs/webhooks.md); ``detach`` submits and
+    returns, leaving the jobs for a later run to collect. ``force`` submits everything again,
     ``retry_failed`` resubmits items whose job failed before. ``dry_run`` sends no request and
     writes nothing: it reports what would be submitted, its audio hours and estimated cost
     (``price_table`` overrides list prices, USD per hour by speech model). ``max_audio_hours``
@@ -247,6 +263,8 @@ async def transcribe_manifest(
     ``lease_group`` lets the shards of one backfill share the output root. With ``report`` the
     run writes its HTML report beside the tables (``<output>/reports/<run id>.html``) and names
     it in its summary (a markdown artifact cannot hold the report's images).
+    ``delete_after_collect`` deletes each transcript at AssemblyAI once its rows are committed
+    (docs/ledger.md, "Deleting transcripts at AssemblyAI").
 
     Secrets never reach Prefect's database. The AssemblyAI key comes from ``credentials``, an
     ``AssemblyAICredentials`` given in this process (Prefect records it with the key masked),
@@ -272,6 +290,13 @@ async def transcribe_manifest(
         environment = read_settings()
         if credentials is not None and credentials_block is not None:
             raise ConfigurationError("give credentials or credentials_block, not both")
+        # The secret is read here, from this process's environment: never a parameter.
+        webhook = run_webhook(
+            webhook_url,
+            webhook_auth_header_name,
+            webhook_auth_header_value_env,
+            webhook_safety_poll_s,
+        )
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
         s3_credentials = await aws_s3_credentials(aws_credentials_block)
         with use_s3_credentials(s3_credentials):
@@ -336,7 +361,10 @@ async def transcribe_manifest(
                     retry_failed=retry_failed,
                     max_audio_hours=max_audio_hours,
                     lease_group=lease_group,
+                    delete_after_collect=delete_after_collect,
                     on_progress=progress,
+                    webhook=webhook,
+                    detach=detach,
                 ) as run,
                 progress.shown(),
             ):
@@ -367,7 +395,7 @@ async def transcribe_manifest(
                 description="failures and lowest-confidence items",
             )
             logger.info(summary.message)
-            if summary.fatal or (summary.failed and fail_on_error):
+            if summary.fatal or (fail_on_error and (summary.failed or summary.delete_failures)):
                 return Failed(message=summary.message, data=summary)
             return Completed(message=summary.message, data=summary)
     except VoxlakeError as exc:

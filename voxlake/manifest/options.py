@@ -453,8 +453,9 @@ def unknown_option_fix(name: str, among: typing.Iterable[str] = OPTION_COLUMNS) 
     """What to do about an option name that is not one: a webhook field, a typo, or neither."""
     if name in RUN_ONLY_FIELDS:
         return (
-            "webhooks are not a transcription option: voxlake polls for results, and a webhook "
-            "belongs to the run, not to a manifest row or the options; remove it"
+            "webhooks are not a transcription option: a webhook belongs to the run, not to a "
+            "manifest row or the options; remove it, and give the run --webhook-url "
+            "(docs/webhooks.md)"
         )
     close = difflib.get_close_matches(name, sorted(among), n=1)
     if close:

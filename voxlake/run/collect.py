@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 from voxlake.errors import VoxlakeError
 from voxlake.models import Transcript, TranscriptStatus
-from voxlake.run import extras, load, normalise
+from voxlake.run import delete, extras, load, normalise
 from voxlake.run.failures import fail
+from voxlake.run.notified import NotifiedWaiter
 from voxlake.run.state import ItemRecord, RunState, each
 
 # collect() writes fetched transcripts once this many words are waiting: ~1 KB a word as
@@ -45,6 +46,14 @@ async def collect(state: RunState, media_ids: Sequence[str]) -> int:
     await each(todo, fetch)
     await _write(state, group)
     await load.commit_if_due(state)
+    if isinstance(state.poller, NotifiedWaiter):
+        # Collected (or failed for good): their notifications are done with. Acknowledged
+        # before the commit is no loss: an uncommitted job is resumed by the next run, which
+        # looks for it with the safety-net poll when no notification is pending.
+        await state.poller.acknowledge(
+            tid for m in todo if not state.pending(m) and (tid := state.records[m].transcript_id)
+        )
+    await delete.due(state)
     state.progress.advance("collect", len(todo))
     return len(todo)
 
@@ -87,4 +96,6 @@ async def _write(state: RunState, group: Sequence[tuple[ItemRecord, Transcript]]
             # it gets an error row like any failed item, and its neighbours' rows stand.
             fail(state, rec.item.media_id, "write", error)
             continue
-        load.uncommitted(state, normalise.outcome(rec, transcript))
+        outcome = normalise.outcome(rec, transcript)
+        load.uncommitted(state, outcome)
+        delete.request(state, rec, outcome)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from voxlake.crashpoints import crashpoint
-from voxlake.lake.ledger import Event
+from voxlake.lake.ledger import Event, Status
 from voxlake.lake.normalize import SinkEntry
 from voxlake.lake.writer import TableSink, WrittenFile
 from voxlake.run.normalise import row_fields
@@ -80,6 +80,11 @@ def commit(state: RunState) -> None:
     crashpoint("write")
     state.ledger.append(events)
     state.last_commit = time.monotonic()
+    # Only now, with the rows and the outcome durable, may a transcript be deleted.
+    deleting = [e for e in events if e.status is Status.deleting]
+    if deleting:
+        with state.sink_lock:
+            state.to_delete += deleting
 
 
 async def commit_if_due(state: RunState) -> None:

@@ -24,6 +24,7 @@ from voxlake.lake.root import OutputRoot
 from voxlake.lake.writer import TableSink
 from voxlake.manifest import InvalidRow, Manifest, MediaItem
 from voxlake.polling import SharedPoller
+from voxlake.run.notified import CHECK_S, NotifiedWaiter, RunWebhook
 from voxlake.run.progress import ProgressCounter
 from voxlake.settings import settings
 from voxlake.storage import S3Options
@@ -59,6 +60,15 @@ class ItemRecord:
     @property
     def done(self) -> bool:
         return self.status != "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    """A transcript the run could not delete at AssemblyAI: still held (docs/ledger.md)."""
+
+    media_id: str
+    transcript_id: str
+    error: str
 
 
 class PlanCounts(TypedDict, total=False):
@@ -126,6 +136,8 @@ class RunSettings:
     # and at least every this many items, so a crash loses little work and memory stays flat.
     commit_interval_s: float = 10.0
     commit_items: int = 1_000
+    # Webhook mode: seconds between two looks for notifications (voxlake.run.notified).
+    notification_check_s: float = CHECK_S
     # Looking a job up by audio_url after an unknown create: rounds before giving up (the
     # ledger keeps `submitting`, so the next run looks again before it resubmits).
     submit_rounds: int = 4
@@ -146,6 +158,7 @@ class RunState:
         settings: RunSettings,
         s3: S3Options | None,
         progress: ProgressCounter,
+        webhook: RunWebhook | None = None,
     ) -> None:
         self.manifest = manifest
         self.invalid: list[InvalidRow] = list(manifest.invalid)
@@ -167,18 +180,41 @@ class RunState:
         # disk bound, and must not stall the event loop that drives hundreds of requests).
         self.sink_lock = threading.Lock()
         self.uncommitted: list[Event] = []  # ledger events of rows not yet published
+        # --delete-after-collect: each committed transcript's `deleting` event waits here for
+        # the delete stage (voxlake.run.delete), which records what became of it.
+        self.delete_after_collect = False
+        self.to_delete: list[Event] = []
+        self.deleted = 0
+        self.delete_failures: list[DeleteFailure] = []
         self.captions_written = 0  # caption files published (voxlake.run.extras)
         self.last_commit = time.monotonic()
         self.uploads = asyncio.Semaphore(settings.max_uploads)
         self.requests = asyncio.Semaphore(settings.max_requests)
-        self.poller = SharedPoller(
-            client,
-            min_interval_s=settings.poll_min_interval_s,
-            max_interval_s=settings.poll_max_interval_s,
-            tail_interval_s=settings.poll_tail_interval_s,
-            tail_max_interval_s=max(settings.poll_tail_interval_s, 2.5 * settings.poll_first_s),
-            tail_finds=settings.poll_tail_finds,
-        )
+        self.webhook = webhook
+        self.poller: SharedPoller | NotifiedWaiter
+        if webhook is None:
+            self.poller = SharedPoller(
+                client,
+                min_interval_s=settings.poll_min_interval_s,
+                max_interval_s=settings.poll_max_interval_s,
+                tail_interval_s=settings.poll_tail_interval_s,
+                tail_max_interval_s=max(settings.poll_tail_interval_s, 2.5 * settings.poll_first_s),
+                tail_finds=settings.poll_tail_finds,
+            )
+        else:
+            # Webhook mode: notifications first; the same poller, slowed down to one round
+            # every safety_poll_s, only for the jobs whose notification did not come.
+            slow = webhook.safety_poll_s
+            self.poller = NotifiedWaiter(
+                output,
+                s3,
+                SharedPoller(
+                    client, min_interval_s=slow, max_interval_s=slow, tail_interval_s=slow
+                ),
+                safety_poll_s=slow,
+                resumed_first_poll_s=settings.poll_first_s,
+                check_s=settings.notification_check_s,
+            )
 
     @property
     def ledger(self) -> Ledger:

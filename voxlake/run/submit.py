@@ -105,6 +105,9 @@ async def _submit_one(state: RunState, media_id: str) -> None:
     # submit() only passes items that have one: uploaded, or an http(s) source.
     assert rec.audio_url is not None
     params = rec.item.options.request(rec.audio_url)
+    if state.webhook is not None:
+        # The run's, not the item's: not an option, so not in its options hash either.
+        params = params.model_copy(update=state.webhook.params())
     try:
         async with state.requests:
             if state.stopped():

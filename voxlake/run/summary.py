@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voxlake.run.plan import invalid_rows
-from voxlake.run.state import RunState, Stage
+from voxlake.run.state import DeleteFailure, RunState, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,14 @@ class RunSummary:
     # The completed items' cost at list prices, by speech model and requested feature (lines of
     # voxlake.estimate.Estimate.bill_lines), set by the flow.
     bill: tuple[str, ...] = ()
+    # --detach: submitted (or resumed) and left running, for a later run to collect.
+    detached: int = 0
+    # Transcripts deleted at AssemblyAI by this run (--delete-after-collect, or finishing an
+    # earlier run's deletions), those it could not delete, and how many collected transcripts
+    # the ledger knows are still held there (None: not counted, no deletion was asked).
+    deleted: int = 0
+    delete_failures: tuple[DeleteFailure, ...] = ()
+    held: int | None = None
 
     @property
     def message(self) -> str:
@@ -67,6 +75,15 @@ class RunSummary:
         ]
         if extras:
             text += " (" + ", ".join(extras) + ")"
+        if self.detached:
+            text += (
+                f"; {self.detached} submitted, to be collected later (detached: run the same "
+                "command again, without --detach, to collect them)"
+            )
+        if self.deleted or self.delete_failures:
+            text += f"; {self.deleted} deleted at AssemblyAI"
+            if self.delete_failures:
+                text += f", {len(self.delete_failures)} could not be deleted"
         if self.fatal:
             text += f"; run stopped: {self.fatal}"
         if not self.failed:
@@ -78,8 +95,16 @@ class RunSummary:
         )
 
 
-def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> RunSummary:
-    """The summary of the run's records so far."""
+def summarise(
+    state: RunState,
+    *,
+    files: dict[str, int],
+    elapsed_s: float,
+    detached: bool = False,
+    held: int | None = None,
+) -> RunSummary:
+    """The summary of the run's records so far (``detached``: its pending jobs were left
+    running on purpose; ``held``: transcripts the ledger knows are still at AssemblyAI)."""
     recs = list(state.records.values())
     completed = [r for r in recs if r.status == "completed"]
     failures = [
@@ -114,6 +139,7 @@ def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> Ru
         fatal=str(state.fatal) if state.fatal else None,
         requests=state.client.requests_sent,
         no_words=sum(r.no_words for r in completed),
+        detached=sum(1 for r in recs if r.transcript_id and not r.done) if detached else 0,
         captions=state.captions_written,
         # Gone jobs are said apart, once, with the same command (the CLI's "could not be
         # resumed" line).
@@ -121,5 +147,8 @@ def summarise(state: RunState, *, files: dict[str, int], elapsed_s: float) -> Ru
             *state.skipped_failed,
             *(r.item.media_id for r in recs if r.job_failed and not r.gone),
         ),
+        deleted=state.deleted,
+        delete_failures=tuple(state.delete_failures),
+        held=held,
         **state.counts,
     )

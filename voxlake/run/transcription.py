@@ -9,7 +9,9 @@ item cannot fail its neighbours::
     enter ─▶ start() ─▶ upload(ids) ─▶ submit(ids) ─▶ wait(ids) ─▶ collect(ids) ─▶ finish()
     [plan]   [submit]    [upload]       [submit]       [poll]      [collect]        [load]
     ledger,  key check,  local / S3     (request)      (batched    fetch, normalise, RunSummary
-    budget   unknowns    media                         list polls) load (Parquet)   [summary]
+    budget   unknowns,   media                         list polls) load (Parquet),  [summary]
+             [delete]                                              [delete]         [delete]
+             unfinished                                            once committed
 
 Each stage skips items that are already past it, so calling a stage again for the same chunk
 (a Prefect task retry) never uploads or submits twice. Per-request retries (429 with
@@ -30,8 +32,9 @@ from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
 from voxlake.lake.ledger import Ledger
 from voxlake.manifest import InvalidRow, Manifest
-from voxlake.run import collect, load, plan, poll, submit, upload
+from voxlake.run import collect, delete, load, plan, poll, submit, upload
 from voxlake.run.failures import RunStoppedError, fail, fail_pending
+from voxlake.run.notified import RunWebhook
 from voxlake.run.progress import ProgressCallback, ProgressCounter
 from voxlake.run.state import ItemRecord, PlanCounts, RunSettings, RunState, Stage
 from voxlake.run.summary import RunSummary, summarise
@@ -63,8 +66,12 @@ class TranscriptionRun:
         retry_failed: bool = False,
         max_audio_hours: float | None = None,
         lease_group: str | None = None,
+        delete_after_collect: bool = False,
         on_progress: ProgressCallback | None = None,
+        webhook: RunWebhook | None = None,
+        detach: bool = False,
     ) -> None:
+        self.detach = detach
         self.state = RunState(
             manifest,
             str(output),
@@ -73,13 +80,16 @@ class TranscriptionRun:
             settings=settings or RunSettings(),
             s3=s3,
             progress=ProgressCounter(on_progress),
+            webhook=webhook,
         )
+        self.state.delete_after_collect = delete_after_collect
         self._force, self._retry_failed = force, retry_failed
         self._max_audio_hours = max_audio_hours
         self._lease_group = lease_group
         self._run_date = run_date or dt.datetime.now(dt.UTC).date()
         self._started = time.monotonic()
         self._files: dict[str, int] = {}
+        self._held: int | None = None  # transcripts still at AssemblyAI, once counted
 
     async def __aenter__(self) -> TranscriptionRun:
         state = self.state
@@ -139,10 +149,11 @@ class TranscriptionRun:
         upload (raises :class:`~voxlake.errors.AuthenticationError`). A run with nothing to do
         sends nothing.
         """
-        if not self.state.records:
-            return
-        await submit.check_key(self.state)
-        await submit.resolve_unknown(self.state)
+        if self.state.records:
+            await submit.check_key(self.state)
+            await submit.resolve_unknown(self.state)
+        # Deletions an earlier run asked for and did not do: its transcripts' rows are durable.
+        await delete.unfinished(self.state)
 
     async def upload(self, media_ids: Sequence[str]) -> list[str]:
         """Upload local and S3 media (http sources pass through: AssemblyAI fetches them)."""
@@ -168,6 +179,10 @@ class TranscriptionRun:
         """Record every item that has no row yet as a failure, commit everything, summarise."""
         state = self.state
         for media_id, rec in state.records.items():
+            if self.detach and rec.transcript_id and not rec.done and not state.fatal:
+                # Submitted and left running: the ledger keeps it `submitted`, and the next
+                # run resumes it (summary: detached). Not a failure.
+                continue
             if not rec.done:
                 # A stage that returned without recording the item (or a run stopped early).
                 # Losing it silently would break "every item ends as a row or a failure".
@@ -180,8 +195,17 @@ class TranscriptionRun:
         load.add_invalid_rows(state, plan.invalid_rows(state))
         files = await load.close(state)
         self._files = {table: len(written) for table, written in files.items()}
+        await delete.due(state)
+        if state.delete_after_collect or state.deleted or state.delete_failures:
+            self._held = len((await asyncio.to_thread(state.ledger.held)).transcripts)
         crashpoint("finish")
         return self.summary()
 
     def summary(self) -> RunSummary:
-        return summarise(self.state, files=self._files, elapsed_s=time.monotonic() - self._started)
+        return summarise(
+            self.state,
+            files=self._files,
+            elapsed_s=time.monotonic() - self._started,
+            detached=self.detach,
+            held=self._held,
+        )

@@ -83,3 +83,18 @@ FROM (
     FROM {ledger}
 )
 QUALIFY row_number() OVER (PARTITION BY media_id ORDER BY "at" DESC, run_id DESC, status) = 1;
+
+-- One row per transcript the ledger knows was collected (its item completed, or its job
+-- failed), and whether it is deleted at AssemblyAI (docs/ledger.md): deleted_at is null for a
+-- transcript still held there, which `voxlake purge` deletes. An item submitted again
+-- (--force) has a row per transcript.
+CREATE OR REPLACE VIEW ledger_transcripts AS
+SELECT transcript_id,
+       arg_max(media_id, "at") AS media_id,
+       min("at") FILTER (status IN ('completed', 'job_failed')) AS collected_at,
+       min("at") FILTER (status = 'deleted') AS deleted_at,
+       arg_min(run_id, "at") FILTER (status = 'deleted') AS deleted_by_run_id
+FROM {ledger}
+WHERE transcript_id IS NOT NULL
+GROUP BY transcript_id
+HAVING count(*) FILTER (status IN ('completed', 'job_failed')) > 0;

@@ -18,6 +18,9 @@ changed bytes (a new fingerprint) or changed options make a new item. Its status
     failed      no job was created (upload error, refused submit, invalid row): retried free
     deferred    not submitted because the run's budget was reached: picked up next run
 
+    completed / job_failed ──▶ deleting ──▶ deleted   (the transcript at AssemblyAI, after its
+                                                        rows: --delete-after-collect, purge)
+
 The one rule that makes paying twice impossible: ``submitting`` (with the ``audio_url``) is
 durable *before* ``POST /v2/transcript`` is sent. Whatever instant a ``kill -9`` hits, the next
 run either knows the transcript id or knows the unique upload URL to look the job up by in the
@@ -48,17 +51,21 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from voxlake.errors import VoxlakeError
 from voxlake.lake.ledger.events import (
+    DELETION,
     EVENT_SCHEMA,
     EVENTS_DIR,
     LEDGER_DIR,
     Event,
+    RecordedItem,
     Status,
     comparable_url,
     events_table,
@@ -83,6 +90,7 @@ from voxlake.storage import S3Options
 
 __all__ = [
     "COMPACT_ABOVE_FILES",
+    "DELETION",
     "EVENTS_DIR",
     "EVENT_SCHEMA",
     "HEARTBEAT_S",
@@ -91,6 +99,8 @@ __all__ = [
     "LEDGER_DIR",
     "Action",
     "Event",
+    "Held",
+    "HeldTranscript",
     "ItemState",
     "Lease",
     "LeaseHeldError",
@@ -98,6 +108,7 @@ __all__ = [
     "LeaseLostError",
     "Ledger",
     "Planned",
+    "RecordedItem",
     "States",
     "Status",
     "comparable_url",
@@ -110,6 +121,29 @@ logger = logging.getLogger(__name__)
 
 #: An acquiring run merges the event files into one when there are more than this many.
 COMPACT_ABOVE_FILES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTranscript:
+    """A collected transcript still at AssemblyAI: its item, its id, and whether a run asked
+    for its deletion (``deleting``) and has not done it yet."""
+
+    item: RecordedItem
+    transcript_id: str
+    requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the ledger knows is at AssemblyAI (:meth:`Ledger.held`)."""
+
+    transcripts: list[HeldTranscript]  # collected (completed or job failed), not deleted
+    deleted: int  # transcripts recorded deleted
+    in_flight: int  # jobs not collected yet: never deleted (a run collects them first)
+
+    @property
+    def requested(self) -> list[HeldTranscript]:
+        return [h for h in self.transcripts if h.requested]
 
 
 class Ledger:
@@ -194,6 +228,62 @@ class Ledger:
             self._apply(key, event.status, event.transcript_id, event.audio_url, event.at)
 
     # --- reading ------------------------------------------------------------------------------
+
+    def held(self) -> Held:
+        """The transcripts the ledger knows are still at AssemblyAI (docs/ledger.md).
+
+        Read from the events themselves, not from the folded states: an item submitted again
+        (``--force``) has a new transcript, and its earlier one is still held too.
+        """
+        table = self.read_events(
+            [
+                "item_key",
+                "media_id",
+                "source",
+                "source_fingerprint",
+                "source_size",
+                "options_hash",
+                "status",
+                "transcript_id",
+            ]
+        )
+        table = table.filter(pc.is_valid(table["transcript_id"]))
+        status, tid = table["status"], table["transcript_id"]
+
+        def ids(*statuses: Status) -> pa.Array:
+            wanted = pa.array([s.value for s in statuses])
+            found = pc.unique(tid.filter(pc.is_in(status, value_set=wanted)))
+            return found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
+
+        gone = ids(Status.deleted)
+        requested = set(ids(Status.deleting).to_pylist())
+        outcomes = pa.array([Status.completed.value, Status.job_failed.value])
+        collected = table.filter(
+            pc.and_(
+                pc.is_in(status, value_set=outcomes),
+                pc.invert(pc.is_in(tid, value_set=gone)),
+            )
+        )
+        latest: dict[str, HeldTranscript] = {}  # rows are oldest first: the last one wins
+        for row in collected.to_pylist():
+            item = RecordedItem(
+                row["item_key"],
+                row["media_id"],
+                row["source"],
+                row["source_fingerprint"],
+                row["source_size"],
+                row["options_hash"],
+            )
+            tid_ = row["transcript_id"]
+            latest[tid_] = HeldTranscript(item, tid_, tid_ in requested)
+        in_flight = ids(Status.submitted, Status.submitting)
+        known = pa.concat_arrays([gone, ids(Status.completed, Status.job_failed)])
+        flying = pc.count(pc.filter(in_flight, pc.invert(pc.is_in(in_flight, value_set=known))))
+        return Held(
+            transcripts=sorted(latest.values(), key=lambda h: (h.item.media_id, h.transcript_id)),
+            deleted=len(gone),
+            in_flight=flying.as_py(),
+        )
 
     def read_events(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Every event of the root, oldest first (ties: file name order, then row order).

@@ -32,6 +32,15 @@ class Status(StrEnum):
     job_failed = "job_failed"
     failed = "failed"
     deferred = "deferred"
+    # After the item's outcome: its transcript is to be deleted at AssemblyAI (written in the
+    # same append as `completed`), then is (docs/ledger.md, "Deleting transcripts").
+    deleting = "deleting"
+    deleted = "deleted"
+
+
+#: Statuses that say what became of an item's transcript at AssemblyAI, not of the item:
+#: planning reads through them to the outcome before (voxlake.lake.ledger.planning).
+DELETION = (Status.deleting, Status.deleted)
 
 
 _UTC_US = pa.timestamp("us", tz="UTC")
@@ -68,13 +77,28 @@ def item_key(source: str, fingerprint: str | None, options_hash: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def key_of(item: MediaItem) -> str:
+def key_of(item: MediaItem | RecordedItem) -> str:
+    if isinstance(item, RecordedItem):
+        return item.key
     return item_key(item.source, item.fingerprint, item.options_hash)
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedItem:
+    """An item as the ledger recorded it: what an event about it needs when no manifest names
+    it (``voxlake purge``, or a run finishing an earlier run's deletions)."""
+
+    key: str
+    media_id: str
+    source: str  # as recorded: already without a signed query
+    fingerprint: str | None
+    size: int | None
+    options_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    item: MediaItem
+    item: MediaItem | RecordedItem
     status: Status
     audio_url: str | None = None
     transcript_id: str | None = None

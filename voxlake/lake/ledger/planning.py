@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from voxlake.lake.ledger.events import Status, item_key
+from voxlake.lake.ledger.events import DELETION, Status, item_key
 from voxlake.lake.ledger.states import STATUS_BY_CODE, ItemState, States
 from voxlake.manifest import MediaItem
 
@@ -41,7 +41,8 @@ def plan(
     - ``force``: **new**, whatever happened before;
     - ever completed: **skip_done**;
     - its job ended in error: **skip_failed**, or **new** with ``retry_failed``;
-    - failed before any job existed, or deferred by a budget: **new** (costs nothing extra).
+    - failed before any job existed, or deferred by a budget: **new** (costs nothing extra);
+    - its transcript deleted (or being deleted) at AssemblyAI: as the outcome before that.
     """
     items = list(items)
     # Items of one manifest share a handful of options objects (voxlake.manifest caches them),
@@ -60,6 +61,10 @@ def plan(
         items, keys, codes.tolist(), ever_completed.tolist(), strict=True
     ):
         status = None if code < 0 else STATUS_BY_CODE[code]
+        if status in DELETION:
+            # Its transcript is (being) deleted at AssemblyAI: planned as the outcome that
+            # came before, the only ones a deletion follows.
+            status = Status.completed if done else Status.job_failed
         action: Action = "new"
         if status is None:
             pass

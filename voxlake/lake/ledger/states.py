@@ -77,6 +77,14 @@ class States(Mapping[str, ItemState]):
                     done[i] = state.ever_completed
         return codes, done
 
+    def keys_with(self, status: Status) -> list[str]:
+        """The keys whose latest status is ``status`` (vectorised over the folded log)."""
+        keys: list[str] = []
+        if self._folded is not None:
+            at = np.flatnonzero(self._folded.status == _CODE[status])
+            keys = [k for k in self._keys.take(pa.array(at)).to_pylist() if k not in self._changed]
+        return keys + [k for k, state in self._changed.items() if state.status is status]
+
     def get(self, key: str, default: Any = None) -> Any:  # Mapping's signature
         state = self._changed.get(key)
         if state is not None or self._folded is None:
@@ -242,8 +250,11 @@ class _Folded:
         self._submitting_pos = np.where(
             last_submitting >= 0, self._pos[np.maximum(last_submitting, 0)], -1
         )
-        # The open items' details now (a run resumes them); the settled ones' if ever asked.
-        self._detailed = self.status != _CODE[Status.completed]
+        # The open items' details now (a run resumes them, or finishes their deletion); the
+        # settled ones' if ever asked.
+        self._detailed = (self.status != _CODE[Status.completed]) & (
+            self.status != _CODE[Status.deleted]
+        )
         self._tid, self._url = self._details(self._detailed)
 
     def state(self, i: int) -> ItemState:

@@ -1,0 +1,198 @@
+"""Webhook mode of `voxlake run`, end to end: real processes only.
+
+`voxlake serve-local` (its own process, counting requests by route) delivers each job's
+notification to `voxlake webhooks OUT` (the receiver process, recording under OUT), and
+`voxlake run --webhook-url ...` waits on those records instead of polling. The server's counters
+prove what was requested: ``transcript_list`` is the key check plus every status round.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_webhooks import HEADER, Receiver
+from tests.support.clikit import ServeLocal, clean_env, run_env, voxlake_run, wait_until
+from tests.support.secrets import WEBHOOK_SECRET
+from voxlake.emulator.synth import write_synth_wav
+from voxlake.lake.read import read_table
+from voxlake.webhooks import pending_notifications
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+CLIPS = 4
+
+
+def _media(tmp: Path) -> Path:
+    media = tmp / "media"
+    media.mkdir()
+    for i in range(CLIPS):
+        write_synth_wav(media / f"clip-{i}.wav", f"webhook clip {i}", 1.0, seed=i)
+    return media
+
+
+def _hooked(receiver: Receiver, *, safety_s: float = 30.0) -> list[str]:
+    return [
+        "--webhook-url",
+        receiver.url,
+        "--webhook-auth-header-name",
+        HEADER,
+        "--webhook-auth-header-value-env",
+        "HOOK_AUTH",
+        "--webhook-safety-poll-s",
+        str(safety_s),
+    ]
+
+
+def _run(
+    server: ServeLocal, media: Path, out: Path, *args: str, secret: str = WEBHOOK_SECRET
+) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
+    """`voxlake run MEDIA -o OUT ARGS`, and the requests it cost, by route."""
+    from prefect.settings import PREFECT_API_URL
+
+    before = server.stats()["requests_by_route"]
+    done = voxlake_run(
+        [str(media), "--output", str(out), "--no-report", *args],
+        run_env(server, str(PREFECT_API_URL.value()), HOOK_AUTH=secret),
+    )
+    after = server.stats()["requests_by_route"]
+    spent = {route: n - before.get(route, 0) for route, n in after.items()}
+    assert WEBHOOK_SECRET not in done.stdout + done.stderr
+    return done, {route: n for route, n in spent.items() if n}
+
+
+def _transcripts(out: Path) -> list[dict[str, Any]]:
+    return read_table(out, "transcripts", columns=["media_id", "status"]).to_pylist()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    srv = ServeLocal(tmp_path)
+    yield srv
+    srv.stop()
+
+
+def test_a_webhook_run_collects_every_item_without_a_status_poll(
+    tmp_path: Path, server: ServeLocal
+) -> None:
+    media = _media(tmp_path)
+    out = tmp_path / "out"
+    receiver = Receiver(tmp_path / "receiver.log", str(out))
+    try:
+        done, spent = _run(server, media, out, *_hooked(receiver))
+    finally:
+        receiver.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{CLIPS}/{CLIPS} completed" in done.stdout, done.stdout + done.stderr
+    # One GET per notified job, and no status round: the one list request is the key check.
+    assert spent["transcript_get"] == CLIPS, spent
+    assert spent["transcript_list"] == 1, spent
+    assert server.stats()["webhooks_delivered"] == CLIPS
+    assert sorted(r["status"] for r in _transcripts(out)) == ["completed"] * CLIPS
+    assert pending_notifications(str(out)) == []  # acknowledged once collected
+    assert WEBHOOK_SECRET not in receiver.log.read_text()
+
+    # The same media polled (a fresh output): status rounds the webhook run did without.
+    polled, polled_spent = _run(server, media, tmp_path / "polled")
+    assert polled.returncode == 0, polled.stdout + polled.stderr
+    assert polled_spent["transcript_list"] > spent["transcript_list"], polled_spent
+
+
+def test_refused_notifications_are_collected_by_the_safety_net_poll(
+    tmp_path: Path, server: ServeLocal
+) -> None:
+    media = _media(tmp_path)
+    out = tmp_path / "out"
+    receiver = Receiver(tmp_path / "receiver.log", str(out))
+    try:
+        # The jobs carry a header value the receiver does not know: every notification is
+        # forged as far as it is concerned (401, not retried), so none lands.
+        done, spent = _run(
+            server, media, out, *_hooked(receiver, safety_s=2.0), secret="forged-Hq7Zt1"
+        )
+        assert server.stats()["webhooks_failed"] == CLIPS
+        assert pending_notifications(str(out)) == []  # nothing recorded
+        assert "webhook refused (401)" in receiver.log.read_text()
+    finally:
+        receiver.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{CLIPS}/{CLIPS} completed" in done.stdout, done.stdout + done.stderr
+    assert spent["transcript_list"] >= 2, spent  # the key check and the net's rounds
+    assert sorted(r["status"] for r in _transcripts(out)) == ["completed"] * CLIPS
+
+
+def test_detach_submits_and_returns_then_a_plain_rerun_collects_without_paying(
+    tmp_path: Path, server: ServeLocal
+) -> None:
+    media = _media(tmp_path)
+    out = tmp_path / "out"
+    receiver = Receiver(tmp_path / "receiver.log", str(out))
+    try:
+        detached, spent = _run(server, media, out, *_hooked(receiver), "--detach")
+        assert detached.returncode == 0, detached.stdout + detached.stderr
+        assert f"{CLIPS} submitted, to be collected later" in detached.stdout, detached.stdout
+        assert spent["transcript_create"] == CLIPS and "transcript_get" not in spent, spent
+        assert _transcripts(out) == []  # nothing collected, nothing failed
+        wait_until(lambda: len(pending_notifications(str(out))) == CLIPS, "the notifications")
+    finally:
+        receiver.stop()
+    # No webhook options at all: the webhook fields are not in the options hash, so the same
+    # items are found submitted and resumed, not submitted again.
+    rerun, spent = _run(server, media, out)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{CLIPS}/{CLIPS} completed" in rerun.stdout and f"{CLIPS} resumed" in rerun.stdout
+    assert "transcript_create" not in spent and "upload" not in spent, spent
+    assert sorted(r["status"] for r in _transcripts(out)) == ["completed"] * CLIPS
+
+
+def test_a_duplicate_notification_is_collected_once(tmp_path: Path, server: ServeLocal) -> None:
+    media = _media(tmp_path)
+    out = tmp_path / "out"
+    receiver = Receiver(tmp_path / "receiver.log", str(out))
+    try:
+        detached, _ = _run(server, media, out, *_hooked(receiver), "--detach")
+        assert detached.returncode == 0, detached.stdout + detached.stderr
+        wait_until(lambda: len(pending_notifications(str(out))) == CLIPS, "the notifications")
+        notes = pending_notifications(str(out))
+        # AssemblyAI sends again when our 200 was late: every notification a second time.
+        for note in notes:
+            body = {"transcript_id": note.transcript_id, "status": note.status}
+            assert receiver.post(body, **{HEADER: WEBHOOK_SECRET}).status_code == 200
+        assert {n.deliveries for n in pending_notifications(str(out))} == {2}
+        # The rerun in webhook mode collects the notified jobs: one GET each, one row each.
+        rerun, spent = _run(server, media, out, *_hooked(receiver))
+    finally:
+        receiver.stop()
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{CLIPS}/{CLIPS} completed" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert spent["transcript_get"] == CLIPS and "transcript_create" not in spent, spent
+    rows = _transcripts(out)
+    assert sorted(r["media_id"] for r in rows) == sorted({r["media_id"] for r in rows})
+    assert len(rows) == CLIPS
+    assert pending_notifications(str(out)) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ([], "--webhook-auth-header-value-env"),
+        (["--webhook-auth-header-value-env", "HOOK_AUTH"], "HOOK_AUTH is not set"),
+    ],
+)
+def test_a_webhook_url_without_its_secret_is_refused_before_anything_is_sent(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    media = tmp_path / "clip.wav"
+    write_synth_wav(media, "never sent", 1.0)
+    out = tmp_path / "out"
+    done = voxlake_run(
+        [str(media), "--output", str(out), "--webhook-url", "http://127.0.0.1:9/x", *args],
+        clean_env(),
+        timeout_s=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not out.exists()
