@@ -5,6 +5,7 @@ One command per benchmark, and ``all``::
     uv run --group bench python benchmarks/bench.py b1   # 2,000 files: voxlake + 3 peers
     uv run --group bench python benchmarks/bench.py b2   # one 2 GiB upload: client peak RSS
     uv run --group bench python benchmarks/bench.py b3   # 1,000 x 5,000 words into Parquet
+    uv run python benchmarks/bench.py b3u                # B3, every understanding feature on
     uv run --group bench python benchmarks/bench.py b4   # 10,000 files, C=200, Prefect server
     uv run --group bench python benchmarks/bench.py b5   # B1's voxlake run: CPU per file
     uv run --group bench python benchmarks/bench.py b7   # 2 x 1,000 files, one account
@@ -551,6 +552,7 @@ def main() -> None:
             "b1",
             "b2",
             "b3",
+            "b3u",
             "b4",
             "b5",
             "b6",
@@ -585,6 +587,11 @@ def main() -> None:
         write_results()
     if args.which in ("b3", "all"):
         save(b3())
+        write_results()
+    if args.which in ("b3u", "all"):  # benchmarks/b3u_understanding.py
+        from benchmarks.b3u_understanding import b3u
+
+        save(b3u())
         write_results()
     if args.which in ("b4", "all"):
         save(b4())

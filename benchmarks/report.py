@@ -20,6 +20,7 @@ uv sync --locked --group bench                               # what make bench r
 uv run --locked --group bench python benchmarks/bench.py b1  # B1 (and B5 from its voxlake run)
 uv run --locked --group bench python benchmarks/bench.py b2
 uv run --locked --group bench python benchmarks/bench.py b3
+uv run --locked python benchmarks/bench.py b3u               # B3, every understanding feature
 uv run --locked --group bench python benchmarks/bench.py b4
 uv run --locked --group bench python benchmarks/bench.py b5  # B1's voxlake peer alone
 uv run --locked --group bench python benchmarks/bench.py b7  # two flow runs, one account
@@ -466,6 +467,7 @@ def write_results() -> Path:
         )
     lines += ["", "## Commands", "", "```bash", COMMANDS, "```", ""]
     from benchmarks import (
+        b3u_understanding,  # B3 with every speech-understanding feature on
         b7_shared_budget,  # B7 and B1 with a server up: their own module
         b10_first_result,
     )
@@ -474,6 +476,7 @@ def write_results() -> Path:
         "## Targets",
         "",
         *_verdicts(results),
+        *b3u_understanding.verdicts(_load),
         *b7_shared_budget.verdicts(_load),
         *b10_first_result.verdicts(_load),
         "",
@@ -543,6 +546,7 @@ def write_results() -> Path:
             f"| {r['words_per_s']:,} | {r['peak_rss_mib']} | {r['parquet_mib']} |",
             "",
         ]
+    lines += b3u_understanding.section(_load)
     if results["b4"]:
         b4 = results["b4"]
         s, r = b4["setup"], b4["rows"][0]

@@ -39,6 +39,7 @@ from voxlake.errors import VoxlakeError
 from voxlake.estimate import DEFAULT_PRICES_USD_PER_HOUR
 from voxlake.lake.root import OutputRoot
 from voxlake.lake.views import NotAnOutputRootError, check_output_root, connect
+from voxlake.report_understanding import Page, understanding_sections
 from voxlake.storage import S3Options
 
 __all__ = ["ReportError", "build_report_html", "normalise", "reference_texts", "write_report"]
@@ -404,6 +405,7 @@ def build_report_html(
     else:
         sections.append("<p class=none>No utterances in scope (speaker_labels was off).</p>")
 
+    sections += understanding_sections(con, Page(table=_table, figure=_figure, png=_png))
     sections.append(_at_assemblyai(con, run_id))
 
     if references is not None:

@@ -10,9 +10,11 @@
 3. ``words``: ``0 <= confidence <= 1``; ``start_ms < end_ms``; ``start_ms`` non-decreasing in
    ``word_index`` order within a transcript; ``word_index`` is 0..n-1.
 4. ``utterances``: ``0 <= confidence <= 1`` and ``start_ms <= end_ms``.
-5. ``sentences``, ``paragraphs``: every row belongs to a completed ``transcripts`` row of the
-   same run; ``<kind>_index`` is 0..n-1 within a transcript; ``0 <= confidence <= 1``;
-   ``start_ms <= end_ms``; ``word_count >= 0``.
+5. ``sentences``, ``paragraphs`` and the speech-understanding tables (:data:`RESULT_TABLES`):
+   every row belongs to a completed ``transcripts`` row of the same run (``flow_run_id``,
+   ``media_id``, ``transcript_id``); each table's index runs 0..n-1 within a transcript;
+   scores (confidence, relevance, rank, severity) are in [0, 1]; ``start_ms <= end_ms``;
+   ``transcript_insights`` has exactly one row per completed transcript.
 """
 
 from __future__ import annotations
@@ -28,6 +30,23 @@ from voxlake.lake.read import read_table
 __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
 
 _MAX_EXAMPLES = 5
+
+#: The sentences, paragraphs and speech-understanding tables, with the column that numbers
+#: their rows per transcript (``transcript_insights``, one row per transcript, is checked on
+#: its own).
+RESULT_TABLES = {
+    "sentences": "sentence_index",
+    "paragraphs": "paragraph_index",
+    "sentiment": "sentence_index",
+    "entities": "entity_index",
+    "chapters": "chapter_index",
+    "key_phrases": "phrase_index",
+    "topics": "row_index",
+    "topics_summary": "label_index",
+    "content_safety": "row_index",
+    "content_safety_summary": "label_index",
+}
+_SCORES = ("confidence", "relevance", "rank", "severity")
 
 
 class TableInvariantError(VoxlakeError, AssertionError):
@@ -149,46 +168,55 @@ def find_violations(root: str | os.PathLike[str], *, filesystem: Any | None = No
             + _examples(bad_u, ["transcript_id", "start_ms", "end_ms", "confidence"])
         )
 
-    # 5. sentences, paragraphs
-    for table, kind in (("sentences", "sentence"), ("paragraphs", "paragraph")):
-        out += _segment_violations(
-            read_table(root, table, filesystem=filesystem).to_pandas(), table, kind, completed
+    # 5. speech-understanding tables
+    item = ["flow_run_id", "media_id", "transcript_id"]
+    done = completed[item].drop_duplicates()
+    insights = read_table(root, "transcript_insights", filesystem=filesystem, columns=item)
+    per_item = insights.to_pandas().value_counts(item).rename("rows").reset_index()
+    both = done.merge(per_item, on=item, how="outer", indicator=True).fillna({"rows": 0})
+    not_one = both[(both["rows"] != 1) | (both["_merge"] == "right_only")]
+    if len(not_one):
+        out.append(
+            "transcript_insights: not one row per completed transcript: "
+            + _examples(not_one, [*item, "rows"])
         )
+    for name, index in RESULT_TABLES.items():
+        out += _result_violations(root, name, index, done, filesystem)
     return out
 
 
-def _segment_violations(
-    s: pd.DataFrame, table: str, kind: str, completed: pd.DataFrame
+def _result_violations(
+    root: str | os.PathLike[str], name: str, index: str, done: pd.DataFrame, filesystem: Any
 ) -> list[str]:
-    """Invariant 5 for one table of segments (sentences or paragraphs)."""
     out: list[str] = []
-    if not len(s):
-        return out
-    keys = ["flow_run_id", "transcript_id"]
-    index = f"{kind}_index"
-    owners = s[keys].drop_duplicates().merge(completed[keys], on=keys, how="left", indicator=True)
-    orphans = owners[owners["_merge"] == "left_only"]
+    r = read_table(root, name, filesystem=filesystem).to_pandas()
+    item = list(done.columns)
+    orphans = r.merge(done, on=item, how="left", indicator=True)
+    orphans = orphans[orphans["_merge"] == "left_only"]
     if len(orphans):
-        out.append(f"{table} without a completed transcripts row: " + _examples(orphans, keys))
-    conf = s["confidence"]
-    bad = s[
-        (conf.notna() & ((conf < 0) | (conf > 1)))
-        | ~(s["start_ms"] <= s["end_ms"])
-        | (s["word_count"] < 0)
-    ]
-    if len(bad):
-        out.append(
-            f"{table}: confidence outside [0, 1], start_ms > end_ms or word_count < 0: "
-            + _examples(bad, ["transcript_id", index, "start_ms", "end_ms", "confidence"])
-        )
-    ordered = s.sort_values([*keys, index], kind="stable")
-    expected = ordered.groupby(keys, sort=False).cumcount()
-    gaps = ordered[ordered[index].to_numpy() != expected.to_numpy()]
-    if len(gaps):
-        out.append(
-            f"{table}: {index} is not 0..n-1 within a transcript: "
-            + _examples(gaps, ["transcript_id", index])
-        )
+        out.append(f"{name} without a completed transcripts row: " + _examples(orphans, item))
+    if len(r):
+        expected = r.sort_values([*item, index], kind="stable").groupby(item).cumcount()
+        ordered = r.sort_values([*item, index], kind="stable")
+        gaps = ordered[ordered[index].to_numpy() != expected.to_numpy()]
+        if len(gaps):
+            out.append(
+                f"{name}: {index} is not 0..n-1 within a transcript: "
+                + _examples(gaps, ["transcript_id", index])
+            )
+    for score in (c for c in _SCORES if c in r.columns):
+        bad = r[r[score].notna() & ((r[score] < 0) | (r[score] > 1))]
+        if len(bad):
+            out.append(
+                f"{name}: {score} outside [0, 1]: " + _examples(bad, ["transcript_id", score])
+            )
+    if "start_ms" in r.columns:
+        bad = r[r["start_ms"].notna() & r["end_ms"].notna() & (r["start_ms"] > r["end_ms"])]
+        if len(bad):
+            out.append(
+                f"{name}: start_ms > end_ms: "
+                + _examples(bad, ["transcript_id", "start_ms", "end_ms"])
+            )
     return out
 
 

@@ -610,8 +610,9 @@ def query(
     s3_profile: S3Profile = None,
 ) -> None:
     """Run SQL over the tables under OUTPUT with DuckDB, views predefined: transcripts, words,
-    utterances (every run) and transcripts_current, words_current, utterances_current (one
-    current outcome per media_id). Bad SQL: DuckDB's message on stderr, exit code 2."""
+    utterances and the speech-understanding tables (sentiment, entities, ...: every run), and
+    <table>_current for each (one current outcome per media_id). Bad SQL: DuckDB's message on
+    stderr, exit code 2."""
     import contextlib
     import io
     import sys

@@ -68,7 +68,8 @@ def test_default_is_every_items_current_outcome(root: Path) -> None:
     assert "<td>0.800</td>" in lowest and "0.400" not in lowest
     talk = section(page, "Talk time per speaker")
     assert "<td>A</td>" in talk and "<td>B</td>" in talk and "<img" in talk
-    assert page.count("<img") == 5 and "Word error rate" not in page
+    # 5 charts and the demo's sentiment over time (tests/unit/test_understanding_report.py).
+    assert page.count("<img") == 6 and "Word error rate" not in page
 
 
 def test_run_id_and_a_date_range(root: Path, tmp_path: Path) -> None:

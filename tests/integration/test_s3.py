@@ -21,6 +21,7 @@ from tests.support.s3_fixtures import FaultRule, S3FaultProxy
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake.read import read_table
 from voxlake.lake.root import OutputRoot
+from voxlake.lake.tables import TABLES
 from voxlake.lake.writer import DatasetWriter, TableSink
 from voxlake.manifest import ManifestError, SourceInfo, SourceKind, read_manifest
 from voxlake.manifest.resolve import list_media, stat_many
@@ -313,8 +314,9 @@ def test_tables_written_to_s3_read_back_with_pyarrow_and_duckdb(
 
     keys = s3fs_fs.find(f"{bucket}/voxlake")
     assert all(k.endswith(".parquet") and "/run_date=2026-11-20/" in k for k in keys)
-    # utterances too: a run without speaker labels leaves an empty, typed file there.
-    assert {k.split("/")[2] for k in keys} == {"transcripts", "utterances", "words"}
+    # utterances and the result tables too: a run without speaker labels or understanding
+    # features leaves an empty, typed file in each.
+    assert {k.split("/")[2] for k in keys} == set(TABLES)
 
     t = read_table(root, "transcripts")  # s3:// root, default options
     assert t.num_rows == 4 and set(t.column("run_date").to_pylist()) == {day}

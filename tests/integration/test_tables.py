@@ -260,13 +260,10 @@ def test_transcript_rows() -> None:
 def test_round_trip_pyarrow_duckdb_pandas(tmp_path: Path) -> None:
     write_run(tmp_path)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert [f.split("/part-")[0] for f in files] == [
-        "paragraphs/run_date=2024-05-17",  # not asked for: empty, with its schema
-        "sentences/run_date=2024-05-17",
-        "transcripts/run_date=2024-05-17",
-        "utterances/run_date=2024-05-17",
-        "words/run_date=2024-05-17",
-    ]
+    # Every registered table (the result tables empty, with their schemas), one file each.
+    assert [f.split("/part-")[0] for f in files] == sorted(
+        f"{name}/run_date=2024-05-17" for name in tables.TABLES
+    )
     assert all(f.endswith("-00000.parquet") and f"/part-{RUN}-" in f for f in files)
 
     # pyarrow, with the declared schemas exactly (run_date typed from the folder name).

@@ -60,7 +60,18 @@ def harvard_transcript(tid: str, sentence: str, base: float, speakers: bool) -> 
         "audio_duration": 0.4 * len(tokens),
         "language_code": "en_us",
         "speech_model_used": "pocketsphinx",
-    }
+        # Speech understanding for the diarized items: a sentence per turn, a key phrase.
+        "sentiment_analysis_results": [
+            {"text": u["text"], "start": u["start"], "end": u["end"], "speaker": u["speaker"],
+             "sentiment": mood, "confidence": base}
+            for u, mood in zip(utterances or [], ("POSITIVE", "NEGATIVE"), strict=False)
+        ] or None,
+        "auto_highlights_result": {
+            "status": "success",
+            "results": [{"text": tokens[-1], "count": 1, "rank": 0.5,
+                         "timestamps": [{"start": words[-1]["start"], "end": words[-1]["end"]}]}],
+        } if speakers else None,
+    }  # fmt: skip
 
 
 def write_demo_runs(root: Path) -> None:

@@ -5,6 +5,9 @@ An output root (a local folder or ``s3://bucket/prefix``) holds::
     <root>/transcripts/run_date=YYYY-MM-DD/part-<prefix>-<seq>.parquet   one row per item per run
     <root>/words/run_date=YYYY-MM-DD/part-<prefix>-<seq>.parquet         one row per word
     <root>/utterances/run_date=YYYY-MM-DD/part-<prefix>-<seq>.parquet    one row per speaker turn
+    <root>/sentiment/, entities/, chapters/, key_phrases/, topics/, topics_summary/,
+           content_safety/, content_safety_summary/, transcript_insights/  (same layout)
+                                                       the speech-understanding results
     <root>/_ledger/events/*.parquet, <root>/_ledger/lease.json           the ledger (docs/ledger.md)
 
 Modules, lowest first (none imports one listed after it):

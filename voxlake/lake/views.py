@@ -3,13 +3,14 @@
 :func:`connect` returns an in-memory DuckDB connection on which ``voxlake/sql/views.sql`` has
 defined, over the Parquet tables under ``root``:
 
-- ``transcripts``, ``words``, ``utterances``, ``sentences``, ``paragraphs``: every run's rows
-  (history), with the declared schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
+- ``transcripts``, ``words``, ``utterances``, ``sentences``, ``paragraphs`` and the
+  speech-understanding tables (``voxlake.lake.tables.NESTED``): every run's rows (history),
+  with the declared schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
 - ``transcripts_current``: one row per ``media_id``, its latest completed row by
   ``recorded_at``, or its latest row if it never completed;
-- ``words_current``, ``utterances_current``, ``sentences_current``, ``paragraphs_current``: the
-  rows of the current completed transcripts, each transcript once even when two runs wrote its
-  rows;
+- ``words_current``, ``utterances_current`` and ``<table>_current`` for each other table
+  (``sentences``, ``paragraphs``, ``sentiment``, ``entities``, ...): the rows of the current
+  completed transcripts, each transcript once even when two runs wrote its rows;
 - ``ledger``: one row per ``media_id``, its latest ledger event (``voxlake.lake.ledger``): status,
   stage, error, transcript id and audio hours, so deferred, in-flight and failed items can be
   listed with SQL.
@@ -50,8 +51,8 @@ __all__ = [
     "views_sql",
 ]
 
-HISTORY_VIEWS = ("transcripts", "words", "utterances", "sentences", "paragraphs")
-CURRENT_VIEWS = tuple(f"{table}_current" for table in HISTORY_VIEWS)
+HISTORY_VIEWS = tuple(SCHEMAS)  # every registered table (voxlake.lake.tables.TABLES)
+CURRENT_VIEWS = tuple(f"{name}_current" for name in HISTORY_VIEWS)
 # The ledger's event files and columns (voxlake.lake.ledger's EVENTS_DIR and EVENT_SCHEMA, which
 # tests/integration/test_views.py holds these to). Not imported from there: voxlake.lake.ledger
 # imports pandas and the manifest code, seconds of start-up that `voxlake query` does not need.
@@ -76,7 +77,8 @@ _EVENT_COLUMNS = pa.schema(
     ]
 )
 #: What ``voxlake run --output`` makes under a root: a root holds at least one of them.
-_ROOT_MARKERS = (*HISTORY_VIEWS, LEDGER_DIR)
+# (Every run that writes rows writes these three; the result tables add nothing to the check.)
+_ROOT_MARKERS = ("transcripts", "words", "utterances", LEDGER_DIR)
 
 
 class NotAnOutputRootError(VoxlakeError):
@@ -126,12 +128,26 @@ _DUCKDB_TYPES = {
     pa.float64(): "DOUBLE",
     pa.date32(): "DATE",
     pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.bool_(): "BOOLEAN",
 }
+
+
+def _duckdb_type(type_: pa.DataType) -> str:
+    """DuckDB's name for an Arrow type of the schemas, nested types (lists, structs, maps of the
+    result tables) included."""
+    if pa.types.is_map(type_):
+        return f"MAP({_duckdb_type(type_.key_type)}, {_duckdb_type(type_.item_type)})"
+    if pa.types.is_list(type_):
+        return f"{_duckdb_type(type_.value_type)}[]"
+    if pa.types.is_struct(type_):
+        fields = ", ".join(f'"{f.name}" {_duckdb_type(f.type)}' for f in type_)
+        return f"STRUCT({fields})"
+    return _DUCKDB_TYPES[type_]
 
 
 def _typed_empty(schema: pa.Schema) -> str:
     """A relation with no rows and exactly the schema's columns and types."""
-    columns = ", ".join(f'CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema)
+    columns = ", ".join(f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"' for f in schema)
     return f"(SELECT {columns} LIMIT 0)"
 
 

@@ -1,9 +1,10 @@
 -- voxlake's DuckDB views over one output root (voxlake.lake.views.connect runs this file).
 --
--- {transcripts}, {words}, {utterances}, {sentences} and {paragraphs} are replaced by the
--- relation that reads each table with its declared schema: read_parquet over <root>/<table>/**/*.parquet with hive
--- partitioning (run_date typed DATE) and union_by_name for a local root, a registered Arrow
--- dataset for S3 and other filesystems; {ledger} likewise reads the ledger's event files
+-- {transcripts}, {words}, {utterances}, {sentences}, {paragraphs} and each result table's
+-- placeholder are replaced by the relation that reads each table with its declared schema:
+-- read_parquet over <root>/<table>/**/*.parquet with hive partitioning (run_date typed DATE)
+-- and union_by_name for a local root, a registered Arrow dataset for S3 and other
+-- filesystems; {ledger} likewise reads the ledger's event files
 -- (<root>/_ledger/events/*.parquet, voxlake.lake.ledger.EVENT_SCHEMA). The rest is plain SQL.
 
 -- History: every row of every run.
@@ -12,6 +13,16 @@ CREATE OR REPLACE VIEW words AS SELECT * FROM {words};
 CREATE OR REPLACE VIEW utterances AS SELECT * FROM {utterances};
 CREATE OR REPLACE VIEW sentences AS SELECT * FROM {sentences};
 CREATE OR REPLACE VIEW paragraphs AS SELECT * FROM {paragraphs};
+-- The speech-understanding results (docs/tables.md#speech-understanding).
+CREATE OR REPLACE VIEW transcript_insights AS SELECT * FROM {transcript_insights};
+CREATE OR REPLACE VIEW sentiment AS SELECT * FROM {sentiment};
+CREATE OR REPLACE VIEW entities AS SELECT * FROM {entities};
+CREATE OR REPLACE VIEW chapters AS SELECT * FROM {chapters};
+CREATE OR REPLACE VIEW key_phrases AS SELECT * FROM {key_phrases};
+CREATE OR REPLACE VIEW topics AS SELECT * FROM {topics};
+CREATE OR REPLACE VIEW topics_summary AS SELECT * FROM {topics_summary};
+CREATE OR REPLACE VIEW content_safety AS SELECT * FROM {content_safety};
+CREATE OR REPLACE VIEW content_safety_summary AS SELECT * FROM {content_safety_summary};
 
 -- One row per media_id: its latest completed row, or, for an item that never completed, its
 -- latest row. "Latest" is by recorded_at (when voxlake wrote the row): completed_at is null for
@@ -29,7 +40,8 @@ QUALIFY row_number() OVER (
 ) = 1;
 
 -- The words, utterances, sentences and paragraphs of the current completed transcripts.
--- Matching on flow_run_id too keeps one copy of a transcript whose rows two runs wrote (a rerun that adopted the same job).
+-- Matching on flow_run_id too
+-- keeps one copy of a transcript whose rows two runs wrote (a rerun that adopted the same job).
 CREATE OR REPLACE VIEW words_current AS
 SELECT w.*
 FROM words AS w
@@ -60,6 +72,88 @@ SEMI JOIN (
 CREATE OR REPLACE VIEW paragraphs_current AS
 SELECT p.*
 FROM paragraphs AS p
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+-- The speech-understanding results of the current completed transcripts, likewise.
+CREATE OR REPLACE VIEW transcript_insights_current AS
+SELECT r.*
+FROM transcript_insights AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW sentiment_current AS
+SELECT r.*
+FROM sentiment AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW entities_current AS
+SELECT r.*
+FROM entities AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW chapters_current AS
+SELECT r.*
+FROM chapters AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW key_phrases_current AS
+SELECT r.*
+FROM key_phrases AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW topics_current AS
+SELECT r.*
+FROM topics AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW topics_summary_current AS
+SELECT r.*
+FROM topics_summary AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW content_safety_current AS
+SELECT r.*
+FROM content_safety AS r
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW content_safety_summary_current AS
+SELECT r.*
+FROM content_safety_summary AS r
 SEMI JOIN (
     SELECT media_id, transcript_id, flow_run_id
     FROM transcripts_current

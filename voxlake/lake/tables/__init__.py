@@ -12,7 +12,20 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from voxlake.lake.tables import paragraphs, sentences, transcripts, utterances, words
+from voxlake.lake.tables import (
+    chapters,
+    content_safety,
+    entities,
+    key_phrases,
+    paragraphs,
+    sentences,
+    sentiment,
+    topics,
+    transcript_insights,
+    transcripts,
+    utterances,
+    words,
+)
 from voxlake.lake.tables.paragraphs import PARAGRAPHS_SCHEMA
 from voxlake.lake.tables.schema import PARTITION_COLUMN, RUN_DATE, Table, schema_markdown
 from voxlake.lake.tables.sentences import SENTENCES_SCHEMA
@@ -47,6 +60,16 @@ NESTED: tuple[Table, ...] = (
     utterances.TABLE,
     sentences.TABLE,
     paragraphs.TABLE,
+    # Speech understanding: one table per result (docs/tables.md#speech-understanding).
+    transcript_insights.TABLE,
+    sentiment.TABLE,
+    entities.TABLE,
+    chapters.TABLE,
+    key_phrases.TABLE,
+    topics.TABLE,
+    topics.SUMMARY_TABLE,
+    content_safety.TABLE,
+    content_safety.SUMMARY_TABLE,
 )
 
 #: Every table by name, ``transcripts`` first.
