@@ -10,7 +10,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from tests.test_analytics import section
+from tests.e2e.test_analytics import section
 from voxlake.cli import app
 from voxlake.lake.writer import TableSink
 
