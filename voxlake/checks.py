@@ -10,11 +10,11 @@
 3. ``words``: ``0 <= confidence <= 1``; ``start_ms < end_ms``; ``start_ms`` non-decreasing in
    ``word_index`` order within a transcript; ``word_index`` is 0..n-1.
 4. ``utterances``: ``0 <= confidence <= 1`` and ``start_ms <= end_ms``.
-5. The speech-understanding tables (:data:`RESULT_TABLES`): every row belongs to a completed
-   ``transcripts`` row of the same run (``flow_run_id``, ``media_id``, ``transcript_id``); each
-   table's index runs 0..n-1 within a transcript; scores (confidence, relevance, rank,
-   severity) are in [0, 1]; ``start_ms <= end_ms``; ``transcript_insights`` has exactly one
-   row per completed transcript.
+5. ``sentences``, ``paragraphs`` and the speech-understanding tables (:data:`RESULT_TABLES`):
+   every row belongs to a completed ``transcripts`` row of the same run (``flow_run_id``,
+   ``media_id``, ``transcript_id``); each table's index runs 0..n-1 within a transcript;
+   scores (confidence, relevance, rank, severity) are in [0, 1]; ``start_ms <= end_ms``;
+   ``transcript_insights`` has exactly one row per completed transcript.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ __all__ = ["TableInvariantError", "check_invariants", "find_violations"]
 
 _MAX_EXAMPLES = 5
 
-#: The speech-understanding tables, with the column that numbers their rows per transcript
-#: (``transcript_insights``, one row per transcript, is checked on its own).
+#: The sentences, paragraphs and speech-understanding tables, with the column that numbers
+#: their rows per transcript (``transcript_insights``, one row per transcript, is checked on
+#: its own).
 RESULT_TABLES = {
+    "sentences": "sentence_index",
+    "paragraphs": "paragraph_index",
     "sentiment": "sentence_index",
     "entities": "entity_index",
     "chapters": "chapter_index",

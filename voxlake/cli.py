@@ -266,6 +266,10 @@ _RUN_FIELD_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "webhook_safety_poll_s": ((), ...),
     "detach": ((), ...),
     "delete_after_collect": ((), ...),
+    "captions": ((), ...),
+    "chars_per_caption": ((), ...),
+    "sentences": ((), ...),
+    "paragraphs": ((), ...),
 }
 #: field -> the parameters of _run_cli_options that compose it
 _RUN_COMPOSED: dict[str, tuple[str, ...]] = {
@@ -346,6 +350,8 @@ def _without_constraints(annotation: Any) -> Any:
         return _without_constraints(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return str
+    if origin is list:  # a repeatable option
+        return list[_without_constraints(typing.get_args(annotation)[0])]  # type: ignore[misc]
     if origin in (typing.Union, types.UnionType):
         args = [_without_constraints(arg) for arg in typing.get_args(annotation)]
         return functools.reduce(operator.or_, args)
@@ -403,6 +409,9 @@ def run(**given: Any) -> None:
     for sender in ("EventsWorker", "APILogWorker"):
         logging.getLogger(sender).setLevel(logging.ERROR)
     fields = {name: given[name] for name in _RUN_FIELD_OPTIONS}
+    # --captions srt,vtt or --captions srt --captions vtt: the model checks each format.
+    captions = [f.strip() for value in given["captions"] or () for f in value.split(",")]
+    fields["captions"] = [f for f in captions if f] or None
     options: dict[str, object] = {}
     if given["speech_model"]:
         options["speech_models"] = given["speech_model"]

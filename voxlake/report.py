@@ -132,6 +132,7 @@ def summary_markdown(summary: RunSummary) -> str:
             if _deletion(summary)
             else []
         ),
+        f"| caption files written | {summary.captions} |",
         f"| elapsed | {summary.elapsed_s:.1f} s |",
         f"| tables written to | `{summary.output}` |",
         f"| report | `{summary.report or 'not written'}` |",
@@ -300,5 +301,9 @@ def print_summary(
             f"{n} {table} file{'' if n == 1 else 's'}" for table, n in summary.files.items() if n
         )
         console.print(f"Tables written under [bold]{summary.output}[/]: {files}", highlight=False)
+    if summary.captions:
+        captions = _count(summary.captions, "caption file")
+        where = f"{summary.output}/captions"
+        console.print(f"Captions written under {where}: {captions}", highlight=False)
     if summary.report:
         console.print(f"Report: {summary.report}", highlight=False)

@@ -57,6 +57,10 @@ AudioHours = Annotated[float, Gt(0), Predicate(math.isfinite)]
 OnInvalid = Literal["fail", "skip"]
 #: Seconds a job in webhook mode waits for its notification before the safety-net poll.
 SafetyPoll = Annotated[float, Gt(0), Predicate(math.isfinite)]
+#: A caption file format (AssemblyAI's SubtitleFormat).
+CaptionFormat = Literal["srt", "vtt"]
+#: Most characters in one caption.
+CharsPerCaption = Annotated[int, Ge(1)]
 
 DEFAULT_POLL_TIMEOUT_S = 6 * 3600.0
 DEFAULT_WEBHOOK_HEADER = "X-Voxlake-Webhook-Auth"
@@ -216,6 +220,31 @@ class RunRequest:
         metadata=_help(
             "Submit and return without waiting for the jobs: the next run collects them "
             "(without paying again).",
+        ),
+    )
+    captions: list[CaptionFormat] | None = field(
+        default=None,
+        metadata=_help(
+            "Caption files to write for each completed item, srt and/or vtt (comma-separated), "
+            "under OUTPUT/captions/ (docs/tables.md); one request per format and item.",
+        ),
+    )
+    chars_per_caption: CharsPerCaption | None = field(
+        default=None,
+        metadata=_help("Most characters in one caption (default: AssemblyAI's)."),
+    )
+    sentences: bool = field(
+        default=False,
+        metadata=_help(
+            "Fetch each completed transcript's sentences into the sentences table (one "
+            "request per item).",
+        ),
+    )
+    paragraphs: bool = field(
+        default=False,
+        metadata=_help(
+            "Fetch each completed transcript's paragraphs into the paragraphs table (one "
+            "request per item).",
         ),
     )
 

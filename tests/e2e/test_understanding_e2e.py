@@ -50,7 +50,9 @@ FEATURES = {
         }
     },
 }
-RESULT_TABLES = [name for name in tables.TABLES if name not in ("transcripts", "words")]
+# sentences and paragraphs are fetched only with --sentences / --paragraphs (test_captions.py).
+NOT_RESULTS = ("transcripts", "words", "sentences", "paragraphs")
+RESULT_TABLES = [name for name in tables.TABLES if name not in NOT_RESULTS]
 
 
 @pytest.fixture(scope="module")

@@ -362,7 +362,7 @@ def test_writer_rejects_inferred_or_null_violating_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'media_id' must not contain nulls"):
         words_batch([(None, make_transcript("t", 2))], flow_run_id=RUN, run_date=DAY)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown table"):
-        DatasetWriter(tmp_path, "sentences")
+        DatasetWriter(tmp_path, "no_such_table")
 
 
 def test_error_inside_writer_context_publishes_nothing_more(tmp_path: Path) -> None:

@@ -37,7 +37,14 @@ from prefect.runtime import flow_run
 from voxlake.lake.ledger import Ledger
 from voxlake.lake.root import OutputRoot
 from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
-from voxlake.request import ChunkSize, OnInvalid, RunRequest, documented_by
+from voxlake.request import (
+    CaptionFormat,
+    CharsPerCaption,
+    ChunkSize,
+    OnInvalid,
+    RunRequest,
+    documented_by,
+)
 from voxlake.storage import S3Options
 
 SHARD_DEPLOYMENT = "transcribe-manifest/shard"
@@ -158,15 +165,21 @@ async def backfill(
     credentials_block: str | None = None,
     aws_credentials_block: str | None = None,
     shared_budget: str | None = None,
+    captions: list[CaptionFormat] | None = None,
+    chars_per_caption: CharsPerCaption | None = None,
+    sentences: bool = False,
+    paragraphs: bool = False,
 ) -> dict[str, Any]:
     """Transcribe ``manifest`` in ``shards`` child flow runs; see the module doc.
 
     The flow is named ``transcribe-manifest`` like the one it fans out to, so that its
     deployment reads ``transcribe-manifest/backfill`` next to ``…/nightly`` and ``…/shard``.
-    ``force``, ``retry_failed``, ``delete_after_collect``, the credentials block names and
-    ``shared_budget`` go to every shard. The parent holds the output root's lease for the
-    whole backfill, with the shards in its lease group: a nightly run that starts meanwhile is
-    refused, and no shard releases the root while its siblings still work (docs/ledger.md).
+    ``force``, ``retry_failed``, ``delete_after_collect``, the credentials block names,
+    ``shared_budget`` and what to fetch besides each transcript (``captions``,
+    ``chars_per_caption``, ``sentences``, ``paragraphs``) go to every shard. The parent holds
+    the output root's lease for the whole backfill, with the shards in its lease group: a
+    nightly run that starts meanwhile is refused, and no shard releases the root while its
+    siblings still work (docs/ledger.md).
     """
     logger = get_run_logger()
     if shards < 1:
@@ -201,6 +214,10 @@ async def backfill(
         "credentials_block": credentials_block,
         "aws_credentials_block": aws_credentials_block,
         "shared_budget": shared_budget,
+        "captions": captions,
+        "chars_per_caption": chars_per_caption,
+        "sentences": sentences,
+        "paragraphs": paragraphs,
     }
 
     lease = await asyncio.to_thread(

@@ -47,6 +47,8 @@ from voxlake.request import (
     DEFAULT_WEBHOOK_HEADER,
     DEFAULT_WEBHOOK_SAFETY_POLL_S,
     AudioHours,
+    CaptionFormat,
+    CharsPerCaption,
     ChunkSize,
     MaxUploads,
     OnInvalid,
@@ -57,7 +59,7 @@ from voxlake.request import (
 )
 from voxlake.run.notified import run_webhook
 from voxlake.run.progress import ProgressCallback
-from voxlake.run.state import RunSettings, Stage
+from voxlake.run.state import Extras, RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun
 from voxlake.settings import settings as read_settings
 from voxlake.shared_budget import account_figures, shared_request_budget
@@ -235,6 +237,10 @@ async def transcribe_manifest(
     webhook_auth_header_value_env: str | None = None,
     webhook_safety_poll_s: SafetyPoll = DEFAULT_WEBHOOK_SAFETY_POLL_S,
     detach: bool = False,
+    captions: list[CaptionFormat] | None = None,
+    chars_per_caption: CharsPerCaption | None = None,
+    sentences: bool = False,
+    paragraphs: bool = False,
     # For callers in this process only (voxlake run, scripts): left out of the parameter
     # schema, so deployments neither show nor take them. A callable has no JSON form, and a
     # deployment names a saved block instead of carrying a key.
@@ -332,6 +338,7 @@ async def transcribe_manifest(
                 max_uploads=max_uploads,
                 poll_timeout_s=poll_timeout_s,
                 poll_first_s=environment.poll_first_s,
+                extras=Extras.of(captions, chars_per_caption, sentences, paragraphs),
             )
             progress = ProgressArtifact(also=on_progress)
             async with (

@@ -3,14 +3,14 @@
 :func:`connect` returns an in-memory DuckDB connection on which ``voxlake/sql/views.sql`` has
 defined, over the Parquet tables under ``root``:
 
-- ``transcripts``, ``words``, ``utterances`` and the speech-understanding tables
-  (``voxlake.lake.tables.NESTED``): every run's rows (history), with the declared
-  schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
+- ``transcripts``, ``words``, ``utterances``, ``sentences``, ``paragraphs`` and the
+  speech-understanding tables (``voxlake.lake.tables.NESTED``): every run's rows (history),
+  with the declared schemas (``voxlake.lake.tables``), ``run_date`` a ``DATE``;
 - ``transcripts_current``: one row per ``media_id``, its latest completed row by
   ``recorded_at``, or its latest row if it never completed;
-- ``words_current``, ``utterances_current`` and ``<table>_current`` for each speech-understanding
-  table (``sentiment``, ``entities``, ...): the rows of the current completed transcripts, each
-  transcript once even when two runs wrote its rows;
+- ``words_current``, ``utterances_current`` and ``<table>_current`` for each other table
+  (``sentences``, ``paragraphs``, ``sentiment``, ``entities``, ...): the rows of the current
+  completed transcripts, each transcript once even when two runs wrote its rows;
 - ``ledger``: one row per ``media_id``, its latest ledger event (``voxlake.lake.ledger``): status,
   stage, error, transcript id and audio hours, so deferred, in-flight and failed items can be
   listed with SQL.

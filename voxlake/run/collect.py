@@ -1,4 +1,5 @@
-"""The collect stage: fetch each final transcript once, normalise it into rows, load them.
+"""The collect stage: fetch each final transcript once (and what the run asks for besides it,
+:mod:`voxlake.run.extras`), normalise it into rows, load them.
 
 Fetches run concurrently (``max_requests`` at a time) and their rows are written in groups:
 one worker-thread hop and one batch per table per group, because for short transcripts the cost
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from voxlake.errors import VoxlakeError
 from voxlake.models import Transcript, TranscriptStatus
-from voxlake.run import delete, load, normalise
+from voxlake.run import delete, extras, load, normalise
 from voxlake.run.failures import fail
 from voxlake.run.notified import NotifiedWaiter
 from voxlake.run.state import ItemRecord, RunState, each
@@ -79,6 +80,8 @@ async def _fetch_one(state: RunState, media_id: str) -> Transcript | None:
         )
         return None
     rec.completed_at = dt.datetime.now(dt.UTC)
+    if not await extras.fetch_extras(state, media_id, transcript):
+        return None
     return transcript
 
 

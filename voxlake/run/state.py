@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
-from voxlake.client import AssemblyAIClient
+from voxlake.client import AssemblyAIClient, SubtitleFormat
 from voxlake.errors import VoxlakeError
 from voxlake.lake.ledger import Event, LeaseLostError, Ledger
 from voxlake.lake.root import OutputRoot
@@ -82,6 +82,31 @@ class PlanCounts(TypedDict, total=False):
     deferred: int
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a run fetches for each completed transcript besides its JSON
+    (:mod:`voxlake.run.extras`): one request per caption format, and per table asked for."""
+
+    captions: tuple[SubtitleFormat, ...] = ()
+    chars_per_caption: int | None = None  # None: AssemblyAI's default
+    sentences: bool = False
+    paragraphs: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        captions: Sequence[SubtitleFormat] | None,
+        chars_per_caption: int | None,
+        sentences: bool,
+        paragraphs: bool,
+    ) -> Extras:
+        # dict.fromkeys: "srt,srt" fetches srt once.
+        return cls(tuple(dict.fromkeys(captions or ())), chars_per_caption, sentences, paragraphs)
+
+    def __bool__(self) -> bool:
+        return bool(self.captions) or self.sentences or self.paragraphs
+
+
 def _poll_first_s() -> float:
     return settings().poll_first_s
 
@@ -116,6 +141,7 @@ class RunSettings:
     # Looking a job up by audio_url after an unknown create: rounds before giving up (the
     # ledger keeps `submitting`, so the next run looks again before it resubmits).
     submit_rounds: int = 4
+    extras: Extras = field(default_factory=Extras)
 
 
 class RunState:
@@ -160,6 +186,7 @@ class RunState:
         self.to_delete: list[Event] = []
         self.deleted = 0
         self.delete_failures: list[DeleteFailure] = []
+        self.captions_written = 0  # caption files published (voxlake.run.extras)
         self.last_commit = time.monotonic()
         self.uploads = asyncio.Semaphore(settings.max_uploads)
         self.requests = asyncio.Semaphore(settings.max_requests)

@@ -43,6 +43,7 @@ class RunSummary:
     report: str | None = None  # the run's HTML report beside the tables, once written
     requests: int = 0  # AssemblyAI requests this run sent, retries included
     no_words: int = 0  # completed with no words: left out of mean_confidence
+    captions: int = 0  # caption files published by this run (--captions)
     # Items later runs skip because their job failed (before, or in this run): --retry-failed
     # submits them again.
     retry_failed_ids: tuple[str, ...] = ()
@@ -139,6 +140,7 @@ def summarise(
         requests=state.client.requests_sent,
         no_words=sum(r.no_words for r in completed),
         detached=sum(1 for r in recs if r.transcript_id and not r.done) if detached else 0,
+        captions=state.captions_written,
         # Gone jobs are said apart, once, with the same command (the CLI's "could not be
         # resumed" line).
         retry_failed_ids=(

@@ -1,15 +1,18 @@
 -- voxlake's DuckDB views over one output root (voxlake.lake.views.connect runs this file).
 --
--- {transcripts}, {words}, {utterances} and each result table's placeholder are replaced by
--- the relation that reads each table with its declared schema: read_parquet over
--- <root>/<table>/**/*.parquet with hive partitioning (run_date typed DATE) and union_by_name
--- for a local root, a registered Arrow dataset for S3 and other filesystems; {ledger} likewise reads the ledger's event files
+-- {transcripts}, {words}, {utterances}, {sentences}, {paragraphs} and each result table's
+-- placeholder are replaced by the relation that reads each table with its declared schema:
+-- read_parquet over <root>/<table>/**/*.parquet with hive partitioning (run_date typed DATE)
+-- and union_by_name for a local root, a registered Arrow dataset for S3 and other
+-- filesystems; {ledger} likewise reads the ledger's event files
 -- (<root>/_ledger/events/*.parquet, voxlake.lake.ledger.EVENT_SCHEMA). The rest is plain SQL.
 
 -- History: every row of every run.
 CREATE OR REPLACE VIEW transcripts AS SELECT * FROM {transcripts};
 CREATE OR REPLACE VIEW words AS SELECT * FROM {words};
 CREATE OR REPLACE VIEW utterances AS SELECT * FROM {utterances};
+CREATE OR REPLACE VIEW sentences AS SELECT * FROM {sentences};
+CREATE OR REPLACE VIEW paragraphs AS SELECT * FROM {paragraphs};
 -- The speech-understanding results (docs/tables.md#speech-understanding).
 CREATE OR REPLACE VIEW transcript_insights AS SELECT * FROM {transcript_insights};
 CREATE OR REPLACE VIEW sentiment AS SELECT * FROM {sentiment};
@@ -36,7 +39,8 @@ QUALIFY row_number() OVER (
              flow_run_id DESC
 ) = 1;
 
--- The words and utterances of the current completed transcripts. Matching on flow_run_id too
+-- The words, utterances, sentences and paragraphs of the current completed transcripts.
+-- Matching on flow_run_id too
 -- keeps one copy of a transcript whose rows two runs wrote (a rerun that adopted the same job).
 CREATE OR REPLACE VIEW words_current AS
 SELECT w.*
@@ -50,6 +54,24 @@ SEMI JOIN (
 CREATE OR REPLACE VIEW utterances_current AS
 SELECT u.*
 FROM utterances AS u
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW sentences_current AS
+SELECT s.*
+FROM sentences AS s
+SEMI JOIN (
+    SELECT media_id, transcript_id, flow_run_id
+    FROM transcripts_current
+    WHERE status = 'completed'
+) AS c USING (media_id, transcript_id, flow_run_id);
+
+CREATE OR REPLACE VIEW paragraphs_current AS
+SELECT p.*
+FROM paragraphs AS p
 SEMI JOIN (
     SELECT media_id, transcript_id, flow_run_id
     FROM transcripts_current

@@ -17,6 +17,8 @@ from voxlake.lake.tables import (
     content_safety,
     entities,
     key_phrases,
+    paragraphs,
+    sentences,
     sentiment,
     topics,
     transcript_insights,
@@ -24,16 +26,20 @@ from voxlake.lake.tables import (
     utterances,
     words,
 )
+from voxlake.lake.tables.paragraphs import PARAGRAPHS_SCHEMA
 from voxlake.lake.tables.schema import PARTITION_COLUMN, RUN_DATE, Table, schema_markdown
+from voxlake.lake.tables.sentences import SENTENCES_SCHEMA
 from voxlake.lake.tables.transcripts import TRANSCRIPTS_SCHEMA, transcript_row, transcripts_batch
 from voxlake.lake.tables.utterances import UTTERANCES_SCHEMA, utterances_batch
 from voxlake.lake.tables.words import WORDS_SCHEMA, words_batch
 
 __all__ = [
     "NESTED",
+    "PARAGRAPHS_SCHEMA",
     "PARTITION_COLUMN",
     "RUN_DATE",
     "SCHEMAS",
+    "SENTENCES_SCHEMA",
     "TABLES",
     "TRANSCRIPTS_SCHEMA",
     "UTTERANCES_SCHEMA",
@@ -52,6 +58,8 @@ __all__ = [
 NESTED: tuple[Table, ...] = (
     words.TABLE,
     utterances.TABLE,
+    sentences.TABLE,
+    paragraphs.TABLE,
     # Speech understanding: one table per result (docs/tables.md#speech-understanding).
     transcript_insights.TABLE,
     sentiment.TABLE,
