@@ -12,14 +12,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from voxlake.redact import redact_url
-
-if TYPE_CHECKING:
-    from voxlake.manifest import MediaItem
 
 LEDGER_DIR = "_ledger"
 EVENTS_DIR = f"{LEDGER_DIR}/events"
@@ -32,6 +29,9 @@ class Status(StrEnum):
     job_failed = "job_failed"
     failed = "failed"
     deferred = "deferred"
+    # The transcript no longer exists at AssemblyAI (deleted): its rows stay, nothing fetches
+    # it again (voxlake recollect records it when the API answers so).
+    deleted = "deleted"
 
 
 _UTC_US = pa.timestamp("us", tz="UTC")
@@ -57,9 +57,43 @@ EVENT_SCHEMA = pa.schema(
         _f("audio_duration_s", pa.float64(), "Audio duration in seconds"),
         _f("run_id", pa.string(), "Prefect flow run that recorded the event", nullable=False),
         _f("at", _UTC_US, "When the event was recorded (UTC)", nullable=False),
+        _f(
+            "tables",
+            pa.string(),
+            "Of a completed item: the tables its rows were written with and the version of "
+            'each, as JSON ({"transcripts": 1, "words": 1, ...}); null before versions were '
+            "recorded",
+        ),
     ],
     metadata={"description": "One row per status change of an item (docs/ledger.md)."},
 )
+
+
+class Item(Protocol):
+    """What an event records of its item: a manifest's ``MediaItem``, or an item rebuilt from
+    the ledger's own columns (:class:`LedgerItem`)."""
+
+    @property
+    def media_id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def fingerprint(self) -> str | None: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def options_hash(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerItem:
+    """An item as the ledger knows it, without its manifest (``voxlake recollect``)."""
+
+    media_id: str
+    source: str
+    fingerprint: str | None
+    size: int | None
+    options_hash: str
 
 
 def item_key(source: str, fingerprint: str | None, options_hash: str) -> str:
@@ -68,19 +102,20 @@ def item_key(source: str, fingerprint: str | None, options_hash: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def key_of(item: MediaItem) -> str:
+def key_of(item: Item) -> str:
     return item_key(item.source, item.fingerprint, item.options_hash)
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    item: MediaItem
+    item: Item
     status: Status
     audio_url: str | None = None
     transcript_id: str | None = None
     stage: str | None = None
     error: str | None = None
     audio_duration_s: float | None = None
+    tables: str | None = None  # voxlake.lake.tables.tables_record() of the rows written
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -102,6 +137,7 @@ def events_table(events: Sequence[Event], run_id: str) -> pa.Table:
         rows["audio_duration_s"].append(e.audio_duration_s)
         rows["run_id"].append(run_id)
         rows["at"].append(e.at)
+        rows["tables"].append(e.tables)
     return pa.Table.from_pydict(rows, schema=EVENT_SCHEMA)
 
 
