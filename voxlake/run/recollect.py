@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -37,7 +37,6 @@ from voxlake.errors import (
     VoxlakeError,
 )
 from voxlake.lake.ledger import Event, Ledger, LedgerItem, Status
-from voxlake.lake.normalize import SinkEntry
 from voxlake.lake.tables import stale_tables, tables_record
 from voxlake.lake.views import check_output_root
 from voxlake.lake.writer import TableSink
@@ -173,15 +172,28 @@ async def recollect(
             return summary
         assert client is not None, "a recollect that fetches needs a client"
         sink = TableSink(ledger.output, flow_run_id=run_id, run_date=dt.datetime.now(dt.UTC).date())
+        batch = _Batch(ledger, sink, summary)
         requests = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(due: Due) -> VoxlakeError | None:
+            # Fetched, then into rows at once (worker thread) under one slot: a long
+            # transcript's model is ~1 KB a word, so at most CONCURRENCY of them are in memory,
+            # whatever commit_items is.
+            async with requests:
+                fetched = await _fetch(client, due)
+                if isinstance(fetched, _Fatal):
+                    return fetched.error
+                await asyncio.to_thread(batch.add, due, fetched)
+            return None
+
         try:
             for start in range(0, len(due), commit_items):
                 chunk = due[start : start + commit_items]
-                fetched = await asyncio.gather(*(_fetch(client, requests, d) for d in chunk))
-                await asyncio.to_thread(_commit, ledger, sink, chunk, fetched, summary)
-                fatal = next((f for f in fetched if isinstance(f, _Fatal)), None)
-                if fatal is not None:
-                    raise fatal.error
+                fatal = await asyncio.gather(*(one(d) for d in chunk))
+                await asyncio.to_thread(batch.commit)
+                error = next((e for e in fatal if e is not None), None)
+                if error is not None:
+                    raise error
             await asyncio.to_thread(sink.close)
         finally:
             summary.requests = client.requests_sent
@@ -205,24 +217,23 @@ class _Fatal:
     error: VoxlakeError
 
 
-_Fetched = Transcript | _Gone | _Failed | _Fatal | None
+_Fetched = Transcript | _Gone | _Failed | _Fatal
 
 
-async def _fetch(client: AssemblyAIClient, requests: asyncio.Semaphore, due: Due) -> _Fetched:
-    async with requests:
-        try:
-            transcript = await client.get_transcript(due.transcript_id)
-        except (AuthenticationError, ForbiddenError) as exc:
-            return _Fatal(exc)  # the key, not the item: every other GET would fail the same
-        except NotFoundError:
-            return _Gone("not found at AssemblyAI (404): deleted, or another account's")
-        except BadRequestError as exc:
-            # AssemblyAI's cookbook: 400 "Transcript lookup error, transcript id not found".
-            if "not found" in exc.api_message.lower():
-                return _Gone(f"not found at AssemblyAI (400: {exc.api_message})")
-            return _Failed(str(exc))
-        except VoxlakeError as exc:  # network, 5xx: after the client's retries; next time
-            return _Failed(str(exc))
+async def _fetch(client: AssemblyAIClient, due: Due) -> _Fetched:
+    try:
+        transcript = await client.get_transcript(due.transcript_id)
+    except (AuthenticationError, ForbiddenError) as exc:
+        return _Fatal(exc)  # the key, not the item: every other GET would fail the same
+    except NotFoundError:
+        return _Gone("not found at AssemblyAI (404): deleted, or another account's")
+    except BadRequestError as exc:
+        # AssemblyAI's cookbook: 400 "Transcript lookup error, transcript id not found".
+        if "not found" in exc.api_message.lower():
+            return _Gone(f"not found at AssemblyAI (400: {exc.api_message})")
+        return _Failed(str(exc))
+    except VoxlakeError as exc:  # network, 5xx: after the client's retries; next time
+        return _Failed(str(exc))
     gone = _gone_reason(transcript)
     if gone is not None:
         return _Gone(gone)
@@ -231,61 +242,63 @@ async def _fetch(client: AssemblyAIClient, requests: asyncio.Semaphore, due: Due
     return transcript
 
 
-def _commit(
-    ledger: Ledger,
-    sink: TableSink,
-    chunk: Sequence[Due],
-    fetched: Sequence[_Fetched],
-    summary: RecollectSummary,
-) -> None:
-    """Write the chunk's rows, publish them, then tell the ledger (worker thread)."""
-    written = [(d, t) for d, t in zip(chunk, fetched, strict=True) if isinstance(t, Transcript)]
-    entries: list[SinkEntry] = [
-        (
-            d.item.media_id,
-            t,
-            {
-                "source": d.item.source,
-                "options_hash": d.item.options_hash,
-                "source_size": d.item.size,
-                "source_fingerprint": d.item.fingerprint,
-                "submitted_at": d.submitted_at,
-                "completed_at": d.completed_at,
-            },
-        )
-        for d, t in written
-    ]
-    errors = sink.add_many(entries)
-    events = []
-    for (d, t), error in zip(written, errors, strict=True):
-        if error is not None:
-            summary.failed.append((d.item.media_id, f"its rows cannot be built: {error}"))
-            continue
-        duration = float(t.audio_duration) if t.audio_duration is not None else None
-        events.append(
-            Event(
-                d.item,
-                Status.completed,
-                transcript_id=d.transcript_id,
-                audio_duration_s=duration,
-                tables=tables_record(),
-            )
-        )
-        summary.written += 1
-    for d, outcome in zip(chunk, fetched, strict=True):
-        if isinstance(outcome, _Gone):
-            events.append(
+class _Batch:
+    """The rows and ledger events of the items fetched since the last commit."""
+
+    def __init__(self, ledger: Ledger, sink: TableSink, summary: RecollectSummary) -> None:
+        self.ledger, self.sink, self.summary = ledger, sink, summary
+        self.events: list[Event] = []
+        self.lock = threading.Lock()
+
+    def add(self, due: Due, fetched: Transcript | _Gone | _Failed) -> None:
+        """One item's outcome: its rows into the sink (published at the latest by
+        :meth:`commit`), and the event that :meth:`commit` appends after them."""
+        item, summary = due.item, self.summary
+        with self.lock:
+            if isinstance(fetched, _Failed):
+                summary.failed.append((item.media_id, fetched.reason))
+                return
+            if isinstance(fetched, _Gone):
+                summary.gone.append(due.transcript_id)
+                self.events.append(
+                    Event(
+                        item,
+                        Status.deleted,
+                        transcript_id=due.transcript_id,
+                        stage="recollect",
+                        error=fetched.reason,
+                    )
+                )
+                return
+            fields = {
+                "source": item.source,
+                "options_hash": item.options_hash,
+                "source_size": item.size,
+                "source_fingerprint": item.fingerprint,
+                "submitted_at": due.submitted_at,
+                "completed_at": due.completed_at,
+            }
+            (error,) = self.sink.add_many([(item.media_id, fetched, fields)])
+            if error is not None:
+                summary.failed.append((item.media_id, f"its rows cannot be built: {error}"))
+                return
+            duration = None if fetched.audio_duration is None else float(fetched.audio_duration)
+            self.events.append(
                 Event(
-                    d.item,
-                    Status.deleted,
-                    transcript_id=d.transcript_id,
-                    stage="recollect",
-                    error=outcome.reason,
+                    item,
+                    Status.completed,
+                    transcript_id=due.transcript_id,
+                    audio_duration_s=duration,
+                    tables=tables_record(),
                 )
             )
-            summary.gone.append(d.transcript_id)
-        elif isinstance(outcome, _Failed):
-            summary.failed.append((d.item.media_id, outcome.reason))
-    sink.flush()  # the rows first: the ledger never says "current" for rows not durable
-    crashpoint("write")
-    ledger.append(events)
+            summary.written += 1
+
+    def commit(self) -> None:
+        """Publish the rows, then tell the ledger: it never says "current" for rows that are
+        not durable (worker thread)."""
+        with self.lock:
+            self.sink.flush()
+            events, self.events = self.events, []
+        crashpoint("write")
+        self.ledger.append(events)
