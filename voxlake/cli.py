@@ -727,6 +727,9 @@ def recollect(
     logging.getLogger("voxlake").setLevel(logging.INFO)
     s3 = _read_s3_options(s3_endpoint_url, s3_region, s3_profile)
     with _exits_on_error():
+        from voxlake.lake.views import check_output_root
+
+        check_output_root(output, s3=s3)  # a misspelled root: one line, before any server starts
         if dry_run:
             summary = asyncio.run(recollect_root(output, client=None, s3=s3, dry_run=True))
         else:

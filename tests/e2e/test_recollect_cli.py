@@ -25,6 +25,7 @@ from tests.support.clikit import (
     LOCAL_KEY,
     REPO,
     ServeLocal,
+    clean_env,
     process_state,
     run_env,
     temp_files,
@@ -173,3 +174,13 @@ def test_recollect_killed_between_rows_and_ledger_finishes_once(
     assert len({(r["transcript_id"], r["word_index"]) for r in rows}) == len(rows)
     assert transcript_ids(out) == ids
     assert temp_files(out) == []
+
+
+def test_recollect_refuses_a_folder_that_is_no_output_root(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+
+    done = voxlake_recollect([str(tmp_path / "empty")], clean_env())
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: ") and "is not a voxlake output root" in done.stderr
+    assert "Traceback" not in done.stderr
