@@ -36,7 +36,8 @@ from voxlake.errors import (
     NotFoundError,
     VoxlakeError,
 )
-from voxlake.lake.ledger import Event, Ledger, LedgerItem, Status
+from voxlake.lake.ledger import Event, Ledger, Status
+from voxlake.lake.ledger.events import RecordedItem
 from voxlake.lake.tables import stale_tables, tables_record
 from voxlake.lake.views import check_output_root
 from voxlake.lake.writer import TableSink
@@ -67,7 +68,7 @@ _COLUMNS = [
 class Due:
     """A completed item whose rows are stale: what its transcripts row needs, from the ledger."""
 
-    item: LedgerItem
+    item: RecordedItem
     transcript_id: str
     stale: tuple[str, ...]
     submitted_at: dt.datetime | None
@@ -115,7 +116,8 @@ def find_due(events: pa.Table) -> tuple[list[Due], int]:
             continue
         size = event["source_size"]
         fingerprint = event["source_fingerprint"]
-        item = LedgerItem(
+        item = RecordedItem(
+            key=key,
             media_id=str(event["media_id"]),
             source=str(event["source"]),
             fingerprint=fingerprint if isinstance(fingerprint, str) else None,

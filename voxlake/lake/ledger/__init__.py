@@ -17,7 +17,6 @@ changed bytes (a new fingerprint) or changed options make a new item. Its status
         └──▶ (outcome unknown: stays submitting; the next run finds the job by its audio_url)
     failed      no job was created (upload error, refused submit, invalid row): retried free
     deferred    not submitted because the run's budget was reached: picked up next run
-    deleted     the transcript no longer exists at AssemblyAI: never fetched again
 
 The one rule that makes paying twice impossible: ``submitting`` (with the ``audio_url``) is
 durable *before* ``POST /v2/transcript`` is sent. Whatever instant a ``kill -9`` hits, the next
@@ -60,7 +59,6 @@ from voxlake.lake.ledger.events import (
     EVENTS_DIR,
     LEDGER_DIR,
     Event,
-    LedgerItem,
     Status,
     comparable_url,
     events_table,
@@ -99,7 +97,6 @@ __all__ = [
     "LeaseInfo",
     "LeaseLostError",
     "Ledger",
-    "LedgerItem",
     "Planned",
     "States",
     "Status",

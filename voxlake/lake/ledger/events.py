@@ -12,11 +12,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from voxlake.redact import redact_url
+
+if TYPE_CHECKING:
+    from voxlake.manifest import MediaItem
 
 LEDGER_DIR = "_ledger"
 EVENTS_DIR = f"{LEDGER_DIR}/events"
@@ -29,9 +32,15 @@ class Status(StrEnum):
     job_failed = "job_failed"
     failed = "failed"
     deferred = "deferred"
-    # The transcript no longer exists at AssemblyAI (deleted): its rows stay, nothing fetches
-    # it again (voxlake recollect records it when the API answers so).
+    # After the item's outcome: its transcript is to be deleted at AssemblyAI (written in the
+    # same append as `completed`), then is (docs/ledger.md, "Deleting transcripts").
+    deleting = "deleting"
     deleted = "deleted"
+
+
+#: Statuses that say what became of an item's transcript at AssemblyAI, not of the item:
+#: planning reads through them to the outcome before (voxlake.lake.ledger.planning).
+DELETION = (Status.deleting, Status.deleted)
 
 
 _UTC_US = pa.timestamp("us", tz="UTC")
@@ -69,46 +78,34 @@ EVENT_SCHEMA = pa.schema(
 )
 
 
-class Item(Protocol):
-    """What an event records of its item: a manifest's ``MediaItem``, or an item rebuilt from
-    the ledger's own columns (:class:`LedgerItem`)."""
-
-    @property
-    def media_id(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def fingerprint(self) -> str | None: ...
-    @property
-    def size(self) -> int | None: ...
-    @property
-    def options_hash(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerItem:
-    """An item as the ledger knows it, without its manifest (``voxlake recollect``)."""
-
-    media_id: str
-    source: str
-    fingerprint: str | None
-    size: int | None
-    options_hash: str
-
-
 def item_key(source: str, fingerprint: str | None, options_hash: str) -> str:
     """The ledger identity of an item: its source, the identity of its bytes, its options."""
     text = "\0".join((redact_url(source), fingerprint or "", options_hash))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def key_of(item: Item) -> str:
+def key_of(item: MediaItem | RecordedItem) -> str:
+    if isinstance(item, RecordedItem):
+        return item.key
     return item_key(item.source, item.fingerprint, item.options_hash)
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedItem:
+    """An item as the ledger recorded it: what an event about it needs when no manifest names
+    it (``voxlake purge``, or a run finishing an earlier run's deletions)."""
+
+    key: str
+    media_id: str
+    source: str  # as recorded: already without a signed query
+    fingerprint: str | None
+    size: int | None
+    options_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    item: Item
+    item: MediaItem | RecordedItem
     status: Status
     audio_url: str | None = None
     transcript_id: str | None = None
