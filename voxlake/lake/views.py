@@ -74,6 +74,7 @@ _EVENT_COLUMNS = pa.schema(
         ("audio_duration_s", pa.float64()),
         ("run_id", pa.string()),
         ("at", pa.timestamp("us", tz="UTC")),
+        ("tables", pa.string()),
     ]
 )
 #: What ``voxlake run --output`` makes under a root: a root holds at least one of them.
@@ -198,7 +199,11 @@ def _ledger_source(con: duckdb.DuckDBPyConnection, output: OutputRoot) -> str:
         if next(folder.glob("*.parquet"), None) is None:
             return typed
         glob = _sql_string(f"{folder.as_posix()}/*.parquet")
-        return f"(SELECT * FROM {typed} UNION ALL BY NAME SELECT * FROM read_parquet({glob}))"
+        # union_by_name: files written before a column was added (``tables``) lack it.
+        return (
+            f"(SELECT * FROM {typed} UNION ALL BY NAME "
+            f"SELECT * FROM read_parquet({glob}, union_by_name = true))"
+        )
     import pyarrow.dataset as ds
 
     data: Any = _EVENT_COLUMNS.empty_table()

@@ -192,6 +192,11 @@ class Ledger:
         ledger.states = ledger.load()
         return ledger
 
+    @property
+    def output(self) -> OutputRoot:
+        """The output root this ledger belongs to (the tables beside it)."""
+        return self._store.output
+
     def __enter__(self) -> Ledger:
         return self
 

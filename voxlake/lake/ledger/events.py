@@ -66,6 +66,13 @@ EVENT_SCHEMA = pa.schema(
         _f("audio_duration_s", pa.float64(), "Audio duration in seconds"),
         _f("run_id", pa.string(), "Prefect flow run that recorded the event", nullable=False),
         _f("at", _UTC_US, "When the event was recorded (UTC)", nullable=False),
+        _f(
+            "tables",
+            pa.string(),
+            "Of a completed item: the tables its rows were written with and the version of "
+            'each, as JSON ({"transcripts": 1, "words": 1, ...}); null before versions were '
+            "recorded",
+        ),
     ],
     metadata={"description": "One row per status change of an item (docs/ledger.md)."},
 )
@@ -105,6 +112,7 @@ class Event:
     stage: str | None = None
     error: str | None = None
     audio_duration_s: float | None = None
+    tables: str | None = None  # voxlake.lake.tables.tables_record() of the rows written
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -126,6 +134,7 @@ def events_table(events: Sequence[Event], run_id: str) -> pa.Table:
         rows["audio_duration_s"].append(e.audio_duration_s)
         rows["run_id"].append(run_id)
         rows["at"].append(e.at)
+        rows["tables"].append(e.tables)
     return pa.Table.from_pydict(rows, schema=EVENT_SCHEMA)
 
 

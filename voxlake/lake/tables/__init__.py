@@ -10,6 +10,9 @@ statements in ``voxlake/sql/views.sql`` (history and current, as ``words``).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 import pyarrow as pa
 
 from voxlake.lake.tables import (
@@ -43,10 +46,13 @@ __all__ = [
     "TABLES",
     "TRANSCRIPTS_SCHEMA",
     "UTTERANCES_SCHEMA",
+    "VERSIONS",
     "WORDS_SCHEMA",
     "Table",
     "schema_markdown",
+    "stale_tables",
     "table",
+    "tables_record",
     "transcript_row",
     "transcripts_batch",
     "utterances_batch",
@@ -83,3 +89,26 @@ def table(name: str) -> Table:
     if found is None:
         raise ValueError(f"unknown table {name!r}; expected one of {sorted(TABLES)}")
     return found
+
+
+#: The version of every table's rows (:attr:`Table.version`).
+VERSIONS: dict[str, int] = {name: t.version for name, t in TABLES.items()}
+
+
+def tables_record() -> str:
+    """What a ``completed`` ledger event records of the rows a run just wrote for an item:
+    every table and its version, as JSON (``{"transcripts": 1, "utterances": 1, ...}``)."""
+    return json.dumps(VERSIONS, sort_keys=True, separators=(",", ":"))
+
+
+def stale_tables(record: str | Mapping[str, int] | None) -> list[str]:
+    """The tables whose rows an item with this record lacks or has at an older version.
+
+    ``None`` (an item completed before the ledger recorded versions) is stale for every
+    table: which tables its rows were written with is not known, and fetching it again is
+    free.
+    """
+    if record is None:
+        return list(VERSIONS)
+    recorded = json.loads(record) if isinstance(record, str) else record
+    return [name for name, version in VERSIONS.items() if recorded.get(name, 0) < version]

@@ -43,13 +43,20 @@ RUN_DATE = field(
 @dataclass(frozen=True)
 class Table:
     """One table family: its name (the folder under the root), its schema, the order of its
-    rows in the current view, and, for a table nested under a transcript (words, utterances,
-    ...), how the rows of completed transcripts are built."""
+    rows in the current view, for a table nested under a transcript (words, utterances, ...),
+    how the rows of completed transcripts are built, and the version of those rows.
+
+    ``version`` goes up by one whenever a change makes rows written before it stale (a new
+    column, a fix in how a column is built): each completed item records the versions its rows
+    were written with, and ``voxlake recollect`` rewrites the items whose record lacks a table
+    or has an older version of it (docs/ledger.md, "Re-collecting").
+    """
 
     name: str
     schema: pa.Schema
     current_order: str
     rows: Rows | None = None
+    version: int = 1
 
 
 def file_schema(schema: pa.Schema) -> pa.Schema:
