@@ -27,6 +27,8 @@ uv run --locked python benchmarks/b7_shared_budget.py b1-server  # B1, Prefect s
 uv run --locked python benchmarks/bench.py b6                # 10,000 done + 100 new
 uv run --locked python benchmarks/bench.py ledger100k        # ledger lookup, 100,000 items
 uv run --locked python benchmarks/bench.py b10               # one clip: time to first result
+uv run --locked python benchmarks/scale.py manifest1m        # 1,000,000 manifest rows resolved
+uv run --locked python benchmarks/scale.py scale100k --sizes 2500 5000 10000  # RSS vs items
 uv run --locked python benchmarks/bench.py report            # RESULTS.md from results/*.json"""
 
 
@@ -468,6 +470,7 @@ def write_results() -> Path:
     from benchmarks import (
         b7_shared_budget,  # B7 and B1 with a server up: their own module
         b10_first_result,
+        scale,
     )
 
     lines += [
@@ -476,6 +479,7 @@ def write_results() -> Path:
         *_verdicts(results),
         *b7_shared_budget.verdicts(_load),
         *b10_first_result.verdicts(_load),
+        *scale.verdicts(_load),
         "",
     ]
     b1 = results["b1"]
@@ -561,6 +565,7 @@ def write_results() -> Path:
         ]
     lines += b7_shared_budget.section(_load)
     lines += b10_first_result.section(_load)
+    lines += scale.section(_load)
     lines += _b1_before_after()
     if results["b6"]:
         lines += _b6_section(results["b6"])

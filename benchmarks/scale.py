@@ -1,4 +1,4 @@
-"""Issue 23's one-machine scale benchmarks: peak RSS of a run against its size, and 1M manifest rows.
+"""Issue 23's one-machine scale: peak RSS of a run against its size; 1M manifest rows resolved.
 
     uv run --locked python benchmarks/scale.py manifest1m        # 1,000,000 rows: <= 60 s
     uv run --locked python benchmarks/scale.py scale100k         # 10k / 30k / 100k items: <= 500 MB
@@ -17,18 +17,19 @@ Method: README.md ("Scale: 100,000 items, 1,000,000 manifest rows").
   ``voxlake run MANIFEST --dry-run`` once as a process (its temporary Prefect API included).
 - **scale100k.** ``voxlake run`` over N tiny local WAVs (0.25 s, 8 kHz: one upload, submit and
   fetch each) against ``voxlake serve-local`` (scripted engine, 0.05 s per job, concurrency 500,
-  a rate limit no run reaches), a ``prefect server start`` process as the API (so the flow
-  process is voxlake's alone), peak RSS = the flow process's ``VmHWM`` sampled every 50 ms
+  a rate limit no run reaches), no Prefect server configured (``voxlake run`` starts its
+  temporary API as a child process), peak RSS = the flow process's ``VmHWM`` sampled every 50 ms
   (``harness.ChildMonitor``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import json
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -40,13 +41,11 @@ from typing import Any
 
 from benchmarks.harness import (
     REPO,
-    RESULTS,
     WORK,
     ChildMonitor,
     ServerSpec,
     clean_env,
     local_server,
-    prefect_server,
     server_stats,
 )
 
@@ -222,14 +221,14 @@ def measure_dry_run(path: Path) -> dict[str, Any]:
     }
 
 
-def manifest1m() -> dict[str, Any]:
+def manifest1m(runs: int = 3) -> dict[str, Any]:
     t0 = time.perf_counter()
     paths = write_manifests()
     made_s = round(time.perf_counter() - t0, 1)
     rows = {
-        "csv (1,000,000 https rows)": measure_resolve(paths["csv"]),
-        "parquet (1,000,000 https rows)": measure_resolve(paths["parquet"]),
-        "csv (100,000 local paths)": measure_resolve(paths["local_csv"]),
+        "csv (1,000,000 https rows)": measure_resolve(paths["csv"], runs),
+        "parquet (1,000,000 https rows)": measure_resolve(paths["parquet"], runs),
+        "csv (100,000 local paths)": measure_resolve(paths["local_csv"], runs),
     }
     return {
         "id": "manifest1m",
@@ -278,16 +277,11 @@ def scale_run(n: int, media: Path) -> dict[str, Any]:
         writer.writerow(["source"])
         writer.writerows([str(media / f"item-{i:06d}.wav")] for i in range(n))
     key = "bench-" + secrets.token_hex(8)
-    base = clean_env(PREFECT_HOME=str(work / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="0")
-    with (
-        local_server(work, SCALE_SPEC, key) as (_, emu_url),
-        prefect_server(base, work) as (_, api_url),
-    ):
-        env = base | {
-            "PREFECT_API_URL": api_url,
-            "ASSEMBLYAI_BASE_URL": emu_url,
-            "ASSEMBLYAI_API_KEY": key,
-        }
+    # No PREFECT_API_URL: `voxlake run` starts its temporary Prefect API as a child process, as
+    # for a user without a server; the flow process monitored is voxlake's alone either way.
+    env = clean_env(PREFECT_HOME=str(work / "prefect-home"))
+    with local_server(work, SCALE_SPEC, key) as (_, emu_url):
+        env |= {"ASSEMBLYAI_BASE_URL": emu_url, "ASSEMBLYAI_API_KEY": key}
         cmd = [PY, "-m", "voxlake.cli", "run", str(manifest), "--output", str(work / "out")]
         cmd += ["--no-progress"]
         mon = ChildMonitor(cmd, env, work / "run.log")
@@ -295,7 +289,7 @@ def scale_run(n: int, media: Path) -> dict[str, Any]:
         stats = server_stats(emu_url)
     log = (work / "run.log").read_text(errors="replace")
     summary = [ln for ln in log.splitlines() if "completed" in ln.lower()][-3:]
-    completed = _completed(work / "out")
+    completed = _completed(summary)
     if mon.returncode == 0:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -313,17 +307,10 @@ def scale_run(n: int, media: Path) -> dict[str, Any]:
     }
 
 
-def _completed(out: Path) -> int:
-    try:
-        from voxlake.lake.views import connect
-
-        with connect(out) as con:
-            row = con.sql(
-                "SELECT count(*) FROM transcripts_current WHERE status = 'completed'"
-            ).fetchone()
-        return int(row[0]) if row else 0
-    except Exception:
-        return 0
+def _completed(summary: list[str]) -> int:
+    """Completed items, from the run's summary line ("N/M completed, ...")."""
+    found = [m for line in summary if (m := re.search(r"(\d+)/\d+ completed", line))]
+    return int(found[-1].group(1)) if found else 0
 
 
 def _slope(runs: list[dict[str, Any]]) -> float | None:
@@ -352,7 +339,7 @@ def scale100k(sizes: list[int]) -> dict[str, Any]:
             "media": f"{SCALE_CLIP_S}-s WAVs (8 kHz mono 16-bit), local paths in a CSV manifest",
             "media_write_s": made_s,
             "server": dataclasses.asdict(SCALE_SPEC),
-            "prefect": "a `prefect server start` process (SQLite), PREFECT_API_URL",
+            "prefect": "no PREFECT_API_URL: the run's temporary Prefect API (a child process)",
         },
         "runs": runs,
         "slope_mib_per_10k": _slope(runs),
@@ -378,7 +365,8 @@ def verdicts(load: Any) -> list[str]:
         for name, r in m["resolve"].items():
             rows.append(
                 f"| 1M manifest | {name} resolved and validated (`read_manifest`, fresh process) "
-                f"≤ {MANIFEST_MAX_S:g} s | worst of {len(r['runs'])}: {r['worst_resolve_s']} s, "
+                f"≤ {MANIFEST_MAX_S:g} s | worst of {len(r['runs'])}: {r['worst_resolve_s']} s "
+                f"(CPU {max(x.get('resolve_cpu_s', 0) for x in r['runs'])} s at most), "
                 f"peak RSS {r['worst_peak_rss_mib']} MiB "
                 f"| {_ok(r['worst_resolve_s'] <= MANIFEST_MAX_S)} |"
             )
@@ -396,9 +384,9 @@ def verdicts(load: Any) -> list[str]:
                 f"| {r['peak_rss_mib']} MiB, {r['lost']} lost, {r['wall_s']} s "
                 f"| {_ok(r['peak_rss_mib'] * MIB <= RSS_MAX_BYTES and r['lost'] == 0)} |"
             )
-        sizes = [r["items"] for r in s["runs"]]
+        sizes = ", ".join(f"{r['items']:,}" for r in s["runs"])
         rows.append(
-            f"| 100k run | peak RSS flat in the number of items ({', '.join(f'{n:,}' for n in sizes)}) "
+            f"| 100k run | peak RSS flat in the number of items ({sizes}) "
             f"| slope {s['slope_mib_per_10k']} MiB per 10,000 items | {_ok(s['met'])} |"
         )
     return rows
@@ -406,25 +394,32 @@ def verdicts(load: Any) -> list[str]:
 
 def section(load: Any) -> list[str]:
     s = load("scale100k")
-    m = load("manifest1m")
-    if not (s or m):
+    if not (s or load("manifest1m")):
         return []
     lines = ["## Scale: 100,000 items, 1,000,000 manifest rows (`scale.py`)", ""]
-    if m:
+    for name in ("manifest1m-before", "manifest1m"):
+        r = load(name)
+        if not r:
+            continue
+        label = r.get("label") or "latest"
         lines += [
-            f"1,000,000 rows ({m['setup']['options']}; finished {m['finished_at']}, load "
-            f"{m['machine']['loadavg_at_save']}):",
+            f"**{label}** (`{name}.json`, finished {r['finished_at']}, load "
+            f"{r['machine']['loadavg_at_save']}): {r['setup']['options']}. Each resolve is a "
+            "fresh process; CPU is the resolve's own (the machine is shared: wall time follows "
+            "the load).",
             "",
-            "| manifest | run | import s | resolve s | peak RSS MiB | items | distinct options |",
-            "|---|---|---|---|---|---|---|",
+            "| manifest | run | import s | resolve s (wall) | resolve CPU s | load | peak RSS MiB "
+            "| items | distinct options |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for name, r in m["resolve"].items():
-            for k, x in enumerate(r["runs"]):
+        for name_, x in r["resolve"].items():
+            for k, run in enumerate(x["runs"]):
                 lines.append(
-                    f"| {name} | {k + 1} | {x['import_s']} | {x['resolve_s']} "
-                    f"| {x['peak_rss_mib']} | {x['items']:,} | {x['distinct_options']} |"
+                    f"| {name_} | {k + 1} | {run['import_s']} | {run['resolve_s']} "
+                    f"| {run.get('resolve_cpu_s', '')} | {run.get('loadavg_1min', '')} "
+                    f"| {run['peak_rss_mib']} | {run['items']:,} | {run['distinct_options']} |"
                 )
-        d = m["dry_run"]
+        d = r["dry_run"]
         lines += [
             "",
             f"`{d['command']}`: exit {d['returncode']}, {d['wall_s']} s wall, {d['cpu_s']} s "
@@ -454,6 +449,9 @@ def main() -> None:
     parser.add_argument("which", choices=("manifest1m", "scale100k", "_resolve"))
     parser.add_argument("rest", nargs="*")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SCALE_SIZES))
+    parser.add_argument("--runs", type=int, default=3, help="manifest1m: resolves per manifest")
+    parser.add_argument("--label", help="what this result measures (e.g. the code before a fix)")
+    parser.add_argument("--out", help="results/<OUT>.json instead of the benchmark's id")
     parser.add_argument("--profile", help="_resolve: write a cProfile dump here")
     args = parser.parse_args()
     if args.which == "_resolve":
@@ -464,7 +462,11 @@ def main() -> None:
     from benchmarks.report import write_results
 
     compile_project()
-    result = manifest1m() if args.which == "manifest1m" else scale100k(args.sizes)
+    result = manifest1m(args.runs) if args.which == "manifest1m" else scale100k(args.sizes)
+    if args.label:
+        result["label"] = args.label
+    if args.out:
+        result["id"] = args.out
     save(result)
     write_results()
     print(json.dumps(result, indent=2))
