@@ -27,7 +27,7 @@ uv run --locked python benchmarks/b7_shared_budget.py b1-server  # B1, Prefect s
 uv run --locked python benchmarks/bench.py b6                # 10,000 done + 100 new
 uv run --locked python benchmarks/bench.py ledger100k        # ledger lookup, 100,000 items
 uv run --locked python benchmarks/bench.py b10               # one clip: time to first result
-uv run --locked python benchmarks/scale.py manifest1m        # 1,000,000 manifest rows resolved
+uv run --locked python benchmarks/scale.py manifest1m --runs 2  # 1,000,000 manifest rows
 uv run --locked python benchmarks/scale.py scale100k --sizes 2500 5000 10000  # RSS vs items
 uv run --locked python benchmarks/bench.py report            # RESULTS.md from results/*.json"""
 
