@@ -375,7 +375,7 @@ def verdicts(load: Any) -> list[str]:
         rows.append(
             f"| 1M manifest | (reference: the whole `voxlake run --dry-run`, 1,000,000 CSV rows) "
             f"| {d['wall_s']} s, peak RSS {d['peak_rss_mib']} MiB "
-            f"| {_ok(d['returncode'] == 0 and d['wall_s'] <= MANIFEST_MAX_S)} |"
+            "| reported |"
         )
     s = load("scale100k")
     if s:
