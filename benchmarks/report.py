@@ -28,6 +28,8 @@ uv run --locked python benchmarks/b7_shared_budget.py b1-server  # B1, Prefect s
 uv run --locked python benchmarks/bench.py b6                # 10,000 done + 100 new
 uv run --locked python benchmarks/bench.py ledger100k        # ledger lookup, 100,000 items
 uv run --locked python benchmarks/bench.py b10               # one clip: time to first result
+uv run --locked python benchmarks/scale.py manifest1m --runs 2  # 1,000,000 manifest rows
+uv run --locked python benchmarks/scale.py scale100k --sizes 2500 5000 10000  # RSS vs items
 uv run --locked python benchmarks/bench.py report            # RESULTS.md from results/*.json"""
 
 
@@ -470,6 +472,7 @@ def write_results() -> Path:
         b3u_understanding,  # B3 with every speech-understanding feature on
         b7_shared_budget,  # B7 and B1 with a server up: their own module
         b10_first_result,
+        scale,
     )
 
     lines += [
@@ -479,6 +482,7 @@ def write_results() -> Path:
         *b3u_understanding.verdicts(_load),
         *b7_shared_budget.verdicts(_load),
         *b10_first_result.verdicts(_load),
+        *scale.verdicts(_load),
         "",
     ]
     b1 = results["b1"]
@@ -565,6 +569,7 @@ def write_results() -> Path:
         ]
     lines += b7_shared_budget.section(_load)
     lines += b10_first_result.section(_load)
+    lines += scale.section(_load)
     lines += _b1_before_after()
     if results["b6"]:
         lines += _b6_section(results["b6"])

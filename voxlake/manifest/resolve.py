@@ -307,6 +307,10 @@ def resolve_sources(
 
 def _classify(text: str, base: str, row: int) -> Resolved:
     """What a source cell names (kind, absolute path or URL, media_id), before any request."""
+    if _plain_http(text):
+        # The common row of a big URL manifest: urlsplit + urlunsplit would give back the text
+        # itself as the id, at ~40 % of a 1M-row manifest's resolve time.
+        return Resolved(SourceKind.http, text, text)
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if is_s3_url(text) or (is_s3_url(base) and (scheme == "" or len(scheme) == 1)):
@@ -332,6 +336,20 @@ def _classify(text: str, base: str, row: int) -> Resolved:
         "use a local path, an s3:// URL or an http(s) URL",
     )
     return Resolved(problem=problem)
+
+
+def _plain_http(text: str) -> bool:
+    """An ``http(s)://host/path`` URL that :func:`urlsplit` would not change: lower-case
+    scheme, a host, ASCII without spaces, controls, query, fragment or IPv6 brackets."""
+    start = 8 if text.startswith("https://") else 7 if text.startswith("http://") else 0
+    return (
+        start > 0
+        and start < len(text)
+        and text[start] != "/"
+        and text.isascii()
+        and text.isprintable()
+        and not any(c in text for c in " ?#[]")
+    )
 
 
 def _classify_s3(text: str, base: str, row: int) -> Resolved:
