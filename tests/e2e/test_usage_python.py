@@ -46,6 +46,9 @@ def test_the_usage_python_example_runs_as_written(tmp_path: Path, prefect_harnes
     script.write_text(usage_snippet())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "VOXLAKE_"))}
     env.pop("PYTHONPATH", None)  # the checkout must not be what makes the imports work
+    # A CLI test earlier in this worker process may have set it (voxlake run's quiet Prefect
+    # defaults go into its own os.environ); a user's Python session starts without it.
+    env.pop("PREFECT_LOGGING_LEVEL", None)
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
 
     done = subprocess.run(
