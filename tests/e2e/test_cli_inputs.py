@@ -44,13 +44,6 @@ def prefect_url(prefect_harness: None) -> str:
     return str(url)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServeLocal]:
-    server = ServeLocal(tmp_path)
-    yield server
-    server.stop()
-
-
 def clip(path: Path, seconds: float = 0.5, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_synth_wav(path, "the birch canoe", seconds, sample_rate=8000, seed=seed)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,22 +31,6 @@ from voxlake.lake.read import read_current
 pytestmark = pytest.mark.slow
 
 DELETED_URL = "http://deleted_by_user"
-
-
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return url
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServeLocal]:
-    server = ServeLocal(tmp_path)
-    yield server
-    server.stop()
 
 
 def deletes(server: ServeLocal) -> int:

@@ -7,7 +7,6 @@ its own that can be killed at a chosen point (tests/support/clikit.py, voxlake/c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -24,22 +23,6 @@ from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake.read import read_current
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return url
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServeLocal]:
-    server = ServeLocal(tmp_path)
-    yield server
-    server.stop()
 
 
 def make_media(folder: Path, n: int, start: int = 0) -> None:

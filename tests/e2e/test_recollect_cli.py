@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -39,22 +39,6 @@ from voxlake.lake.views import connect
 pytestmark = pytest.mark.slow
 
 N = 4
-
-
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return url
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServeLocal]:
-    server = ServeLocal(tmp_path)
-    yield server
-    server.stop()
 
 
 def voxlake_recollect(args: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
