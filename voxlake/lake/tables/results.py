@@ -27,6 +27,14 @@ KEYS = [
     _f("media_id", pa.string(), "Stable key of the media item", nullable=False),
     _f("transcript_id", pa.string(), "AssemblyAI transcript id", nullable=False),
 ]
+#: The columns of a per-segment label row (topics, content safety): which row, which segment.
+SEGMENT = [
+    _f("row_index", pa.int32(), "Position of the row in the transcript, from 0", nullable=False),
+    _f("segment_index", pa.int32(), "Position of the segment, from 0"),
+    _f("segment_text", pa.string(), "The segment's text"),
+    _f("start_ms", pa.int64(), "Start of the segment in the audio, milliseconds"),
+    _f("end_ms", pa.int64(), "End of the segment in the audio, milliseconds"),
+]
 RUN = [
     _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
     RUN_DATE,

@@ -12,20 +12,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from voxlake.lake.tables.results import KEYS, RUN, label_rows, result, result_rows
+from voxlake.lake.tables.results import KEYS, RUN, SEGMENT, label_rows, result, result_rows
 from voxlake.lake.tables.schema import Table
 from voxlake.lake.tables.schema import field as _f
 
 TOPICS_SCHEMA = pa.schema(
     [
         *KEYS,
-        _f(
-            "row_index", pa.int32(), "Position of the row in the transcript, from 0", nullable=False
-        ),
-        _f("segment_index", pa.int32(), "Position of the segment, from 0"),
-        _f("segment_text", pa.string(), "The segment's text"),
-        _f("start_ms", pa.int64(), "Start of the segment in the audio, milliseconds"),
-        _f("end_ms", pa.int64(), "End of the segment in the audio, milliseconds"),
+        *SEGMENT,
         _f("label", pa.string(), "IAB category (`NewsAndPolitics>Weather`, ...)"),
         _f("relevance", pa.float64(), "Relevance of the label to the segment, 0..1"),
         *RUN,
