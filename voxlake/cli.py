@@ -807,13 +807,56 @@ def serve(
             ".voxlake/postgres; for concurrent runs and many workers, docs/operations.md).",
         ),
     ] = "sqlite",
+    webhooks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="OUTPUT",
+            help="Run the webhook receiver beside (voxlake webhooks OUTPUT): notifications "
+            "recorded under OUTPUT, the runs' output root (docs/webhooks.md).",
+        ),
+    ] = None,
+    webhook_host: Annotated[str, typer.Option(help="The receiver's interface.")] = "127.0.0.1",
+    webhook_port: Annotated[int, typer.Option(help="The receiver's port (0: any free).")] = 8766,
+    webhook_auth_header_name: Annotated[
+        str, typer.Option(help="The webhook_auth_header_name the jobs are submitted with.")
+    ] = "X-Voxlake-Webhook-Auth",
+    webhook_auth_header_value_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the webhook_auth_header_value (required with "
+            "--webhooks)."
+        ),
+    ] = None,
+    webhook_collect: Annotated[
+        bool,
+        typer.Option(
+            help="The receiver collects detached runs' jobs as their notifications land, with "
+            "the deployments' AssemblyAI endpoint (voxlake webhooks --collect)."
+        ),
+    ] = False,
 ) -> None:
     """Prefect server (or the configured PREFECT_API_URL), work pool, shared request limit,
     blocks, deployments/prefect.yaml and a worker: scheduled runs and backfills on one machine.
     With no ASSEMBLYAI_API_KEY, the deployments use an embedded local server started beside.
+    With --webhooks, the webhook receiver too.
     """
     from voxlake import serve as serving
+    from voxlake.serve_webhooks import ServeWebhooks
 
+    if webhooks is None and (webhook_collect or webhook_auth_header_value_env):
+        raise typer.BadParameter(
+            "give --webhooks OUTPUT to run the receiver", param_hint="--webhooks"
+        )
+    hooks = None
+    if webhooks is not None:
+        hooks = ServeWebhooks(
+            webhooks,
+            webhook_host,
+            webhook_port,
+            webhook_auth_header_name,
+            webhook_auth_header_value_env,
+            webhook_collect,
+        )
     with _exits_on_error():
         serving.serve(
             host=host,
@@ -823,6 +866,7 @@ def serve(
             worker=worker,
             local_args=local_arg or (),
             database=database,
+            webhooks=hooks,
             say=typer.echo,
         )
 
@@ -847,6 +891,14 @@ def webhooks(
             "argument: it would show in ps). None: asked for on the terminal."
         ),
     ] = None,
+    collect: Annotated[
+        bool,
+        typer.Option(
+            help="Collect the jobs of detached runs (voxlake run --detach) as their "
+            "notifications land: one GET each, rows committed as a run does, nothing "
+            "submitted. Uses ASSEMBLYAI_API_KEY (and ASSEMBLYAI_BASE_URL / ASSEMBLYAI_REGION)."
+        ),
+    ] = False,
     s3_endpoint_url: S3EndpointUrl = None,
     s3_region: S3Region = None,
     s3_profile: S3Profile = None,
@@ -854,8 +906,6 @@ def webhooks(
 ) -> None:
     """Receive AssemblyAI's webhook notifications (POST /voxlake/webhook) until interrupted,
     recording each under OUTPUT/_webhooks/notifications/ (docs/webhooks.md)."""
-    import socket
-
     import uvicorn
 
     from voxlake import webhooks as receiver
@@ -870,25 +920,15 @@ def webhooks(
         else:
             raise typer.BadParameter("give --auth-header-value-env VAR (no terminal to ask on)")
         store = receiver.NotificationStore(output, s3=s3)
+        collector = receiver.collector_from_env(output, s3=s3) if collect else None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    # Bound here, before uvicorn starts: --port 0 gives a port to print, and requests that
-    # arrive before uvicorn is up wait in the listen backlog instead of being refused.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock, url = receiver.listen(host, port)
     except OSError as exc:
-        sock.close()
-        raise _fail(OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")) from None
-    sock.listen(512)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    typer.echo(
-        f"voxlake webhook receiver on http://{shown}:{bound}{receiver.WEBHOOK_PATH}", err=True
-    )
+        raise _fail(exc) from None
+    typer.echo(f"voxlake webhook receiver on {url}", err=True)
     config = uvicorn.Config(
-        receiver.create_app(store, auth), log_config=None, timeout_graceful_shutdown=5
+        receiver.create_app(store, auth, collector), log_config=None, timeout_graceful_shutdown=5
     )
     # uvicorn handles Ctrl-C itself (finishing the requests being recorded), then raises
     # SIGINT again: the KeyboardInterrupt that ends the command with status 130.
