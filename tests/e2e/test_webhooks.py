@@ -30,9 +30,10 @@ HEADER = "X-Hook-Auth"
 
 
 class Receiver:
-    """`voxlake webhooks OUTPUT --port 0` with the secret in the environment variable HOOK_AUTH."""
+    """`voxlake webhooks OUTPUT --port 0` with the secret in the environment variable HOOK_AUTH
+    (and ``env`` besides: the AssemblyAI endpoint of a collecting receiver)."""
 
-    def __init__(self, log: Path, output: str, *args: str) -> None:
+    def __init__(self, log: Path, output: str, *args: str, **env: str) -> None:
         self.log = log
         self.output = output
         cmd = [sys.executable, "-m", "voxlake.cli", "webhooks", output, "--port", "0"]
@@ -43,7 +44,7 @@ class Receiver:
             cwd=REPO,
             stdout=self._log_fh,
             stderr=subprocess.STDOUT,
-            env=clean_env(HOOK_AUTH=WEBHOOK_SECRET),
+            env=clean_env(**{**env, "HOOK_AUTH": WEBHOOK_SECRET}),
         )
         self.url: str = wait_until(self._address, "the receiver to print its URL")
 

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two rounds while notifications are pending and none arrives (a job whose
 #: ``submitted`` was not recorded yet, a run holding the lease, a failed GET).
-RECHECK_S = 10.0
+RECHECK_S = 5.0
 #: What a detached run leaves for the collector, relative to the output root.
 RUN_NOTES_DIR = "_webhooks/runs"
 
