@@ -192,7 +192,8 @@ def test_the_receivers_collector_collects_a_detached_run_without_another_run(
     receiver = Receiver(tmp_path / "receiver.log", str(out), "--collect", **endpoint)
     try:
         before = server.stats()["requests_by_route"]
-        detached, _ = _run(server, media, out, *_hooked(receiver), "--detach")
+        # --captions srt: what the detached run asks for besides the rows, the collector does.
+        detached, _ = _run(server, media, out, *_hooked(receiver), "--detach", "--captions", "srt")
         assert detached.returncode == 0, detached.stdout + detached.stderr
         assert f"{CLIPS} submitted, to be collected later" in detached.stdout, detached.stdout
 
@@ -208,6 +209,8 @@ def test_the_receivers_collector_collects_a_detached_run_without_another_run(
         # item (the collector's), and no status poll at all (the one list: the key check).
         assert spent["upload"] == CLIPS and spent["transcript_create"] == CLIPS, spent
         assert spent["transcript_get"] == CLIPS and spent["transcript_list"] == 1, spent
+        assert spent["subtitles"] == CLIPS, spent
+        assert len(list((out / "captions" / "srt").glob("*/*.srt"))) == CLIPS
 
         # AssemblyAI sends every notification again (our 200 was late): recorded, then
         # acknowledged by the collector as done, without fetching anything again.
