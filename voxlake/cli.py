@@ -921,7 +921,12 @@ def webhooks(
         else:
             raise typer.BadParameter("give --auth-header-value-env VAR (no terminal to ask on)")
         store = receiver.NotificationStore(output, s3=s3)
-        collector = receiver.collector_from_env(output, s3=s3) if collect else None
+        if collect:
+            from voxlake.run.collector import Collector
+
+            collector = Collector.from_env(output, s3=s3)
+        else:
+            collector = None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         sock, url = receiver.listen(host, port)

@@ -379,15 +379,3 @@ def checked_auth(header_name: str, value: str, *, where: str) -> WebhookAuth:
     except ValidationError as exc:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         raise ConfigurationError(f"webhook auth ({where}): {problems}") from None
-
-
-def collector_from_env(output: str, *, s3: S3Options | None = None) -> Collector:
-    """The collector of ``voxlake webhooks --collect``: its AssemblyAI client configured by
-    ``ASSEMBLYAI_*`` as ``voxlake run``'s is; a :class:`ConfigurationError` now, before the
-    receiver listens, when no key is set."""
-    from voxlake.client import AssemblyAIClient
-    from voxlake.config import ClientSettings
-    from voxlake.run.collector import Collector
-
-    ClientSettings()  # type: ignore[call-arg]  # from the environment; the key and endpoint, checked (the collector's clients read them again)
-    return Collector(output, s3=s3, client=AssemblyAIClient)

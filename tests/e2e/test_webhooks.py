@@ -231,6 +231,8 @@ def test_unwritable_output_answers_503_so_it_is_sent_again_and_ctrl_c_exits_130(
             {"HOOK_AUTH": WEBHOOK_SECRET},
             "error: webhook auth (HOOK_AUTH): 'X Bad' is not an HTTP header name",
         ),
+        # The collector's requests need a key (clean_env has no ASSEMBLYAI_*).
+        (["--collect"], {"HOOK_AUTH": WEBHOOK_SECRET}, "error: No AssemblyAI API key"),
     ],
 )
 def test_bad_auth_settings_end_it_before_it_listens(

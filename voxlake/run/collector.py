@@ -240,6 +240,16 @@ class Collector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
+    @classmethod
+    def from_env(cls, output: str, *, s3: S3Options | None = None) -> Collector:
+        """The collector of ``voxlake webhooks --collect``: its AssemblyAI client configured by
+        ``ASSEMBLYAI_*`` as ``voxlake run``'s is; a :class:`ConfigurationError` now, before the
+        receiver listens, when no key is set."""
+        from voxlake.config import ClientSettings
+
+        ClientSettings()  # type: ignore[call-arg]  # from the environment; checked here
+        return cls(output, s3=s3, client=AssemblyAIClient)
+
     def notify(self) -> None:
         """A notification was recorded (on the receiver's event loop): a round, soon."""
         self._wake.set()
