@@ -2,8 +2,11 @@
 
 The flow runs in-process on the session Prefect API, where the Secret block is saved for real;
 it submits to the suite's local server, which delivers each job's notification to a real
-receiver (the one `voxlake serve --webhooks` runs, on 127.0.0.1) that accepts only the secret's
-value: a delivery counted means the value reached the job's ``webhook_auth_header_value``.
+receiver (the one `voxlake serve --webhooks --webhook-collect` runs, on 127.0.0.1) that accepts
+only the secret's value: a delivery counted means the value reached the job's
+``webhook_auth_header_value``. The receiver's collector, given its endpoint only after the
+notifications were recorded (as serve gives it once it has chosen the deployments' endpoint),
+then collects the detached jobs.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clikit import wait_until
 from tests.support.flowkit import run_flow, speech_clips, write_manifest
-from tests.support.secrets import WEBHOOK_SECRET
+from tests.support.secrets import KEY_A, WEBHOOK_SECRET
+from voxlake.credentials import AssemblyAICredentials
 from voxlake.emulator import LocalServer
+from voxlake.lake.read import read_table
 from voxlake.serve_webhooks import RunningReceiver, ServeWebhooks
 from voxlake.webhooks import pending_notifications
 
@@ -42,7 +48,13 @@ def test_the_webhook_secret_comes_from_the_secret_block_a_parameter_names(
     out = tmp_path / "out"
     monkeypatch.setenv("HOOK_AUTH", WEBHOOK_SECRET)  # the receiver's copy of the secret
     receiver = RunningReceiver(
-        ServeWebhooks(str(out), port=0, auth_header_name=HEADER, auth_header_value_env="HOOK_AUTH")
+        ServeWebhooks(
+            str(out),
+            port=0,
+            auth_header_name=HEADER,
+            auth_header_value_env="HOOK_AUTH",
+            collect=True,
+        )
     )
     receiver.start()
     try:
@@ -61,10 +73,23 @@ def test_the_webhook_secret_comes_from_the_secret_block_a_parameter_names(
         assert summary.detached == 2, summary
         delivered = before["webhooks_delivered"] + 2
         local_server.wait_until(lambda s: s["webhooks_delivered"] >= delivered, timeout=60)
+        assert local_server.stats()["webhooks_failed"] == before["webhooks_failed"]  # none refused
+        assert len(pending_notifications(str(out))) == 2  # no endpoint yet: recorded only
+
+        receiver.use(AssemblyAICredentials(api_key=KEY_A, base_url=local_server.base_url))
+
+        def collected() -> bool:
+            rows = (
+                read_table(out, "transcripts").to_pylist() if (out / "transcripts").exists() else []
+            )
+            return len(rows) == 2 and not pending_notifications(str(out))
+
+        wait_until(collected, "the receiver's collector to collect the detached jobs")
     finally:
         receiver.stop()
-    assert local_server.stats()["webhooks_failed"] == before["webhooks_failed"]  # none refused
-    assert len(pending_notifications(str(out))) == 2
+    routes = local_server.stats()["requests_by_route"]
+    spent = {r: n - before["requests_by_route"].get(r, 0) for r, n in routes.items()}
+    assert spent["transcript_create"] == 2 and spent["transcript_get"] == 2, spent
 
     async def parameters() -> dict[str, object]:
         async with get_client() as client:

@@ -239,6 +239,7 @@ class Collector:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._busy = False  # the last round found the lease held
 
     @classmethod
     def from_env(cls, output: str, *, s3: S3Options | None = None) -> Collector:
@@ -291,10 +292,14 @@ class Collector:
         try:
             ledger = await asyncio.to_thread(Ledger.open, self._root, run_id=run_id, s3=self._s3)
         except LeaseHeldError:
-            # A run is working on the root: its own jobs are its to collect.
-            log.info("webhook collector: a run holds the lease of %s; later", self.output)
+            # A run is working on the root: its own jobs are its to collect. Said once while
+            # it lasts (a webhook run may hold the lease for hours, tried every recheck_s).
+            if not self._busy:
+                log.info("webhook collector: a run holds the lease of %s; later", self.output)
+            self._busy = True
             result.busy, result.waiting = True, len(notes)
             return result
+        self._busy = False
         try:
             events = await asyncio.to_thread(ledger.read_events, _COLUMNS)
             due, done = _classify(events, {n.transcript_id for n in notes})
