@@ -276,6 +276,12 @@ class Collector:
                 await self.collect_once()
             except VoxlakeError as exc:
                 log.warning("webhook collector: %s; trying again in %g s", exc, self._recheck_s)
+            except Exception:
+                # A bug or an unreadable file must not end the collector unseen while the
+                # receiver goes on recording: said with its traceback, tried again.
+                log.exception(
+                    "webhook collector: round failed; trying again in %g s", self._recheck_s
+                )
 
     async def stop(self) -> None:
         """End :meth:`run` after the round under way (never half a commit)."""
