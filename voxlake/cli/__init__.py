@@ -1003,6 +1003,3 @@ def main() -> None:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     app()
 
-
-if __name__ == "__main__":
-    main()
