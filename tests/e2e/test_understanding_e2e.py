@@ -57,15 +57,6 @@ NOT_RESULTS = ("transcripts", "words", "sentences", "paragraphs")
 RESULT_TABLES = [name for name in tables.TABLES if name not in NOT_RESULTS]
 
 
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return str(url)
-
-
 def query(out: Path, sql: str) -> list[dict[str, object]]:
     cmd = [sys.executable, "-m", "voxlake.cli", "query", str(out), sql, "--format", "json"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
