@@ -124,8 +124,7 @@ def find_due(events: pa.Table, wanted: Collection[str] = ()) -> tuple[list[Due],
             continue
         # An optional table it had is fetched again, whatever its version: its rows must come
         # from the same flow run as the new transcripts row to stay current (views.sql).
-        had = [name for name in OPTIONAL if record and name in record]
-        optional = tuple(name for name in OPTIONAL if name in wanted or name in had)
+        optional = tuple(n for n in OPTIONAL if n in wanted or (record and n in record))
         size = event["source_size"]
         fingerprint = event["source_fingerprint"]
         item = RecordedItem(
