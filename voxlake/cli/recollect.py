@@ -27,13 +27,29 @@ def recollect(
     dry_run: Annotated[
         bool, typer.Option(help="Say how many transcripts would be fetched; fetch nothing.")
     ] = False,
+    sentences: Annotated[
+        bool,
+        typer.Option(
+            help="Fill the sentences table for every completed item that lacks it "
+            "(one more GET per such item)."
+        ),
+    ] = False,
+    paragraphs: Annotated[
+        bool,
+        typer.Option(
+            help="Fill the paragraphs table for every completed item that lacks it "
+            "(one more GET per such item)."
+        ),
+    ] = False,
     s3_endpoint_url: S3EndpointUrl = None,
     s3_region: S3Region = None,
     s3_profile: S3Profile = None,
 ) -> None:
     """Fetch completed transcripts again by id (GET only: nothing is submitted or paid again)
     and write the rows of the tables they lack: tables added to voxlake after they were
-    collected, or whose version changed (docs/ledger.md, "Re-collecting").
+    collected, tables whose version changed, and the optional sentences and paragraphs tables
+    when asked for (docs/ledger.md, "Re-collecting"). An item written again keeps the optional
+    tables it had (fetched again).
 
     Uses AssemblyAI when ASSEMBLYAI_API_KEY is set (ASSEMBLYAI_BASE_URL for another endpoint),
     otherwise the embedded local server that runs into OUTPUT used.
@@ -47,12 +63,15 @@ def recollect(
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("voxlake").setLevel(logging.INFO)
     s3 = _read_s3_options(s3_endpoint_url, s3_region, s3_profile)
+    tables = [name for name, on in (("sentences", sentences), ("paragraphs", paragraphs)) if on]
     with _exits_on_error():
         from voxlake.lake.views import check_output_root
 
         check_output_root(output, s3=s3)  # a misspelled root: one line, before any server starts
         if dry_run:
-            summary = asyncio.run(recollect_root(output, client=None, s3=s3, dry_run=True))
+            summary = asyncio.run(
+                recollect_root(output, client=None, s3=s3, dry_run=True, tables=tables)
+            )
         else:
             from voxlake.runner import api_backend
 
@@ -61,7 +80,7 @@ def recollect(
                 async def fetch_all() -> Any:
                     client = credentials.get_client() if credentials else AssemblyAIClient()
                     async with client:
-                        return await recollect_root(output, client=client, s3=s3)
+                        return await recollect_root(output, client=client, s3=s3, tables=tables)
 
                 summary = asyncio.run(fetch_all())
     for line in summary_lines(summary):
@@ -82,7 +101,7 @@ def summary_lines(summary: Any) -> list[str]:
     elif not summary.due:
         lines.append(
             "Nothing to recollect: every completed item's rows are at the current table "
-            "versions; 0 AssemblyAI requests"
+            "versions, with the tables asked for; 0 AssemblyAI requests"
         )
     else:
         lines.append(
