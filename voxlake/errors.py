@@ -6,7 +6,7 @@ package to hold that, and that each class is drawn below). Every error is either
 changes something). ``attempts`` says how many times the client already tried (set by
 :class:`voxlake.retry.RetryPolicy`), so outer layers (Prefect task retries) never re-retry what
 the client already retried. How an error ends a command (exit status, one line on stderr) is
-decided in one place: :func:`voxlake.cli.exit_status`.
+decided in one place: :func:`voxlake.cli.common.exit_status`.
 
 The client's errors, defined here::
 

@@ -9,7 +9,7 @@ follows from it:
   shows the help texts (:func:`documented_by` writes them into the flow's docstring, where
   Prefect reads parameter descriptions). ``tests/unit/test_request.py`` fails when the flow's
   parameters and this model differ in a name, a type or a default;
-- ``voxlake run`` builds its options from the fields (:mod:`voxlake.cli`), each with the
+- ``voxlake run`` builds its options from the fields (:mod:`voxlake.cli.run`), each with the
   field's help and default, and validates what it was given with this model;
 - the backfill passes each shard its parameters as a validated :class:`RunRequest`, and the
   test validates every deployment's parameters in ``deployments/prefect.yaml`` with it.

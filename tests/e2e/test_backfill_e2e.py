@@ -117,15 +117,17 @@ class Api:
 
 
 @contextlib.contextmanager
-def worker(env: dict[str, str], name: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``prefect worker start`` in its own session; on exit it and every flow-run process it
-    started are stopped (a process worker's flow runs are its descendants)."""
+def worker(
+    env: dict[str, str], name: str, log: Path, cwd: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``prefect worker start`` in its own session, in ``cwd``; on exit it and every flow-run
+    process it started are stopped (a process worker's flow runs are its descendants)."""
     # --limit 3: the parent and two shards at most, so the other worker gets shards too.
     cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "voxlake"]
     cmd += ["--name", name, "--limit", "3"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         yield proc

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import srt
 import webvtt
 
 from tests.e2e.test_cli_inputs import clip
-from tests.support.clikit import ServeLocal, clean_env, run_and_crash, run_env, voxlake_run
+from tests.support.clikit import REPO, ServeLocal, clean_env, run_and_crash, run_env, voxlake_run
 from voxlake.checks import check_invariants
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake.read import read_table
@@ -73,6 +75,13 @@ def test_captions_sentences_and_paragraphs_are_fetched_once_per_item_and_parse(
         assert f"Captions written under {out}/captions: 4 caption files" in first.stdout
 
         check_invariants(out)
+        # The ledger records both optional tables as filled: nothing to recollect for them.
+        dry = subprocess.run(
+            [sys.executable, "-m", "voxlake.cli", "recollect", str(out), "--dry-run",
+             "--sentences", "--paragraphs"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "0 transcripts would be fetched again" in dry.stdout, dry.stdout + dry.stderr
         from voxlake.run.extras import caption_path  # the documented layout
 
         transcripts = read_table(out, "transcripts").to_pylist()

@@ -1,19 +1,24 @@
-"""Failure drills on PostgreSQL, every part a real process: a worker killed mid-shard, and the
-Prefect server killed and restarted mid-backfill (docs/operations.md, "Failure drills").
+"""Failure drills on PostgreSQL, every part a real process: a worker killed mid-shard, the
+Prefect server killed and restarted mid-backfill, and a worker on another "machine" (another
+checkout, another ``PREFECT_HOME``) (docs/operations.md, "Failure drills").
 
 ``voxlake serve --database postgresql --no-worker`` (the real CLI) starts a PostgreSQL with its
 files in the test's ``.voxlake/postgres``, a Prefect server on it, and sets up the pool, the
 shared limit, the block and the deployments; ``voxlake serve-local`` (scripted engine, fast
 jobs) stands in for AssemblyAI and counts what was really submitted. The workers are
-``prefect worker start`` processes, the backfills ``prefect deployment run``.
+``prefect worker start`` processes, the backfills ``prefect deployment run``. The server has
+basic auth on (``PREFECT_SERVER_API_AUTH_STRING``), as one that workers elsewhere reach must:
+every client here sends ``PREFECT_API_AUTH_STRING``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +26,17 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.test_backfill_e2e import Api, make_media, run_deployment, worker
+from tests.e2e.test_backfill_e2e import REPO, Api, make_media, run_deployment, worker
 from tests.support.clikit import LOCAL_KEY, ServeLocal, wait_until
 from tests.support.prefect_server import clean_env, free_port
 from voxlake.lake.read import read_current
-from voxlake.serve import DATABASE_URL_ENV, ServeError, server_database
+from voxlake.serve import (
+    CLIENT_AUTH_ENV,
+    DATABASE_URL_ENV,
+    SERVER_AUTH_ENV,
+    ServeError,
+    server_database,
+)
 
 # One shard: each flow-run process costs 10-30 s of start-up on the loaded 2-core machine, and a
 # second shard would only repeat what the first shows.
@@ -52,15 +63,21 @@ class PgServe:
     def __init__(self, root: Path, local: ServeLocal) -> None:
         self.root, self.port = root, free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.auth = ("voxlake", secrets.token_urlsafe(16))
+        self.auth_string = ":".join(self.auth)
         self.env = clean_env(
             root / "client-home",
             PREFECT_UI_ENABLED="false",
             ASSEMBLYAI_API_KEY=LOCAL_KEY,
             ASSEMBLYAI_BASE_URL=local.base_url,
+            **{SERVER_AUTH_ENV: self.auth_string},
         )
-        # Workers need no key: the block holds it.
-        self.worker_env = {k: v for k, v in self.env.items() if not k.startswith("ASSEMBLYAI_")}
+        # Workers need no key (the block holds it), only the client's side of the auth.
+        self.worker_env = {
+            k: v for k, v in self.env.items() if not k.startswith(("ASSEMBLYAI_", SERVER_AUTH_ENV))
+        }
         self.worker_env |= {"PREFECT_API_URL": self.api_url, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+        self.worker_env[CLIENT_AUTH_ENV] = self.auth_string
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -82,6 +99,11 @@ class PgServe:
 
     def log(self) -> str:
         return "".join(p.read_text() for p in sorted(self.root.glob("serve-*.log")))
+
+    def api(self) -> Api:
+        api = Api(self.api_url)
+        api.http.auth = self.auth
+        return api
 
     def prefect_server(self) -> psutil.Process:
         assert self.process is not None
@@ -139,6 +161,17 @@ def _kill_family(root: psutil.Process) -> None:
             process.send_signal(signal.SIGKILL)
 
 
+def _worker_refused(
+    env: dict[str, str], cwd: Path, log: Path, auth: str | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``prefect worker start`` with ``auth`` as its auth string (None: none), started."""
+    env = env | ({CLIENT_AUTH_ENV: auth} if auth else {})
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "voxlake"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    return process, log
+
+
 def _each_item_once_completed(out: Path, n: int) -> None:
     view = read_current(out).select(["media_id", "status"]).to_pylist()
     assert sorted(r["media_id"] for r in view) == [f"clip-{i:03d}.wav" for i in range(n)]
@@ -186,7 +219,10 @@ def test_serve_on_postgresql_runs_prefect_on_the_postgres_it_started(served: PgS
     postgres = [p for p in psutil.Process(served.process.pid).children(recursive=True)  # type: ignore[union-attr]
                 if p.name() == "postgres" and "-D" in p.cmdline()]  # fmt: skip
     assert postgres, "no postgres under voxlake serve"
-    deployments = httpx.post(f"{served.api_url}/deployments/filter", json={}, timeout=60).json()
+    assert served.auth_string not in log  # a secret: serve's printed commands name the variable
+    url = f"{served.api_url}/deployments/filter"
+    assert httpx.post(url, json={}, timeout=60).status_code == 401  # auth is on
+    deployments = httpx.post(url, json={}, auth=served.auth, timeout=60).json()
     assert {d["name"] for d in deployments} >= {"backfill", "shard", "nightly"}
 
 
@@ -195,7 +231,7 @@ def test_a_worker_killed_mid_shard_the_next_backfill_finishes_paying_nothing_twi
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "lake"
     make_media(media, ITEMS)
-    api = Api(served.api_url)
+    api = served.api()
     params = {"manifest": str(media), "output": str(out), "shards": SHARDS, "chunk_size": 2}
     paid_before = local.submissions()
     # Worker A's shard stops itself (SIGSTOP) right after its second job was created, before
@@ -236,7 +272,7 @@ def test_the_prefect_server_killed_and_restarted_mid_backfill_loses_and_repays_n
     shard goes on, and the backfill ends completed, at once or when run again."""
     media, out = tmp_path / "media", tmp_path / "lake"
     make_media(media, ITEMS)
-    api = Api(served.api_url)
+    api = served.api()
     params = {"manifest": str(media), "output": str(out), "shards": SHARDS, "chunk_size": 2}
     paid_before = local.submissions()
     hooks = {"VOXLAKE_TEST_HOOKS": "1", "VOXLAKE_CRASHPOINT": "after_submit:2"}
@@ -267,3 +303,72 @@ def test_the_prefect_server_killed_and_restarted_mid_backfill_loses_and_repays_n
 
     _each_item_once_completed(out, ITEMS)
     assert local.submissions() - paid_before == ITEMS, "a job was submitted twice"
+
+
+def test_a_worker_on_another_checkout_with_its_own_prefect_home_takes_the_shards(
+    served: PgServe, local: ServeLocal, tmp_path: Path
+) -> None:
+    """The other "machine": a ``git clone --local`` of this repository at HEAD (committed files
+    only), its own ``PREFECT_HOME``, its own working folder, and only the server's address and
+    auth string. It runs on this interpreter with ``PYTHONPATH`` at the clone (a new virtual
+    environment per test would cost minutes): ``import voxlake`` is the clone's, as on a
+    machine where ``uv sync`` installed the clone. No ``VOXLAKE_HOME``: the pull step
+    ``voxlake.steps.set_project_directory`` finds the checkout from where the imported package
+    lives. The proof that the flow runs ran the clone's code in the clone: the backfill's
+    ``manifest`` and ``output`` are relative, and a relative path resolves in the checkout that
+    the pull step changed to, so the items are found and land in the clone, and nothing lands in
+    this checkout. The remote worker is the only one, so it runs the backfill and both shards
+    (its log names each run it submitted)."""
+    clone = tmp_path / "other-checkout"
+    cloned = subprocess.run(
+        ["git", "clone", "--local", "--quiet", str(REPO), str(clone)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cloned.returncode == 0, cloned.stderr
+    remote_env = clean_env(
+        tmp_path / "other-prefect-home",
+        PREFECT_API_URL=served.api_url,
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PYTHONPATH=str(clone),
+    )
+    remote_env.pop("VOXLAKE_HOME", None)
+    items, shards = 6, 2
+    media, output = "drill-media", f"output/remote-drill-{uuid.uuid4().hex[:8]}"
+    make_media(clone / media, items)
+    params = {"manifest": f"{media}/", "output": output, "shards": shards, "chunk_size": 2}
+    api = served.api()
+    paid_before = local.submissions()
+    remote_log = tmp_path / "remote-worker.log"
+    refused: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        with worker(
+            remote_env | {CLIENT_AUTH_ENV: served.auth_string}, "remote-machine", remote_log, clone
+        ):
+            parent = run_deployment(served.worker_env, "transcribe-manifest/backfill", params)
+            # Meanwhile: without the auth string, or with a wrong one, a worker is refused.
+            refused += [_worker_refused(remote_env, clone, tmp_path / "no-auth.log")]
+            refused += [_worker_refused(remote_env, clone, tmp_path / "wrong-auth.log", "u:x")]
+            api.wait_final(parent, [remote_log])
+    finally:
+        for process, _ in refused:  # they exit by themselves; a worker let in would not
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    for process, log in refused:
+        said = " ".join(log.read_text().split())  # Rich wraps its lines
+        assert process.returncode != 0 and "401 Unauthorized" in said, f"{log.name}: {said}"
+
+    children = {"flow_runs": {"parent_flow_run_id": {"any_": [parent]}}}
+    shard_runs = api.http.post("/flow_runs/filter", json=children).raise_for_status().json()
+    assert len(shard_runs) == shards, shard_runs
+    said = remote_log.read_text()
+    for run_id in [parent, *(r["id"] for r in shard_runs)]:
+        assert f"Worker 'remote-machine' submitting flow run '{run_id}'" in said, said[-4000:]
+    assert served.auth_string not in said
+    _each_item_once_completed(clone / output, items)
+    assert not (REPO / output).exists(), "a flow run ran in this checkout, not the other one"
+    assert local.submissions() - paid_before == items, "a job was submitted twice"

@@ -9,6 +9,7 @@ no submission.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -168,3 +170,66 @@ def test_recollect_refuses_a_folder_that_is_no_output_root(tmp_path: Path) -> No
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith("error: ") and "is not a voxlake output root" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_recollect_fills_asked_optional_tables_with_gets_only_and_keeps_them(
+    tmp_path: Path, server: ServeLocal, prefect_url: str
+) -> None:
+    """Issue 22: a run without --sentences records no sentences; `recollect --sentences` fills
+    them for every item with one transcript GET and one sentences GET each, and a recollect
+    that rewrites an item for another table keeps its sentences (fetched again: free)."""
+    media, out = tmp_path / "media", tmp_path / "out"
+    media.mkdir()
+    for i in range(N):
+        write_synth_wav(media / f"clip-{i}.wav", "the birch canoe slid on the smooth planks",
+                        1.2 + i * 0.1, sample_rate=8000, seed=i)  # fmt: skip
+    env = run_env(server, prefect_url)
+    first = voxlake_run([str(media), "--output", str(out)], env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert read_current(out, "sentences").num_rows == 0
+    records = [
+        json.loads(r)
+        for path in (out / "_ledger" / "events").glob("*.parquet")
+        for r in pq.read_table(path, columns=["tables"]).column("tables").to_pylist()
+        if r is not None
+    ]  # the `completed` events' records of the tables written
+    assert len(records) == N and not any("sentences" in r or "paragraphs" in r for r in records)
+    clips = {f"clip-{i}.wav" for i in range(N)}
+    before = routes(server)
+
+    done = voxlake_recollect([str(out), "--sentences"], env)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = routes(server)
+    new = {route: after.get(route, 0) - before.get(route, 0) for route in after}
+    assert {route: n for route, n in new.items() if n} == {"transcript_get": N, "sentences": N}
+    assert f"Recollected {N} of {N} transcripts" in done.stdout, done.stdout
+    assert {r["media_id"] for r in read_current(out, "sentences").to_pylist()} == clips
+    assert {r["media_id"] for r in read_current(out, "words").to_pylist()} == clips
+    assert read_current(out, "paragraphs").num_rows == 0  # not asked for
+
+    again = voxlake_recollect([str(out), "--sentences"], env)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Nothing to recollect" in again.stdout, again.stdout
+    assert routes(server) == after
+
+    # A table "added later" (words missing from every record): a plain recollect rewrites
+    # every item, and the sentences it had stay current.
+    for path in (out / "_ledger" / "events").glob("*.parquet"):
+        events = pq.read_table(path)
+        records = [
+            r if r is None else json.dumps({k: v for k, v in json.loads(r).items() if k != "words"})
+            for r in events.column("tables").to_pylist()
+        ]
+        index = events.column_names.index("tables")
+        pq.write_table(events.set_column(index, "tables", pa.array(records, pa.string())), path)
+
+    plain = voxlake_recollect([str(out)], env)
+
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    last = routes(server)
+    new = {route: last.get(route, 0) - after.get(route, 0) for route in last}
+    assert {route: n for route, n in new.items() if n} == {"transcript_get": N, "sentences": N}
+    assert {r["media_id"] for r in read_current(out, "sentences").to_pylist()} == clips
+    assert server.submissions() == N  # the first run's, and no other

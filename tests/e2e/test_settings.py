@@ -36,7 +36,12 @@ def test_no_voxlake_variable_is_read_outside_the_settings_module() -> None:
 # The modules that read the settings themselves (voxlake.settings.settings()), and why; the rest
 # get what they need passed down from these edges.
 READS_SETTINGS = {
-    "cli.py": "the command line's edge",
+    # The command line's edge: the callback (every command), and the commands that start
+    # a server or a run.
+    "cli/common.py": "the command line's edge",
+    "cli/run.py": "the command line's edge",
+    "cli/serve_local.py": "the command line's edge",
+    "cli/recollect.py": "the command line's edge",
     "flows/transcribe.py": "the flow's edge (a deployment's run starts there)",
     "steps.py": "Prefect's pull step, run by a worker before any flow",
     "crashpoints.py": "the test hook, read where it fires; armed only by VOXLAKE_TEST_HOOKS=1",

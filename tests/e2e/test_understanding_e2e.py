@@ -1,7 +1,9 @@
 """Speech understanding end to end, through the real CLI: a manifest whose rows ask for every
 feature runs against `voxlake serve-local` (scripted engine, real understanding methods), and
 every result table has rows for every spoken item, joined on the item keys, readable with
-`voxlake query` (DuckDB), pandas and pyarrow, with the invariants holding."""
+`voxlake query` (DuckDB), pandas and pyarrow, with the invariants holding. The same holds on
+the embedded default (no API configured: PocketSphinx recognises real synthesised speech,
+tests/media/understanding/, made by data/make_understanding.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from tests.support.clikit import REPO, ServeLocal, run_env, voxlake_run
+from tests.support.clikit import REPO, ServeLocal, clean_env, run_env, voxlake_run
 from voxlake.checks import check_invariants
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake import tables
@@ -53,15 +55,6 @@ FEATURES = {
 # sentences and paragraphs are fetched only with --sentences / --paragraphs (test_captions.py).
 NOT_RESULTS = ("transcripts", "words", "sentences", "paragraphs")
 RESULT_TABLES = [name for name in tables.TABLES if name not in NOT_RESULTS]
-
-
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return str(url)
 
 
 def query(out: Path, sql: str) -> list[dict[str, object]]:
@@ -168,3 +161,56 @@ def test_every_feature_lands_in_its_table_for_every_spoken_item(
         assert len(frame) > 0 and {"media_id", "transcript_id", "flow_run_id"} <= set(frame)
         data = ds.dataset(out / name, schema=tables.SCHEMAS[name], partitioning="hive")
         assert data.to_table().num_rows == len(frame)
+
+
+SPOKEN = REPO / "tests" / "media" / "understanding"
+
+
+@pytest.mark.slow
+@pytest.mark.sphinx
+def test_every_feature_lands_for_real_speech_on_the_embedded_default(
+    tmp_path: Path, prefect_url: str
+) -> None:
+    # No ASSEMBLYAI_* variable: `voxlake run` starts its embedded server (engine auto: sphinx).
+    env = clean_env(PREFECT_API_URL=prefect_url, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    # Recognition runs at about real time on a busy 2-core machine: a generous deadline.
+    done = voxlake_run([str(SPOKEN / "manifest.jsonl"), "--output", str(out)], env, timeout_s=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "using the embedded local AssemblyAI-compatible server" in done.stdout + done.stderr
+    assert "3/3 completed" in done.stdout, done.stdout
+    check_invariants(out)
+
+    items = ("call", "news", "trip")
+    (model,) = query(out, "SELECT DISTINCT speech_model FROM transcripts_current")
+    assert str(model["speech_model"]).startswith("pocketsphinx-")
+    counts = query(
+        out,
+        " UNION ALL ".join(
+            f"SELECT '{name}' AS tbl, media_id, count(*) AS n FROM {name}_current GROUP BY media_id"
+            for name in RESULT_TABLES
+        ),
+    )
+    found = {(c["tbl"], c["media_id"]): c["n"] for c in counts}
+    missing = [(t, m) for t in RESULT_TABLES for m in items if not found.get((t, m))]
+    assert not missing, (missing, found)
+
+    # What the clips say, as recognised: the labels their words carry, and PII redacted.
+    safety = {
+        (s["media_id"], s["label"])
+        for s in query(out, "SELECT media_id, label FROM content_safety_summary_current")
+    }
+    assert {("call", "crime_violence"), ("news", "disasters"), ("trip", "alcohol")} <= safety
+    sentiments = {s["sentiment"] for s in query(out, "SELECT sentiment FROM sentiment_current")}
+    assert sentiments >= {"POSITIVE", "NEGATIVE"}
+    entities = query(out, "SELECT media_id, entity_type, text FROM entities_current")
+    redacted = {e["media_id"] for e in entities if str(e["text"]).startswith("[")}
+    assert redacted == set(items), entities
+    texts = {
+        t["media_id"]: t["text"]
+        for t in query(out, "SELECT media_id, text FROM transcripts_current")
+    }
+    assert "[MONEY_AMOUNT]" in texts["call"] and "[MONEY_AMOUNT]" in texts["trip"], texts
+    assert "[TIME]" in texts["news"], texts
+    insights = query(out, "SELECT pii_redacted FROM transcript_insights_current")
+    assert [i["pii_redacted"] for i in insights] == [True, True, True]

@@ -15,7 +15,7 @@ def test_imports_run_without_gc_and_leave_it_on_with_their_objects_frozen() -> N
     program = textwrap.dedent(
         """
         import gc, sys
-        from voxlake.cli import _imports_without_gc
+        from voxlake.cli.run import _imports_without_gc
 
         assert "prefect" not in sys.modules
         with _imports_without_gc():
@@ -34,7 +34,7 @@ def test_imports_run_without_gc_and_leave_it_on_with_their_objects_frozen() -> N
 def test_a_process_that_imported_prefect_already_is_left_alone() -> None:
     import prefect  # noqa: F401  as a test session or a notebook has
 
-    from voxlake.cli import _imports_without_gc
+    from voxlake.cli.run import _imports_without_gc
 
     frozen = gc.get_freeze_count()
     with _imports_without_gc():

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from tests.e2e.test_cli_help import _options, _voxlake
-from voxlake import cli
+from voxlake.cli import run as cli_run
 from voxlake.request import RunRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,9 +30,9 @@ def _kebab(name: str) -> str:
 
 def test_every_field_is_on_the_command_line_or_says_why_not() -> None:
     ways = [
-        set(cli._RUN_FIELD_OPTIONS),
-        set(cli._RUN_COMPOSED),
-        set(cli._RUN_NOT_ON_CLI),
+        set(cli_run._RUN_FIELD_OPTIONS),
+        set(cli_run._RUN_COMPOSED),
+        set(cli_run._RUN_NOT_ON_CLI),
     ]
     assert set().union(*ways) == set(FIELDS)
     assert sum(len(way) for way in ways) == len(FIELDS), "a field is in two ways at once"
@@ -42,15 +42,15 @@ def test_run_help_shows_every_field_with_its_help_and_default() -> None:
     done = _voxlake("run", "--help", COLUMNS="200")
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())  # the help's wrapping undone
-    for name in [*cli._RUN_FIELD_OPTIONS, *cli._RUN_COMPOSED]:
+    for name in [*cli_run._RUN_FIELD_OPTIONS, *cli_run._RUN_COMPOSED]:
         if name == "manifest":
             assert "manifest" in text
-        elif name in cli._RUN_FIELD_OPTIONS:
+        elif name in cli_run._RUN_FIELD_OPTIONS:
             assert _kebab(name) in text, name
     for field in dataclasses.fields(RunRequest):
-        if field.name in cli._RUN_FIELD_OPTIONS:
+        if field.name in cli_run._RUN_FIELD_OPTIONS:
             assert " ".join(field.metadata["help"].split()) in text, field.name
-    composed = [option for options in cli._RUN_COMPOSED.values() for option in options]
+    composed = [option for options in cli_run._RUN_COMPOSED.values() for option in options]
     assert {_kebab(option) for option in composed} <= set(_options("run"))
     assert "[default: 16]" in text  # --max-uploads: the model's default
 

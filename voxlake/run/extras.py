@@ -19,18 +19,20 @@ counted in the run's requests (``RunSummary.requests``). A failed fetch fails th
 ``fetch``: no ledger event, so the next run fetches the transcript and its extras again (GETs
 only), never submits it again.
 
-:func:`fetch_extras` takes one transcript, however it was fetched, so a later export or a
-re-collect by transcript id can reuse it.
+:func:`fetch_extras` takes one transcript, however it was fetched; :func:`fetch_tables` is
+its optional tables' part, which ``voxlake recollect`` (:mod:`voxlake.run.recollect`) uses too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from typing import Any, Literal
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
 from urllib.parse import quote
 
-from voxlake.client import SubtitleFormat
+from voxlake.client import AssemblyAIClient, SubtitleFormat
 from voxlake.errors import VoxlakeError
 from voxlake.lake.tables.sentences import segment
 from voxlake.models import Transcript, TranscriptStatus
@@ -73,19 +75,32 @@ async def fetch_extras(state: RunState, media_id: str, transcript: Transcript) -
     if not extras or transcript.status is not TranscriptStatus.completed:
         return True
     fetches = [_captions(state, media_id, transcript.id, fmt) for fmt in extras.captions]
-    if extras.sentences:
-        fetches.append(_segments(state, transcript, "sentences"))
-    if extras.paragraphs:
-        fetches.append(_segments(state, transcript, "paragraphs"))
+    fetches += [_segments(state.client, state.requests, transcript, t) for t in extras.tables]
+    try:
+        await _all(fetches)
+    except (VoxlakeError, OSError) as exc:
+        fail(state, media_id, "fetch", exc)
+        return False
+    return True
+
+
+async def fetch_tables(
+    client: AssemblyAIClient,
+    transcript: Transcript,
+    tables: Iterable[str],
+    requests: asyncio.Semaphore | None = None,
+) -> None:
+    """Fetch the optional ``tables`` (``sentences``, ``paragraphs``) of a completed
+    ``transcript`` and set them on it, each request in a slot of ``requests`` (None: the caller
+    holds one for the item). Raises the first error, once every fetch has ended."""
+    await _all([_segments(client, requests, transcript, t) for t in tables])
+
+
+async def _all(fetches: Sequence[Coroutine[Any, Any, None]]) -> None:
     # Every fetch runs to its end (no request left behind unawaited); the first error counts.
-    results = await asyncio.gather(*fetches, return_exceptions=True)
-    for result in results:
-        if isinstance(result, VoxlakeError | OSError):
-            fail(state, media_id, "fetch", result)
-            return False
+    for result in await asyncio.gather(*fetches, return_exceptions=True):
         if isinstance(result, BaseException):
             raise result
-    return True
 
 
 async def _captions(
@@ -103,13 +118,18 @@ async def _captions(
 
 
 async def _segments(
-    state: RunState, transcript: Transcript, kind: Literal["sentences", "paragraphs"]
+    client: AssemblyAIClient,
+    requests: asyncio.Semaphore | None,
+    transcript: Transcript,
+    kind: str,
 ) -> None:
     found: list[Any]
-    async with state.requests:
+    async with requests or contextlib.nullcontext():
         if kind == "sentences":
-            found = list((await state.client.get_sentences(transcript.id)).sentences)
-        else:
-            found = list((await state.client.get_paragraphs(transcript.id)).paragraphs)
+            found = list((await client.get_sentences(transcript.id)).sentences)
+        elif kind == "paragraphs":
+            found = list((await client.get_paragraphs(transcript.id)).paragraphs)
+        else:  # a new optional table needs its request here
+            raise ValueError(f"no request fetches the optional table {kind!r}")
     # Kept as counts, not words: the transcript already holds its words once.
     setattr(transcript, kind, [segment(s) for s in found])

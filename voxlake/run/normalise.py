@@ -15,7 +15,7 @@ from typing import TypedDict
 
 from voxlake.lake.ledger import Event, Status
 from voxlake.lake.normalize import SinkEntry
-from voxlake.lake.tables import tables_record
+from voxlake.lake.tables import optional_tables_of, tables_record
 from voxlake.models import Transcript, TranscriptStatus
 from voxlake.redact import redact_text
 from voxlake.run.state import ItemRecord
@@ -64,7 +64,7 @@ def outcome(rec: ItemRecord, transcript: Transcript) -> Event:
             Status.completed,
             transcript_id=transcript.id,
             audio_duration_s=duration,
-            tables=tables_record(),
+            tables=tables_record(optional_tables_of(transcript)),
         )
     rec.status = "error"
     rec.failed_stage = "poll"

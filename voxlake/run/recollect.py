@@ -2,12 +2,15 @@
 
 Every ``completed`` ledger event records the tables (and the version of each) its item's rows
 were written with (``tables``, :func:`voxlake.lake.tables.tables_record`). A table added to
-voxlake later, or a version bump, makes the items whose record lacks it *stale*: this module
-fetches their transcripts again (``GET /v2/transcript/{id}`` only: no upload, no submission,
+voxlake later, or a version bump, makes the items whose record lacks it *stale*; so does an
+optional table (sentences, paragraphs) asked for (``recollect --sentences``) that the record
+lacks. This module fetches their transcripts again (``GET /v2/transcript/{id}`` and the
+optional tables' GETs, :func:`voxlake.run.extras.fetch_tables`: no upload, no submission,
 nothing billed) and writes all of their rows again, then records ``completed`` with the
-current versions. All of them, not only the stale tables': the current views take every
-table of an item from the flow run of its latest ``transcripts`` row, so one consistent copy
-shows (docs/ledger.md, "Re-collecting").
+current versions. All of them, not only the stale tables', and the optional tables the item's
+record names are fetched again too: the current views take every table of an item from the
+flow run of its latest ``transcripts`` row, so one complete, consistent copy shows
+(docs/ledger.md, "Re-collecting").
 
 Like a run: under the output root's lease, rows published before the ledger is told, in
 commits of :data:`COMMIT_ITEMS`; a crash in between makes the next recollect write those items
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -38,10 +43,11 @@ from voxlake.errors import (
 )
 from voxlake.lake.ledger import Event, Ledger, Status
 from voxlake.lake.ledger.events import RecordedItem
-from voxlake.lake.tables import stale_tables, tables_record
+from voxlake.lake.tables import OPTIONAL, optional_tables_of, stale_tables, tables_record
 from voxlake.lake.views import check_output_root
 from voxlake.lake.writer import TableSink
 from voxlake.models import Transcript, TranscriptStatus
+from voxlake.run import extras
 from voxlake.storage import S3Options
 
 #: Items fetched, written and committed together: a crash loses at most this many GETs.
@@ -71,6 +77,7 @@ class Due:
     item: RecordedItem
     transcript_id: str
     stale: tuple[str, ...]
+    optional: tuple[str, ...]  # the optional tables to fetch: asked for, or in its record
     submitted_at: dt.datetime | None
     completed_at: dt.datetime | None
 
@@ -87,9 +94,10 @@ class RecollectSummary:
     dry_run: bool = False
 
 
-def find_due(events: pa.Table) -> tuple[list[Due], int]:
+def find_due(events: pa.Table, wanted: Collection[str] = ()) -> tuple[list[Due], int]:
     """The items whose latest event is ``completed`` with a record missing a current table or
-    version; and how many items are recorded ``deleted``. ``events`` in log order."""
+    version, or an optional table ``wanted``; and how many items are recorded ``deleted``.
+    ``events`` in log order."""
     latest: dict[str, dict[str, object]] = {}
     submitted: dict[str, dt.datetime] = {}
     first_completed: dict[str, dt.datetime] = {}
@@ -110,10 +118,13 @@ def find_due(events: pa.Table) -> tuple[list[Due], int]:
             deleted += 1
         if event["status"] != Status.completed or not event["transcript_id"]:
             continue
-        record = event["tables"]
-        stale = stale_tables(record if isinstance(record, str) else None)
+        record = json.loads(event["tables"]) if isinstance(event["tables"], str) else None
+        stale = stale_tables(record, wanted)
         if not stale:
             continue
+        # An optional table it had is fetched again, whatever its version: its rows must come
+        # from the same flow run as the new transcripts row to stay current (views.sql).
+        optional = tuple(n for n in OPTIONAL if n in wanted or (record and n in record))
         size = event["source_size"]
         fingerprint = event["source_fingerprint"]
         item = RecordedItem(
@@ -129,6 +140,7 @@ def find_due(events: pa.Table) -> tuple[list[Due], int]:
                 item,
                 str(event["transcript_id"]),
                 tuple(stale),
+                optional,
                 submitted.get(key),
                 first_completed.get(key),
             )
@@ -152,8 +164,10 @@ async def recollect(
     dry_run: bool = False,
     run_id: str | None = None,
     commit_items: int = COMMIT_ITEMS,
+    tables: Collection[str] = (),
 ) -> RecollectSummary:
-    """Fetch the stale items' transcripts again and write their rows (module docstring).
+    """Fetch the stale items' transcripts again and write their rows (module docstring);
+    ``tables``: the optional tables to fill (:data:`voxlake.lake.tables.OPTIONAL`).
 
     ``dry_run`` only reads the ledger (no lease, no request; ``client`` may be None). Raises
     :class:`~voxlake.errors.VoxlakeError` for what stops the whole command: not an output
@@ -165,7 +179,7 @@ async def recollect(
     ledger = await asyncio.to_thread(Ledger.open, output, run_id=run_id, s3=s3, read_only=dry_run)
     try:
         events = await asyncio.to_thread(ledger.read_events, _COLUMNS)
-        due, summary.deleted_before = find_due(events)
+        due, summary.deleted_before = find_due(events, tables)
         summary.due = len(due)
         for d in due:
             for name in d.stale:
@@ -241,6 +255,12 @@ async def _fetch(client: AssemblyAIClient, due: Due) -> _Fetched:
         return _Gone(gone)
     if transcript.status is not TranscriptStatus.completed:
         return _Failed(f"transcript {transcript.id} is {transcript.status.value}, not completed")
+    try:
+        await extras.fetch_tables(client, transcript, due.optional)  # in the caller's slot
+    except (AuthenticationError, ForbiddenError) as exc:
+        return _Fatal(exc)
+    except VoxlakeError as exc:  # its transcript was there a moment ago: next time
+        return _Failed(f"its {', '.join(due.optional)} cannot be fetched: {exc}")
     return transcript
 
 
@@ -291,7 +311,7 @@ class _Batch:
                     Status.completed,
                     transcript_id=due.transcript_id,
                     audio_duration_s=duration,
-                    tables=tables_record(),
+                    tables=tables_record(optional_tables_of(fetched)),
                 )
             )
             summary.written += 1

@@ -106,6 +106,12 @@ class Extras:
     def __bool__(self) -> bool:
         return bool(self.captions) or self.sentences or self.paragraphs
 
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The optional tables asked for (voxlake.lake.tables.OPTIONAL)."""
+        asked = (("sentences", self.sentences), ("paragraphs", self.paragraphs))
+        return tuple(name for name, on in asked if on)
+
 
 def _poll_first_s() -> float:
     return settings().poll_first_s

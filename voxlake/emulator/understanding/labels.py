@@ -79,7 +79,8 @@ SAFETY: dict[str, str] = {
     "negative_news": "crisis tragedy died deaths dead scandal",
     "hate_speech": "hate racist racism bigot",
     "terrorism": "terrorist terrorism extremist hostage",
-    "company_financials": "earnings revenue profit losses quarterly shareholders",
+    # AssemblyAI's name for "Company Financials" (its SDK's ContentSafetyLabel enum).
+    "financials": "earnings revenue profit losses quarterly shareholders",
     "sensitive_social_issues": "abortion immigration discrimination",
     "nsfw": "sex sexual nude naked",
 }

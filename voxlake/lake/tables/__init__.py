@@ -11,7 +11,7 @@ statements in ``voxlake/sql/views.sql`` (history and current, as ``words``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
 
@@ -38,6 +38,7 @@ from voxlake.lake.tables.words import WORDS_SCHEMA, words_batch
 
 __all__ = [
     "NESTED",
+    "OPTIONAL",
     "PARAGRAPHS_SCHEMA",
     "PARTITION_COLUMN",
     "RUN_DATE",
@@ -49,6 +50,7 @@ __all__ = [
     "VERSIONS",
     "WORDS_SCHEMA",
     "Table",
+    "optional_tables_of",
     "schema_markdown",
     "stale_tables",
     "table",
@@ -93,22 +95,42 @@ def table(name: str) -> Table:
 
 #: The version of every table's rows (:attr:`Table.version`).
 VERSIONS: dict[str, int] = {name: t.version for name, t in TABLES.items()}
+#: The tables filled only when asked for (:attr:`Table.optional`): sentences, paragraphs.
+OPTIONAL: tuple[str, ...] = tuple(name for name, t in TABLES.items() if t.optional)
 
 
-def tables_record() -> str:
-    """What a ``completed`` ledger event records of the rows a run just wrote for an item:
-    every table and its version, as JSON (``{"transcripts": 1, "utterances": 1, ...}``)."""
-    return json.dumps(VERSIONS, sort_keys=True, separators=(",", ":"))
+def optional_tables_of(transcript: object) -> list[str]:
+    """The optional tables whose rows ``transcript`` carries: those whose field was set on it
+    (by :mod:`voxlake.run.extras`, even to an empty list: fetched, no rows)."""
+    return [name for name in OPTIONAL if getattr(transcript, name, None) is not None]
 
 
-def stale_tables(record: str | Mapping[str, int] | None) -> list[str]:
-    """The tables whose rows an item with this record lacks or has at an older version.
+def tables_record(optional: Iterable[str] = ()) -> str:
+    """What a ``completed`` ledger event records of the rows just written for an item: every
+    table that is not optional and the ``optional`` ones filled for it (:data:`OPTIONAL`,
+    :func:`optional_tables_of`), each with its version, as JSON (``{"transcripts": 1, ...}``)."""
+    filled = set(optional)
+    if unknown := filled - set(OPTIONAL):
+        raise ValueError(f"not optional tables: {sorted(unknown)}; expected some of {OPTIONAL}")
+    record = {n: v for n, v in VERSIONS.items() if n in filled or not TABLES[n].optional}
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
-    ``None`` (an item completed before the ledger recorded versions) is stale for every
+
+def stale_tables(record: str | Mapping[str, int] | None, wanted: Iterable[str] = ()) -> list[str]:
+    """The tables whose rows an item with this record lacks or has at an older version: every
+    table that is not optional, and the optional tables ``wanted`` (``recollect --sentences``).
+    An optional table not wanted is never stale: an item rewritten for another table gets the
+    optional tables its record names again (:mod:`voxlake.run.recollect`).
+
+    ``None`` (an item completed before the ledger recorded versions) is stale for every such
     table: which tables its rows were written with is not known, and fetching it again is
     free.
     """
+    asked = set(wanted)
+    if unknown := asked - set(OPTIONAL):
+        raise ValueError(f"not optional tables: {sorted(unknown)}; expected some of {OPTIONAL}")
+    names = [n for n in VERSIONS if n in asked or not TABLES[n].optional]
     if record is None:
-        return list(VERSIONS)
+        return names
     recorded = json.loads(record) if isinstance(record, str) else record
-    return [name for name, version in VERSIONS.items() if recorded.get(name, 0) < version]
+    return [name for name in names if recorded.get(name, 0) < VERSIONS[name]]

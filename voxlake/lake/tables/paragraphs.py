@@ -37,4 +37,13 @@ def paragraphs_batch(
     )
 
 
-TABLE = Table("paragraphs", PARAGRAPHS_SCHEMA, "media_id, paragraph_index", paragraphs_batch)
+# Optional: only with --paragraphs. Version 2: the ledger records of version 1 were written for
+# every item, filled or not, so they are not trusted (docs/ledger.md, "Re-collecting").
+TABLE = Table(
+    "paragraphs",
+    PARAGRAPHS_SCHEMA,
+    "media_id, paragraph_index",
+    paragraphs_batch,
+    version=2,
+    optional=True,
+)

@@ -50,6 +50,11 @@ class Table:
     column, a fix in how a column is built): each completed item records the versions its rows
     were written with, and ``voxlake recollect`` rewrites the items whose record lacks a table
     or has an older version of it (docs/ledger.md, "Re-collecting").
+
+    ``optional``: the table is filled only when asked for (``voxlake run --sentences``), from
+    a request besides the transcript's own JSON (:mod:`voxlake.run.extras`) whose result is set
+    on the transcript as its field of the table's name; a ``completed`` event records such a
+    table only for the items whose transcript carried it.
     """
 
     name: str
@@ -57,6 +62,7 @@ class Table:
     current_order: str
     rows: Rows | None = None
     version: int = 1
+    optional: bool = False
 
 
 def file_schema(schema: pa.Schema) -> pa.Schema:

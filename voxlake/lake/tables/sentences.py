@@ -110,4 +110,13 @@ def sentences_batch(
     )
 
 
-TABLE = Table("sentences", SENTENCES_SCHEMA, "media_id, sentence_index", sentences_batch)
+# Optional: only with --sentences. Version 2: the ledger records of version 1 were written for
+# every item, filled or not, so they are not trusted (docs/ledger.md, "Re-collecting").
+TABLE = Table(
+    "sentences",
+    SENTENCES_SCHEMA,
+    "media_id, sentence_index",
+    sentences_batch,
+    version=2,
+    optional=True,
+)
