@@ -208,6 +208,15 @@ class RunRequest:
             "webhook_url; never the value itself).",
         ),
     )
+    # A block's name, not the secret, as above: for deployments, whose workers' environment
+    # is not the operator's to set per run.
+    webhook_auth_header_value_secret: str | None = field(
+        default=None,
+        metadata=_help(
+            "Name of a saved Prefect Secret block holding the webhook_auth_header_value "
+            "(deployments; instead of webhook_auth_header_value_env).",
+        ),
+    )
     webhook_safety_poll_s: SafetyPoll = field(
         default=DEFAULT_WEBHOOK_SAFETY_POLL_S,
         metadata=_help(

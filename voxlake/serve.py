@@ -48,6 +48,7 @@ from voxlake.steps import project_directory
 
 if TYPE_CHECKING:
     from voxlake.credentials import AssemblyAICredentials
+    from voxlake.serve_webhooks import RunningReceiver, ServeWebhooks
 
 DEFAULT_HOME = Path(".voxlake/prefect")
 DEFAULT_PORT = 4200
@@ -374,13 +375,18 @@ def configured_api_url() -> str | None:
     return str(url) if url else None
 
 
-def _wait_for_any(named: Mapping[str, subprocess.Popen[bytes]]) -> None:
-    """Until one of ``named`` exits (which is an error: say which). Ctrl-C propagates: the
-    children are stopped on the way out, and the command says so once and exits 130."""
+def _wait_for_any(
+    named: Mapping[str, subprocess.Popen[bytes]], receiver: RunningReceiver | None = None
+) -> None:
+    """Until one of ``named`` exits, or the webhook receiver stops (which is an error: say
+    which). Ctrl-C propagates: the children are stopped on the way out, and the command says
+    so once and exits 130."""
     while True:
         for name, process in named.items():
             if process.poll() is not None:
                 raise ServeError(f"{name} exited with status {process.returncode}; see above")
+        if receiver is not None and not receiver.alive():
+            raise ServeError("the webhook receiver stopped; see above")
         time.sleep(POLL_S)
 
 
@@ -428,23 +434,28 @@ def serve(
     worker: bool = True,
     local_args: Sequence[str] = (),
     database: str = "sqlite",
+    webhooks: ServeWebhooks | None = None,
     say: Callable[[str], None] = print,
 ) -> None:
     """Run everything until interrupted (or until one of the processes it started exits).
 
     ``local_args``: more arguments for the embedded ``voxlake serve-local``, when it starts.
     ``database``: of the Prefect server it starts, ``sqlite`` (in ``home``) or ``postgresql``
-    (:func:`server_database`).
+    (:func:`server_database`). ``webhooks``: the webhook receiver to run beside, first
+    (:mod:`voxlake.serve_webhooks`).
     """
     import asyncio
 
     from voxlake.credentials import AssemblyAICredentials
     from voxlake.emulator import DEFAULT_API_KEY
+    from voxlake.serve_webhooks import receiving
 
     env = dict(os.environ)
     processes: list[subprocess.Popen[bytes]] = []
     named: dict[str, subprocess.Popen[bytes]] = {}
-    with _stopped_at_exit(processes):
+    # The receiver first: its options are checked before anything starts, and it
+    # records notifications whatever the rest is doing. Stopped last.
+    with receiving(webhooks, say) as receiver, _stopped_at_exit(processes):
         api_url = configured_api_url()
         server = None
         if api_url is None:
@@ -465,7 +476,8 @@ def serve(
         wait_until_healthy(api_url, server, output=server_output(home) if server else None)
         printed_env = env
         env = client_env(api_url, env)
-        credentials, endpoint = choose_endpoint(env, asyncio.run(prepare(api_url, env, pool)))
+        saved = asyncio.run(prepare(api_url, env, pool))
+        credentials, endpoint = choose_endpoint(env, saved)
         local = None
         if not endpoint:  # no key: the embedded server, starting while prefect deploy runs
             # Its jobs and uploads on disk beside Prefect's database, so a restarted serve
@@ -488,11 +500,13 @@ def serve(
             )
         if credentials is not None:
             asyncio.run(save_credentials(api_url, env, credentials))
+        if receiver is not None:
+            receiver.use(credentials or saved)  # the deployments' endpoint
         say(endpoint)
         if worker:
             named["the worker"] = start_worker(env, pool)
             processes.append(named["the worker"])
         for line in commands(api_url, printed_env, pool):
             say(line)
-        if processes:
-            _wait_for_any(named)
+        if processes or receiver is not None:
+            _wait_for_any(named, receiver)

@@ -29,15 +29,19 @@ import hmac
 import logging
 import os
 import re
-from collections.abc import Collection, Iterable
+import socket
+from collections.abc import AsyncIterator, Collection, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from voxlake.errors import ConfigurationError
 from voxlake.lake.root import OutputRoot
 from voxlake.storage import S3Options, StorageError, storage_error
+
+if TYPE_CHECKING:
+    from voxlake.run.collector import Collector
 
 __all__ = [
     "NOTIFICATIONS_DIR",
@@ -47,6 +51,7 @@ __all__ = [
     "WebhookAuth",
     "acknowledge",
     "create_app",
+    "listen",
     "pending_notifications",
 ]
 
@@ -260,11 +265,17 @@ def acknowledge(output: str, transcript_ids: Iterable[str], *, s3: S3Options | N
     NotificationStore(output, s3=s3).acknowledge(transcript_ids)
 
 
-def create_app(store: NotificationStore, auth: WebhookAuth) -> Any:
+def create_app(
+    store: NotificationStore, auth: WebhookAuth, collector: Collector | None = None
+) -> Any:
     """The receiver's ASGI app (Starlette): ``POST`` :data:`WEBHOOK_PATH` records a notification.
 
     Replies: 200 recorded; 401 auth header missing or wrong; 400 not a notification; 413 body too
     large; 405 another method; 503 the store failed (AssemblyAI retries a 5xx).
+
+    With ``collector`` (:mod:`voxlake.run.collector`), it runs beside the app for the app's
+    lifetime and hears of each notification recorded; at shutdown, the round under way ends
+    first.
     """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -313,9 +324,41 @@ def create_app(store: NotificationStore, auth: WebhookAuth) -> Any:
             recorded.status,
             recorded.deliveries,
         )
+        if collector is not None:
+            collector.notify()
         return JSONResponse({"recorded": recorded.transcript_id, "deliveries": recorded.deliveries})
 
-    return Starlette(routes=[Route(WEBHOOK_PATH, receive, methods=["POST"])])
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if collector is None:
+            yield
+            return
+        task = asyncio.create_task(collector.run(), name="voxlake-webhook-collector")
+        try:
+            yield
+        finally:
+            await collector.stop()
+            await task
+
+    return Starlette(routes=[Route(WEBHOOK_PATH, receive, methods=["POST"])], lifespan=lifespan)
+
+
+def listen(host: str, port: int) -> tuple[socket.socket, str]:
+    """A socket listening on ``host:port`` (``0``: any free port) and the receiver's URL on it.
+
+    Bound before the server starts, so notifications that arrive meanwhile wait in the listen
+    backlog instead of being refused. :class:`OSError` naming the address if it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(512)
+    shown = f"[{host}]" if ":" in host else host
+    return sock, f"http://{shown}:{sock.getsockname()[1]}{WEBHOOK_PATH}"
 
 
 def auth_from_env(header_name: str, variable: str) -> WebhookAuth:

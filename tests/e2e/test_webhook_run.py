@@ -15,10 +15,22 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_webhooks import HEADER, Receiver
-from tests.support.clikit import ServeLocal, clean_env, run_env, voxlake_run, wait_until
+from tests.support.clikit import (
+    LOCAL_KEY,
+    ServeLocal,
+    clean_env,
+    process_state,
+    run_env,
+    voxlake_run,
+    wait_until,
+)
+from tests.support.prefect_server import free_port
 from tests.support.secrets import WEBHOOK_SECRET
+from voxlake.checks import check_invariants
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.lake.ledger import Ledger, Status
 from voxlake.lake.read import read_table
+from voxlake.lake.views import connect
 from voxlake.webhooks import pending_notifications
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -173,6 +185,102 @@ def test_a_duplicate_notification_is_collected_once(tmp_path: Path, server: Serv
     assert sorted(r["media_id"] for r in rows) == sorted({r["media_id"] for r in rows})
     assert len(rows) == CLIPS
     assert pending_notifications(str(out)) == []
+
+
+def test_the_receivers_collector_collects_a_detached_run_without_another_run(
+    tmp_path: Path, server: ServeLocal
+) -> None:
+    media = _media(tmp_path)
+    out = tmp_path / "out"
+    endpoint = {"ASSEMBLYAI_BASE_URL": server.base_url, "ASSEMBLYAI_API_KEY": LOCAL_KEY}
+    receiver = Receiver(tmp_path / "receiver.log", str(out), "--collect", **endpoint)
+    try:
+        before = server.stats()["requests_by_route"]
+        # --captions srt: what the detached run asks for besides the rows, the collector does.
+        detached, _ = _run(server, media, out, *_hooked(receiver), "--detach", "--captions", "srt")
+        assert detached.returncode == 0, detached.stdout + detached.stderr
+        assert f"{CLIPS} submitted, to be collected later" in detached.stdout, detached.stdout
+
+        def collected() -> bool:
+            rows = _transcripts(out) if (out / "transcripts").is_dir() else []
+            return len(rows) >= CLIPS and not pending_notifications(str(out))
+
+        # No other `voxlake run`: the receiver's collector alone.
+        wait_until(collected, "the collector to collect every detached job")
+        after = server.stats()["requests_by_route"]
+        spent = {r: n - before.get(r, 0) for r, n in after.items() if n - before.get(r, 0)}
+        # Paid once: one upload and one create per item (the detached run's); then one GET per
+        # item (the collector's), and no status poll at all (the one list: the key check).
+        assert spent["upload"] == CLIPS and spent["transcript_create"] == CLIPS, spent
+        assert spent["transcript_get"] == CLIPS and spent["transcript_list"] == 1, spent
+        assert spent["subtitles"] == CLIPS, spent
+        assert len(list((out / "captions" / "srt").glob("*/*.srt"))) == CLIPS
+
+        # AssemblyAI sends every notification again (our 200 was late): recorded, then
+        # acknowledged by the collector as done, without fetching anything again.
+        for tid in _ledger_transcript_ids(out):
+            body = {"transcript_id": tid, "status": "completed"}
+            assert receiver.post(body, **{HEADER: WEBHOOK_SECRET}).status_code == 200
+        wait_until(lambda: not pending_notifications(str(out)), "the duplicates acknowledged")
+        assert server.stats()["requests_by_route"]["transcript_get"] == after["transcript_get"]
+    finally:
+        receiver.stop()
+    rows = _transcripts(out)
+    assert sorted(r["status"] for r in rows) == ["completed"] * CLIPS  # one row each
+    assert sorted(r["media_id"] for r in rows) == [f"clip-{i}.wav" for i in range(CLIPS)]
+    with Ledger.open(str(out), run_id="check", read_only=True) as ledger:
+        assert len(ledger.states.keys_with(Status.completed)) == CLIPS
+        assert ledger.states.keys_with(Status.submitted) == []
+    log = receiver.log.read_text()
+    assert WEBHOOK_SECRET not in log and LOCAL_KEY not in log and "Traceback" not in log, log
+
+
+def test_a_collector_killed_between_its_rows_and_the_ledger_is_finished_by_the_next_one(
+    tmp_path: Path, server: ServeLocal
+) -> None:
+    media = _media(tmp_path)
+    out = tmp_path / "out"
+    endpoint = {"ASSEMBLYAI_BASE_URL": server.base_url, "ASSEMBLYAI_API_KEY": LOCAL_KEY}
+    port = ["--port", str(free_port())]  # the restarted receiver gets AssemblyAI's retries
+    armed = {"VOXLAKE_TEST_HOOKS": "1", "VOXLAKE_CRASHPOINT": "write"}
+    crashing = Receiver(
+        tmp_path / "crashing.log", str(out), "--collect", *port, **endpoint, **armed
+    )
+    try:
+        detached, _ = _run(server, media, out, *_hooked(crashing), "--detach")
+        assert detached.returncode == 0, detached.stdout + detached.stderr
+        # Its first round published rows and stopped before telling the ledger: kill -9 there.
+        wait_until(lambda: process_state(crashing.proc.pid) == "T", "the collector at 'write'")
+    finally:
+        crashing.proc.kill()
+        crashing.stop()
+    assert (out / "transcripts").is_dir()  # rows of the round, published
+    with Ledger.open(str(out), run_id="check", read_only=True) as ledger:
+        assert len(ledger.states.keys_with(Status.submitted)) == CLIPS  # none committed
+        assert ledger.states.keys_with(Status.completed) == []
+
+    receiver = Receiver(tmp_path / "receiver.log", str(out), "--collect", *port, **endpoint)
+    try:
+
+        def finished() -> bool:
+            with Ledger.open(str(out), run_id="check", read_only=True) as ledger:
+                done = len(ledger.states.keys_with(Status.completed)) == CLIPS
+            return done and not pending_notifications(str(out))
+
+        wait_until(finished, "the restarted collector to collect every job")
+    finally:
+        receiver.stop()
+    routes = server.stats()["requests_by_route"]
+    assert routes["transcript_create"] == CLIPS, routes  # paid once: the collector never submits
+    check_invariants(out)  # the current views show each item once, completed
+    current = connect(str(out)).sql("SELECT media_id, status FROM transcripts_current").fetchall()
+    assert sorted(current) == [(f"clip-{i}.wav", "completed") for i in range(CLIPS)]
+
+
+def _ledger_transcript_ids(out: Path) -> list[str]:
+    with Ledger.open(str(out), run_id="check", read_only=True) as ledger:
+        events = ledger.read_events(["status", "transcript_id"]).to_pylist()
+    return sorted({e["transcript_id"] for e in events if e["status"] == "completed"})
 
 
 @pytest.mark.parametrize(

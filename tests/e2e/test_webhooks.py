@@ -30,9 +30,10 @@ HEADER = "X-Hook-Auth"
 
 
 class Receiver:
-    """`voxlake webhooks OUTPUT --port 0` with the secret in the environment variable HOOK_AUTH."""
+    """`voxlake webhooks OUTPUT --port 0` with the secret in the environment variable HOOK_AUTH
+    (and ``env`` besides: the AssemblyAI endpoint of a collecting receiver)."""
 
-    def __init__(self, log: Path, output: str, *args: str) -> None:
+    def __init__(self, log: Path, output: str, *args: str, **env: str) -> None:
         self.log = log
         self.output = output
         cmd = [sys.executable, "-m", "voxlake.cli", "webhooks", output, "--port", "0"]
@@ -43,7 +44,7 @@ class Receiver:
             cwd=REPO,
             stdout=self._log_fh,
             stderr=subprocess.STDOUT,
-            env=clean_env(HOOK_AUTH=WEBHOOK_SECRET),
+            env=clean_env(**{**env, "HOOK_AUTH": WEBHOOK_SECRET}),
         )
         self.url: str = wait_until(self._address, "the receiver to print its URL")
 
@@ -230,6 +231,8 @@ def test_unwritable_output_answers_503_so_it_is_sent_again_and_ctrl_c_exits_130(
             {"HOOK_AUTH": WEBHOOK_SECRET},
             "error: webhook auth (HOOK_AUTH): 'X Bad' is not an HTTP header name",
         ),
+        # The collector's requests need a key (clean_env has no ASSEMBLYAI_*).
+        (["--collect"], {"HOOK_AUTH": WEBHOOK_SECRET}, "error: No AssemblyAI API key"),
     ],
 )
 def test_bad_auth_settings_end_it_before_it_listens(

@@ -56,3 +56,22 @@ def test_webhook_settings_refused_with_one_clear_line(
 
 def test_no_webhook_is_polling() -> None:
     assert run_webhook(None, "X-Hook", None, 60) is None
+
+
+def test_a_secret_block_gives_the_value_instead_of_a_variable() -> None:
+    from pydantic import SecretStr
+
+    from voxlake.run.notified import BlockSecret
+
+    url = "https://hooks.example.com/voxlake/webhook"
+    secret = BlockSecret("hooks", SecretStr(WEBHOOK_SECRET))
+    webhook = run_webhook(url, "X-Hook", None, 60, secret=secret)
+    assert webhook is not None
+    assert webhook.auth.header_value.get_secret_value() == WEBHOOK_SECRET
+    assert WEBHOOK_SECRET not in repr(secret) + repr(webhook)
+    with pytest.raises(ConfigurationError, match="not both"):
+        run_webhook(url, "X-Hook", "HOOK_AUTH", 60, secret=secret)
+    with pytest.raises(ConfigurationError, match=re.escape("without --webhook-url")):
+        run_webhook(None, "X-Hook", None, 60, secret=secret)
+    with pytest.raises(ConfigurationError, match=re.escape("the Secret block 'blank'")):
+        run_webhook(url, "X-Hook", None, 60, secret=BlockSecret("blank", SecretStr("  ")))

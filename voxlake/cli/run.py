@@ -83,6 +83,7 @@ _RUN_NOT_ON_CLI = {
     "credentials_block": "deployments name a saved block",
     "aws_credentials_block": "deployments name a saved block",
     "shared_budget": "deployments share a Prefect limit",
+    "webhook_auth_header_value_secret": "deployments name a saved Secret block",
 }
 #: Not a field: how the CLI shows the run.
 _RUN_CLI_ONLY = ("progress",)

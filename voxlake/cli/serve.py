@@ -42,13 +42,56 @@ def serve(
             ".voxlake/postgres; for concurrent runs and many workers, docs/operations.md).",
         ),
     ] = "sqlite",
+    webhooks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="OUTPUT",
+            help="Run the webhook receiver beside (voxlake webhooks OUTPUT): notifications "
+            "recorded under OUTPUT, the runs' output root (docs/webhooks.md).",
+        ),
+    ] = None,
+    webhook_host: Annotated[str, typer.Option(help="The receiver's interface.")] = "127.0.0.1",
+    webhook_port: Annotated[int, typer.Option(help="The receiver's port (0: any free).")] = 8766,
+    webhook_auth_header_name: Annotated[
+        str, typer.Option(help="The webhook_auth_header_name the jobs are submitted with.")
+    ] = "X-Voxlake-Webhook-Auth",
+    webhook_auth_header_value_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the webhook_auth_header_value (required with "
+            "--webhooks)."
+        ),
+    ] = None,
+    webhook_collect: Annotated[
+        bool,
+        typer.Option(
+            help="The receiver collects detached runs' jobs as their notifications land, with "
+            "the deployments' AssemblyAI endpoint (voxlake webhooks --collect)."
+        ),
+    ] = False,
 ) -> None:
     """Prefect server (or the configured PREFECT_API_URL), work pool, shared request limit,
     blocks, deployments/prefect.yaml and a worker: scheduled runs and backfills on one machine.
     With no ASSEMBLYAI_API_KEY, the deployments use an embedded local server started beside.
+    With --webhooks, the webhook receiver too.
     """
     from voxlake import serve as serving
+    from voxlake.serve_webhooks import ServeWebhooks
 
+    if webhooks is None and (webhook_collect or webhook_auth_header_value_env):
+        raise typer.BadParameter(
+            "give --webhooks OUTPUT to run the receiver", param_hint="--webhooks"
+        )
+    hooks = None
+    if webhooks is not None:
+        hooks = ServeWebhooks(
+            webhooks,
+            webhook_host,
+            webhook_port,
+            webhook_auth_header_name,
+            webhook_auth_header_value_env,
+            webhook_collect,
+        )
     with _exits_on_error():
         serving.serve(
             host=host,
@@ -58,5 +101,6 @@ def serve(
             worker=worker,
             local_args=local_arg or (),
             database=database,
+            webhooks=hooks,
             say=typer.echo,
         )

@@ -40,6 +40,14 @@ def webhooks(
             "argument: it would show in ps). None: asked for on the terminal."
         ),
     ] = None,
+    collect: Annotated[
+        bool,
+        typer.Option(
+            help="Collect the jobs of detached runs (voxlake run --detach) as their "
+            "notifications land: one GET each, rows committed as a run does, nothing "
+            "submitted. Uses ASSEMBLYAI_API_KEY (and ASSEMBLYAI_BASE_URL / ASSEMBLYAI_REGION)."
+        ),
+    ] = False,
     s3_endpoint_url: S3EndpointUrl = None,
     s3_region: S3Region = None,
     s3_profile: S3Profile = None,
@@ -47,8 +55,6 @@ def webhooks(
 ) -> None:
     """Receive AssemblyAI's webhook notifications (POST /voxlake/webhook) until interrupted,
     recording each under OUTPUT/_webhooks/notifications/ (docs/webhooks.md)."""
-    import socket
-
     import uvicorn
 
     from voxlake import webhooks as receiver
@@ -63,25 +69,20 @@ def webhooks(
         else:
             raise typer.BadParameter("give --auth-header-value-env VAR (no terminal to ask on)")
         store = receiver.NotificationStore(output, s3=s3)
+        if collect:
+            from voxlake.run.collector import Collector
+
+            collector = Collector.from_env(output, s3=s3)
+        else:
+            collector = None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    # Bound here, before uvicorn starts: --port 0 gives a port to print, and requests that
-    # arrive before uvicorn is up wait in the listen backlog instead of being refused.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock, url = receiver.listen(host, port)
     except OSError as exc:
-        sock.close()
-        raise _fail(OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")) from None
-    sock.listen(512)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    typer.echo(
-        f"voxlake webhook receiver on http://{shown}:{bound}{receiver.WEBHOOK_PATH}", err=True
-    )
+        raise _fail(exc) from None
+    typer.echo(f"voxlake webhook receiver on {url}", err=True)
     config = uvicorn.Config(
-        receiver.create_app(store, auth), log_config=None, timeout_graceful_shutdown=5
+        receiver.create_app(store, auth, collector), log_config=None, timeout_graceful_shutdown=5
     )
     # uvicorn handles Ctrl-C itself (finishing the requests being recorded), then raises
     # SIGINT again: the KeyboardInterrupt that ends the command with status 130.

@@ -38,11 +38,14 @@ from voxlake.lake.ledger import Ledger
 from voxlake.lake.root import OutputRoot
 from voxlake.manifest import MediaItem, TranscriptionOptions, read_manifest
 from voxlake.request import (
+    DEFAULT_WEBHOOK_HEADER,
+    DEFAULT_WEBHOOK_SAFETY_POLL_S,
     CaptionFormat,
     CharsPerCaption,
     ChunkSize,
     OnInvalid,
     RunRequest,
+    SafetyPoll,
     documented_by,
 )
 from voxlake.storage import S3Options
@@ -169,6 +172,12 @@ async def backfill(
     chars_per_caption: CharsPerCaption | None = None,
     sentences: bool = False,
     paragraphs: bool = False,
+    webhook_url: str | None = None,
+    webhook_auth_header_name: str = DEFAULT_WEBHOOK_HEADER,
+    webhook_auth_header_value_env: str | None = None,
+    webhook_auth_header_value_secret: str | None = None,
+    webhook_safety_poll_s: SafetyPoll = DEFAULT_WEBHOOK_SAFETY_POLL_S,
+    detach: bool = False,
 ) -> dict[str, Any]:
     """Transcribe ``manifest`` in ``shards`` child flow runs; see the module doc.
 
@@ -176,7 +185,8 @@ async def backfill(
     deployment reads ``transcribe-manifest/backfill`` next to ``…/nightly`` and ``…/shard``.
     ``force``, ``retry_failed``, ``delete_after_collect``, the credentials block names,
     ``shared_budget`` and what to fetch besides each transcript (``captions``,
-    ``chars_per_caption``, ``sentences``, ``paragraphs``) go to every shard. The parent holds
+    ``chars_per_caption``, ``sentences``, ``paragraphs``) and the webhook mode (``webhook_*``,
+    ``detach``; docs/webhooks.md) go to every shard. The parent holds
     the output root's lease for the whole backfill, with the shards in its lease group: a
     nightly run that starts meanwhile is refused, and no shard releases the root while its
     siblings still work (docs/ledger.md).
@@ -218,6 +228,13 @@ async def backfill(
         "chars_per_caption": chars_per_caption,
         "sentences": sentences,
         "paragraphs": paragraphs,
+        # The secret's name (a variable of the shard's worker, or a Secret block), never it.
+        "webhook_url": webhook_url,
+        "webhook_auth_header_name": webhook_auth_header_name,
+        "webhook_auth_header_value_env": webhook_auth_header_value_env,
+        "webhook_auth_header_value_secret": webhook_auth_header_value_secret,
+        "webhook_safety_poll_s": webhook_safety_poll_s,
+        "detach": detach,
     }
 
     lease = await asyncio.to_thread(

@@ -57,7 +57,7 @@ from voxlake.request import (
     SafetyPoll,
     documented_by,
 )
-from voxlake.run.notified import run_webhook
+from voxlake.run.notified import read_secret_block, run_webhook
 from voxlake.run.progress import ProgressCallback
 from voxlake.run.state import Extras, RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun
@@ -235,6 +235,7 @@ async def transcribe_manifest(
     webhook_url: str | None = None,
     webhook_auth_header_name: str = DEFAULT_WEBHOOK_HEADER,
     webhook_auth_header_value_env: str | None = None,
+    webhook_auth_header_value_secret: str | None = None,
     webhook_safety_poll_s: SafetyPoll = DEFAULT_WEBHOOK_SAFETY_POLL_S,
     detach: bool = False,
     captions: list[CaptionFormat] | None = None,
@@ -252,7 +253,8 @@ async def transcribe_manifest(
     Incremental (docs/ledger.md): items already completed under ``output`` are skipped, jobs an
     interrupted run left in flight are resumed. With ``webhook_url`` the jobs are submitted with
     it and the auth header whose value is in the environment variable
-    ``webhook_auth_header_value_env``, and the run waits on the notifications the receiver
+    ``webhook_auth_header_value_env`` (or in the Prefect Secret block
+    ``webhook_auth_header_value_secret`` names), and the run waits on the notifications the receiver
     records under ``output`` instead of polling (docs/webhooks.md); ``detach`` submits and
     returns, leaving the jobs for a later run to collect. ``force`` submits everything again,
     ``retry_failed`` resubmits items whose job failed before. ``dry_run`` sends no request and
@@ -290,13 +292,22 @@ async def transcribe_manifest(
         environment = read_settings()
         if credentials is not None and credentials_block is not None:
             raise ConfigurationError("give credentials or credentials_block, not both")
-        # The secret is read here, from this process's environment: never a parameter.
+        # The secret is read here, from this process's environment or a Secret block: never
+        # a parameter.
         webhook = run_webhook(
             webhook_url,
             webhook_auth_header_name,
             webhook_auth_header_value_env,
             webhook_safety_poll_s,
+            secret=await read_secret_block(webhook_auth_header_value_secret)
+            if webhook_auth_header_value_secret and webhook_url
+            else None,
         )
+        if webhook_auth_header_value_secret and not webhook_url:
+            raise ConfigurationError(
+                "webhook_auth_header_value_secret is given without webhook_url: give the "
+                "receiver's URL too, or neither"
+            )
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
         s3_credentials = await aws_s3_credentials(aws_credentials_block)
         with use_s3_credentials(s3_credentials):

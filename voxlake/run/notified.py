@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.models import TranscriptStatus
 from voxlake.polling import PollResult, SharedPoller
@@ -61,16 +63,53 @@ class RunWebhook:
         }
 
 
+@dataclass(frozen=True)
+class BlockSecret:
+    """The webhook auth header value as read from a Prefect ``Secret`` block (deployments)."""
+
+    name: str
+    value: SecretStr
+
+
+async def read_secret_block(name: str) -> BlockSecret:
+    """The value of the Prefect ``Secret`` block ``name`` (``webhook_auth_header_value_secret``):
+    a parameter names the block, so the secret is never one (Prefect records parameters)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        # Block.aload is typed loosely (a coroutine of an unknown block): this one is a Secret.
+        block: Secret[Any] = await Secret.aload(name)
+    except ValueError:  # Prefect's "Unable to find block document named ..."
+        raise ConfigurationError(
+            f"webhook_auth_header_value_secret: no Secret block named {name!r} on this Prefect "
+            "API: save the receiver's secret as one (docs/operations.md, Webhooks)"
+        ) from None
+    value = block.value.get_secret_value()  # raw: Secret.get() would parse "123" as a number
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"webhook_auth_header_value_secret: the Secret block {name!r} holds a JSON "
+            f"{type(value).__name__}, not the header value as a string"
+        )
+    return BlockSecret(name, SecretStr(value))
+
+
 def run_webhook(
-    url: str | None, header_name: str, value_env: str | None, safety_poll_s: float
+    url: str | None,
+    header_name: str,
+    value_env: str | None,
+    safety_poll_s: float,
+    *,
+    secret: BlockSecret | None = None,
 ) -> RunWebhook | None:
     """The run's webhook from its request's fields, or None (polling); ConfigurationError
-    naming what is missing or wrong (never the secret)."""
+    naming what is missing or wrong (never the secret). The value comes from the environment
+    variable ``value_env``, or from ``secret``, a Secret block the caller read
+    (``webhook_auth_header_value_secret``): one of them, with a URL."""
     if url is None:
-        if value_env is not None:
+        if value_env is not None or secret is not None:
             raise ConfigurationError(
-                "--webhook-auth-header-value-env is given without --webhook-url: give the "
-                "receiver's URL too, or neither"
+                "a webhook auth header value is given without --webhook-url (webhook_url): "
+                "give the receiver's URL too, or neither"
             )
         return None
     parts = urlsplit(url)
@@ -79,13 +118,24 @@ def run_webhook(
             f"--webhook-url {redact_url(url)!r} is not an http(s) URL: give the receiver's "
             "public URL, ending in /voxlake/webhook (docs/webhooks.md)"
         )
+    from voxlake.webhooks import auth_from_env, checked_auth
+
+    if secret is not None:
+        if value_env is not None:
+            raise ConfigurationError(
+                "give webhook_auth_header_value_env or webhook_auth_header_value_secret, not both"
+            )
+        auth = checked_auth(
+            header_name, secret.value.get_secret_value(), where=f"the Secret block {secret.name!r}"
+        )
+        return RunWebhook(url, auth, safety_poll_s)
     if value_env is None:
         raise ConfigurationError(
             "--webhook-url needs --webhook-auth-header-value-env VAR, the environment variable "
-            "holding the receiver's secret (voxlake webhooks refuses notifications without it)"
+            "holding the receiver's secret (voxlake webhooks refuses notifications without it); "
+            "a deployment may name a Prefect Secret block instead "
+            "(webhook_auth_header_value_secret)"
         )
-    from voxlake.webhooks import auth_from_env
-
     auth = auth_from_env(header_name, value_env)
     return RunWebhook(url, auth, safety_poll_s)
 

@@ -77,8 +77,9 @@ class RunSummary:
             text += " (" + ", ".join(extras) + ")"
         if self.detached:
             text += (
-                f"; {self.detached} submitted, to be collected later (detached: run the same "
-                "command again, without --detach, to collect them)"
+                f"; {self.detached} submitted, to be collected later (detached: by a "
+                "receiver's collector, voxlake webhooks --collect, or by the same command again "
+                "without --detach)"
             )
         if self.deleted or self.delete_failures:
             text += f"; {self.deleted} deleted at AssemblyAI"

@@ -33,6 +33,7 @@ from voxlake.crashpoints import crashpoint
 from voxlake.lake.ledger import Ledger
 from voxlake.manifest import InvalidRow, Manifest
 from voxlake.run import collect, delete, load, plan, poll, submit, upload
+from voxlake.run.collector import write_run_note
 from voxlake.run.failures import RunStoppedError, fail, fail_pending
 from voxlake.run.notified import RunWebhook
 from voxlake.run.progress import ProgressCallback, ProgressCounter
@@ -108,6 +109,15 @@ class TranscriptionRun:
                 retry_failed=self._retry_failed,
                 max_audio_hours=self._max_audio_hours,
             )
+            if self.detach and state.records:
+                # What the receiver's collector does for these jobs besides their rows.
+                await asyncio.to_thread(
+                    write_run_note,
+                    state.root,
+                    state.flow_run_id,
+                    state.settings.extras,
+                    state.delete_after_collect,
+                )
         except BaseException:
             ledger.close()
             raise
