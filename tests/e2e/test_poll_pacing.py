@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.clikit import ServeLocal, run_env, voxlake_run
 from voxlake.emulator.synth import write_synth_wav
+from voxlake.settings import POLL_FIRST_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +24,11 @@ def test_a_small_run_costs_about_three_requests_per_file(tmp_path: Path) -> None
     # One job at a time, 1 s each: the jobs finish about one a second for 12 s.
     server = ServeLocal(tmp_path, "--concurrency", "1", "--processing-fixed", "1.0")
     try:
-        # clikit's environment has no VOXLAKE_POLL_FIRST_S: the first poll 3 s after a submit,
-        # as for AssemblyAI.
-        done = voxlake_run(
-            [str(media), "--output", str(tmp_path / "out"), "--no-report"],
-            run_env(server, str(PREFECT_API_URL.value())),
-        )
+        # Without the suite's VOXLAKE_POLL_FIRST_S: the first poll 3 s after a submit, as for
+        # AssemblyAI.
+        env = run_env(server, str(PREFECT_API_URL.value()))
+        env.pop(POLL_FIRST_ENV, None)
+        done = voxlake_run([str(media), "--output", str(tmp_path / "out"), "--no-report"], env)
         routes = server.stats()["requests_by_route"]
     finally:
         server.stop()
