@@ -287,6 +287,7 @@ def b9(database: str, items: int) -> dict[str, Any]:
         "longest_rate_limit_wait_s": waits[0] if waits else None,
         "rate_limit_waits_s": waits[:20],
         "fell_back_to_local_share": [FALLBACK_MARK in t for t in worker_text],
+        "server_database_locked": database_locked(work),
         "shared_limit": {
             "name": LIMIT_NAME,
             "limit": fig.limit,
@@ -320,6 +321,15 @@ def b9(database: str, items: int) -> dict[str, Any]:
         },
         "rows": [row],
     }
+
+
+def database_locked(work: Path) -> int:
+    """How many times the Prefect server logged SQLite's ``database is locked`` (one per
+    traceback)."""
+    return sum(
+        log.read_text(errors="replace").count("sqlite3.OperationalError: database is locked")
+        for log in work.glob("prefect-server-*.log")
+    )
 
 
 def _first_source(manifest: Path) -> str:
@@ -391,21 +401,24 @@ def section(load: Any) -> list[str]:
         "Prefect limit at voxlake's default figures allows at best. The machine is shared with "
         "other sessions' work: load averages (1, 5, 15 min) before and after each run.",
         "",
-        "| result | items | makespan s | L s | makespan/L | shared floor s | 429s | lost "
+        "| result (backfill's exit status) | items | makespan s | L s | makespan/L "
+        "| shared floor s | 429s | lost "
         "| rows / distinct | jobs submitted twice | waits ≥ 5 s (longest s) | fell back "
-        "| limit nearly full s | requests | load before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| limit nearly full s | `database is locked` | requests | load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in found:
         r = result["rows"][0]
         lim = r["shared_limit"]
         lines.append(
-            f"| `{name}` | {r['items']:,} | {r['makespan_s']} | {r['L_s']} "
+            f"| `{name}` (exit {r['parent_returncode']}) | {r['items']:,} | {r['makespan_s']} "
+            f"| {r['L_s']} "
             f"| {r['makespan_over_L']} | {r['shared_limit_floor_s']} | {r['rate_limited_429']} "
             f"| {r['lost']} | {r['in_view']} / {r['in_view_distinct']} "
             f"| {r['jobs_submitted_twice']} | {r['rate_limit_waits_ge_5s']} "
             f"({r['longest_rate_limit_wait_s']}) | {sum(r['fell_back_to_local_share'])} "
-            f"| {lim['seconds_nearly_full']} | {r['requests_total']} "
+            f"| {lim['seconds_nearly_full']} | {r.get('server_database_locked', '')} "
+            f"| {r['requests_total']} "
             f"| {r['load_before']} → {r['load_after']} |"
         )
     pg, lite = load("b9-postgresql"), load("b9-sqlite")
