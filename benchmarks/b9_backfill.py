@@ -147,13 +147,14 @@ class LimitSampler:
         self._thread.join()
 
     def report(self, t0: float, limit: int, batch: int) -> dict[str, Any]:
-        """Peak occupancy, and the seconds in which it left less than one batch per worker
-        free (a process asking then waits for the leak)."""
+        """Peak occupancy, and the samples (one a second, or slower when the server is slow
+        to answer) in which it left less than one batch per worker free (a process asking
+        then waits for the leak)."""
         full = [t - t0 for t, active in self.samples if active > limit - WORKERS * batch]
         return {
             "samples": len(self.samples),
             "peak_active_slots": max((a for _, a in self.samples), default=None),
-            "seconds_nearly_full": len(full),
+            "samples_nearly_full": len(full),
             "first_nearly_full_s": round(full[0], 1) if full else None,
             "last_nearly_full_s": round(full[-1], 1) if full else None,
         }
@@ -404,7 +405,8 @@ def section(load: Any) -> list[str]:
         "| result (backfill's exit status) | items | makespan s | L s | makespan/L "
         "| shared floor s | 429s | lost "
         "| rows / distinct | jobs submitted twice | waits ≥ 5 s (longest s) | fell back "
-        "| limit nearly full s | `database is locked` | requests | load before → after |",
+        "| samples limit nearly full / all | `database is locked` | requests "
+        "| load before → after |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in found:
@@ -417,7 +419,8 @@ def section(load: Any) -> list[str]:
             f"| {r['lost']} | {r['in_view']} / {r['in_view_distinct']} "
             f"| {r['jobs_submitted_twice']} | {r['rate_limit_waits_ge_5s']} "
             f"({r['longest_rate_limit_wait_s']}) | {sum(r['fell_back_to_local_share'])} "
-            f"| {lim['seconds_nearly_full']} | {r.get('server_database_locked', '')} "
+            f"| {lim['samples_nearly_full']} / {lim['samples']} "
+            f"| {r.get('server_database_locked', '')} "
             f"| {r['requests_total']} "
             f"| {r['load_before']} → {r['load_after']} |"
         )
