@@ -244,7 +244,7 @@ def verdicts(load: Any) -> list[str]:
             f"≤ 1.10 x L, every run ≤ 1.15 x L, no `rate_limit` wait ≥ 5 s "
             f"| {', '.join(str(r.get('makespan_over_L', 'failed')) for r in runs)} x L: median "
             f"{series['median_over_L']}, max {series['max_over_L']}; waits ≥ 5 s: {waits} "
-            f"(longest {max(r.get('longest_rate_limit_wait_s') or 0 for r in runs)} s); "
+            f"(longest {max(r.get('longest_rate_limit_wait_s') or 0 for r in runs) or 'none'}); "
             f"429s: {sum(r.get('rate_limited_429', 0) for r in runs)}; loads after "
             f"{[r['load_after'][0] for r in runs]} "
             f"| {_ok(met)} |"
@@ -285,7 +285,39 @@ def section(load: Any) -> list[str]:
         f"| {r['requests_total']} | {r['requests_per_file']} | {r['rate_limited_429']} "
         f"| {r['lost']} | {r['fell_back_to_local_share']} | {r['max_concurrent_processing']} |",
         "",
+        *_series_tables(load),
     ]
+
+
+def _series_tables(load: Any) -> list[str]:
+    """Every run of ``--runs`` series, per database (``results/b7-<database>-runs.json``)."""
+    lines: list[str] = []
+    for database in ("postgresql", "sqlite"):
+        series = load(f"b7-{database}-runs")
+        if not series:
+            continue
+        lines += [
+            f"{len(series['runs'])} consecutive runs on {database} "
+            f"(`b7_shared_budget.py b7 --database {database} --runs N`, finished "
+            f"{series['finished_at']}; the machine shared with other sessions' work):",
+            "",
+            "| run | makespan s | makespan/L | each run's wall s | 429s | lost "
+            "| waits ≥ 5 s (longest s) | fell back | load before → after |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in series["runs"]:
+            if "error" in r:
+                lines.append(f"| {r['run']} | failed: {r['error'][:200]!r} | | | | | | | |")
+                continue
+            lines.append(
+                f"| {r['run']} | {r['makespan_s']} | {r['makespan_over_L']} "
+                f"| {r['per_run_wall_s']} | {r['rate_limited_429']} | {r['lost']} "
+                f"| {r['rate_limit_waits_ge_5s']} ({r['longest_rate_limit_wait_s']}) "
+                f"| {sum(r['fell_back_to_local_share'])} "
+                f"| {r['load_before']} → {r['load_after']} |"
+            )
+        lines.append("")
+    return lines
 
 
 def consecutive(database: str, runs: int) -> Path:
