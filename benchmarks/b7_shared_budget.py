@@ -156,6 +156,7 @@ def b7(database: str = "sqlite") -> dict[str, Any]:
         "target_over_L": TARGET_B7,
         "per_run_wall_s": [round(m.wall_s, 2) for m in monitors],
         "per_run_start_offset_s": [round(m.started_wall - start, 2) for m in monitors],
+        **submit_span(work, start, b["L_s"]),
         "completed": completed,
         "lost": B1.files - completed,
         "fell_back_to_local_share": [FALLBACK_MARK in log for log in logs],
@@ -177,6 +178,27 @@ def b7(database: str = "sqlite") -> dict[str, Any]:
     # A PostgreSQL run beside the SQLite one, not over it.
     name = "b7" if database == "sqlite" else f"b7-{database}"
     return {"id": name, "setup": _setup(B1, B1_SPEC), "rows": [row]}
+
+
+def submit_span(work: Path, start: float, l_s: float) -> dict[str, Any]:
+    """From the two runs' ``transcripts`` tables: the first submit and the last item seen, in
+    seconds from the start of the first process; the span between them against L (what is
+    left of the makespan is start-up and exit)."""
+    from voxlake.lake.read import read_table
+
+    submitted, seen = [], []
+    for k in range(RUNS):
+        columns = ["submitted_at", "completed_at"]
+        table = read_table(work / f"out-{k}", "transcripts", columns=columns)
+        submitted += [t.timestamp() for t in table.column("submitted_at").to_pylist() if t]
+        seen += [t.timestamp() for t in table.column("completed_at").to_pylist() if t]
+    if not (submitted and seen):
+        return {}
+    return {
+        "first_submit_s": round(min(submitted) - start, 2),
+        "last_seen_s": round(max(seen) - start, 2),
+        "first_submit_to_last_seen_over_L": round((max(seen) - min(submitted)) / l_s, 3),
+    }
 
 
 def rate_limit_waits(logs: list[str]) -> dict[str, Any]:
@@ -301,17 +323,20 @@ def _series_tables(load: Any) -> list[str]:
             f"(`b7_shared_budget.py b7 --database {database} --runs N`, finished "
             f"{series['finished_at']}; the machine shared with other sessions' work):",
             "",
-            "| run | makespan s | makespan/L | each run's wall s | 429s | lost "
-            "| waits ≥ 5 s (longest s) | fell back | load before → after |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| run | makespan s | makespan/L | each run's wall s | first submit s "
+            "| first submit → last seen, /L | 429s | lost | waits ≥ 5 s (longest s) | fell back "
+            "| load before → after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in series["runs"]:
             if "error" in r:
-                lines.append(f"| {r['run']} | failed: {r['error'][:200]!r} | | | | | | | |")
+                lines.append(f"| {r['run']} | failed: {r['error'][:200]!r} | | | | | | | | | |")
                 continue
             lines.append(
                 f"| {r['run']} | {r['makespan_s']} | {r['makespan_over_L']} "
-                f"| {r['per_run_wall_s']} | {r['rate_limited_429']} | {r['lost']} "
+                f"| {r['per_run_wall_s']} | {r.get('first_submit_s', '')} "
+                f"| {r.get('first_submit_to_last_seen_over_L', '')} "
+                f"| {r['rate_limited_429']} | {r['lost']} "
                 f"| {r['rate_limit_waits_ge_5s']} ({r['longest_rate_limit_wait_s']}) "
                 f"| {sum(r['fell_back_to_local_share'])} "
                 f"| {r['load_before']} → {r['load_after']} |"
