@@ -69,6 +69,7 @@ from benchmarks.harness import (
     bounds,
     clean_env,
     compile_project,
+    database_locked,
     local_server,
     make_media,
     prefect_database,
@@ -322,15 +323,6 @@ def b9(database: str, items: int) -> dict[str, Any]:
         },
         "rows": [row],
     }
-
-
-def database_locked(work: Path) -> int:
-    """How many times the Prefect server logged SQLite's ``database is locked`` (one per
-    traceback)."""
-    return sum(
-        log.read_text(errors="replace").count("sqlite3.OperationalError: database is locked")
-        for log in work.glob("prefect-server-*.log")
-    )
 
 
 def _first_source(manifest: Path) -> str:

@@ -559,6 +559,15 @@ def slow_shared_waits(text: str) -> list[float]:
     return [float(m.group(1)) for m in SLOW_SHARED_WAIT.finditer(text)]
 
 
+def database_locked(work: Path) -> int:
+    """How many times the Prefect server logged SQLite's ``database is locked`` (one per
+    traceback)."""
+    return sum(
+        log.read_text(errors="replace").count("sqlite3.OperationalError: database is locked")
+        for log in work.glob("prefect-server-*.log")
+    )
+
+
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` (all threads, on-CPU only) into folded stacks at ``out``."""
     spy = shutil.which("py-spy")
