@@ -17,6 +17,7 @@ import datetime as dt
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -495,6 +496,76 @@ def prefect_server(base: dict[str, str], work: Path) -> Iterator[tuple[Any, str]
     log = work / f"prefect-server-{port}.log"
     with background(cmd, base, log, f"{url}/health", "prefect server") as proc:
         yield proc, url
+
+
+@contextlib.contextmanager
+def prefect_database(database: str, work: Path, base: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The Prefect server's database: its default SQLite (in ``PREFECT_HOME``), or a PostgreSQL
+    started as ``voxlake serve --database postgresql`` starts it, with its files in
+    ``work/postgres`` and a free port (so two benchmarks, or a test's drill, never share one);
+    yields the environment for ``prefect_server``."""
+    if database == "sqlite":
+        yield base
+        return
+    from voxlake import lifeline, postgres
+
+    process, url = postgres.start(work / "postgres", base)
+    try:
+        yield base | {postgres.URL_ENV: url}
+    finally:
+        lifeline.stop(process)
+
+
+@contextlib.contextmanager
+def prefect_worker(
+    env: dict[str, str], name: str, log: Path, pool: str = "voxlake", limit: int = 1
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``prefect worker start --pool POOL`` in its own session, taking at most ``limit`` flow
+    runs at once; on exit it and every flow-run process it started (its descendants) stop."""
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", name]
+    cmd += ["--limit", str(limit)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        family: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for p in family:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
+#: What ``voxlake.ratelimit`` logs when one ``rate_limit`` call of the shared budget took
+#: ``SLOW_SHARED_TAKE_S`` (5 s) or more, and when a process gave up on the shared budget.
+SLOW_SHARED_WAIT = re.compile(
+    r"waited (\d+(?:\.\d+)?) s for \d+ slots of the shared request budget"
+)
+FALLBACK_MARK = "shared request budget unavailable"
+
+
+def slow_shared_waits(text: str) -> list[float]:
+    """Every ``rate_limit`` wait of 5 s or more that a log records, in seconds (the shared
+    budget logs no shorter one)."""
+    return [float(m.group(1)) for m in SLOW_SHARED_WAIT.finditer(text)]
+
+
+def database_locked(work: Path) -> int:
+    """How many times the Prefect server logged SQLite's ``database is locked`` (one per
+    traceback)."""
+    return sum(
+        log.read_text(errors="replace").count("sqlite3.OperationalError: database is locked")
+        for log in work.glob("prefect-server-*.log")
+    )
 
 
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:

@@ -25,6 +25,9 @@ uv run --locked --group bench python benchmarks/bench.py b4
 uv run --locked --group bench python benchmarks/bench.py b5  # B1's voxlake peer alone
 uv run --locked --group bench python benchmarks/bench.py b7  # two flow runs, one account
 uv run --locked python benchmarks/b7_shared_budget.py b1-server  # B1, Prefect server up
+uv run --locked python benchmarks/b7_shared_budget.py b7 --database postgresql  # B7 on PostgreSQL
+uv run --locked python benchmarks/b9_backfill.py --database postgresql  # B9: 10,000, 4 workers
+uv run --locked python benchmarks/b9_backfill.py --database sqlite      # B9 on SQLite beside it
 uv run --locked python benchmarks/bench.py b6                # 10,000 done + 100 new
 uv run --locked python benchmarks/bench.py ledger100k        # ledger lookup, 100,000 items
 uv run --locked python benchmarks/bench.py b10               # one clip: time to first result
@@ -471,6 +474,7 @@ def write_results() -> Path:
     from benchmarks import (
         b3u_understanding,  # B3 with every speech-understanding feature on
         b7_shared_budget,  # B7 and B1 with a server up: their own module
+        b9_backfill,
         b10_first_result,
         scale,
     )
@@ -481,6 +485,7 @@ def write_results() -> Path:
         *_verdicts(results),
         *b3u_understanding.verdicts(_load),
         *b7_shared_budget.verdicts(_load),
+        *b9_backfill.verdicts(_load),
         *b10_first_result.verdicts(_load),
         *scale.verdicts(_load),
         "",
@@ -568,6 +573,7 @@ def write_results() -> Path:
             "",
         ]
     lines += b7_shared_budget.section(_load)
+    lines += b9_backfill.section(_load)
     lines += b10_first_result.section(_load)
     lines += scale.section(_load)
     lines += _b1_before_after()
