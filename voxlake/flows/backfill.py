@@ -28,8 +28,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import flow_run
@@ -249,6 +250,27 @@ async def backfill(
         await asyncio.to_thread(lease.close)
 
 
+async def _finished(run_id: Any, timeout_s: int) -> FlowRun:
+    return await settled(await wait_for_flow_run(run_id, timeout=timeout_s))
+
+
+async def settled(run: FlowRun, deadline_s: float = 120.0) -> FlowRun:
+    """``run`` once its state as read is final: read again until it is, for ``deadline_s``.
+
+    ``wait_for_flow_run`` returns the run as read right after its final-state event, and a busy
+    SQLite server has answered that read with the state before it (B9: a completed shard read
+    as RUNNING failed a backfill whose items had all landed). A run still not final after the
+    deadline is returned as read, and the parent reports it as not completed.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    async with get_client() as client:
+        while not (run.state and run.state.is_final()) and loop.time() < end:
+            await asyncio.sleep(1.0)  # the server's own pace: its write is in flight
+            run = await client.read_flow_run(run.id)
+    return run
+
+
 async def _run_shards(
     logger: Any,
     parent_id: str,
@@ -291,9 +313,7 @@ async def _run_shards(
         runs.append((k, child, len(part)))
         logger.info("shard %d/%d: %d items -> flow run %s", k, shards, len(part), child.id)
 
-    finished = await asyncio.gather(
-        *(wait_for_flow_run(child.id, timeout=shard_timeout_s) for _, child, _ in runs)
-    )
+    finished = await asyncio.gather(*(_finished(child.id, shard_timeout_s) for _, child, _ in runs))
     results = [
         await asyncio.to_thread(_shard_totals, output, s3, k, run, n)
         for (k, _, n), run in zip(runs, finished, strict=True)
