@@ -297,9 +297,13 @@ def print_summary(
             table.add_row(d.media_id, d.transcript_id, d.error)
         console.print(table)
     if written:
-        files = ", ".join(
-            f"{n} {table} file{'' if n == 1 else 's'}" for table, n in summary.files.items() if n
-        )
+        # The tables given no rows get just their schema (every table exists once a run wrote
+        # rows): said as one count, not named one by one.
+        full = [(t, n) for t, n in summary.files.items() if n and summary.rows.get(t)]
+        files = ", ".join(f"{n} {table} file{'' if n == 1 else 's'}" for table, n in full)
+        empty = sum(1 for n in summary.files.values() if n) - len(full)
+        if empty:
+            files += f" (+{empty} empty)" if full else _count(empty, "empty table")
         console.print(f"Tables written under [bold]{summary.output}[/]: {files}", highlight=False)
     if summary.captions:
         captions = _count(summary.captions, "caption file")

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from tests.support.clikit import REPO, clean_env, voxlake_run
@@ -91,7 +92,8 @@ def test_a_rerun_says_what_it_did_and_a_run_with_nothing_to_do_writes_nothing(
         "4 items in the manifest: 4 new, 0 retried, 0 resumed, 0 skipped as already done, "
         "0 skipped as failed before, 0 deferred by the budget"
     ), first.stdout
-    assert "{'" not in first.stdout and "Tables written under" in first.stdout  # no dict repr
+    assert "{'" not in first.stdout  # no dict repr
+    assert tables_line(first.stdout, out) == tables_on_disk(out), first.stdout
     retry = retry_command(first.stdout, ["short"])
     (run_id,) = (p.stem for p in (out / "reports").glob("*.html"))
 
@@ -126,6 +128,32 @@ def test_a_rerun_says_what_it_did_and_a_run_with_nothing_to_do_writes_nothing(
     assert f"| AssemblyAI requests | {made} |" in artifact, artifact
     assert "| mean confidence (2 items with words; 1 had none) |" in artifact, artifact
     assert "retry_failed" in artifact and "--retry-failed" in artifact, artifact
+
+
+def tables_on_disk(root: Path) -> tuple[dict[str, int], int]:
+    """Each table the run gave rows to, with its file count; and how many it left empty (their
+    one file holds just the schema)."""
+    with_rows, empty = {}, 0
+    for table in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        parts = sorted(table.rglob("*.parquet"))
+        if not parts:
+            continue
+        if sum(pq.ParquetFile(f).metadata.num_rows for f in parts):
+            with_rows[table.name] = len(parts)
+        else:
+            empty += 1
+    return with_rows, empty
+
+
+def tables_line(stdout: str, root: Path) -> tuple[dict[str, int], int]:
+    """The summary's "Tables written" line, read back: the tables it lists with their file
+    counts, and the number of empty tables it says in one phrase."""
+    pattern = rf"^Tables written under {re.escape(str(root))}: (.+) \(\+(\d+) empty\)$"
+    found = re.search(pattern, stdout, re.M)
+    assert found, stdout
+    listed = dict(re.fullmatch(r"(\d+) (\w+) files?", part).groups()[::-1]  # type: ignore[union-attr]
+                  for part in found.group(1).split(", "))  # fmt: skip
+    return {table: int(n) for table, n in listed.items()}, int(found.group(2))
 
 
 def retry_command(stdout: str, media_ids: list[str]) -> str:

@@ -274,7 +274,7 @@ _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 # Each worker posts its pid here as it starts (``_worker_init``): the executor has no public
 # list of its processes, and killing every child of the process (``active_children()``) could
-# hit children that are not the pool's.
+# hit children that are not the pool's. One queue per pool, dropped with it (_stop_pool).
 _announced: Any = None  # a spawn-context SimpleQueue of pids
 _worker_pid_set: set[int] = set()
 # Engines (one per server) not yet closed: the pool is shared by every server of the process.
@@ -300,8 +300,7 @@ def _get_pool() -> ProcessPoolExecutor:
             # "spawn": the server process has threads (uvicorn, the engine pool), and forking a
             # threaded process can deadlock the child.
             context = multiprocessing.get_context("spawn")
-            if _announced is None:
-                _announced = context.SimpleQueue()
+            _announced = context.SimpleQueue()
             _pool = ProcessPoolExecutor(
                 max_workers=pool_size(),
                 mp_context=context,
@@ -347,29 +346,34 @@ def _submit(path: Path, start_ms: int | None, end_ms: int | None) -> Future[Reco
 
 def shutdown_pool() -> None:
     """Stop the worker processes (they are started again on demand)."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+    _stop_pool(kill=False)
 
 
 def kill_pool() -> None:
     """Kill the worker processes now, mid-job: what the server does when it stops, so that
     stopping never waits for a recognition to finish (the job is unfinished either way)."""
-    global _pool
+    _stop_pool(kill=True)
+
+
+def _stop_pool(*, kill: bool) -> None:
+    global _pool, _announced
     with _pool_lock:
-        pool, _pool = _pool, None
         # The executor has no public way to end busy workers (3.14 adds kill_workers).
-        workers = _workers() if pool is not None else []
+        workers = _workers() if kill and _pool is not None else []
+        pool, _pool = _pool, None
+        announced, _announced = _announced, None
+        _worker_pid_set.clear()
     if pool is None:
         return
     for process in workers:
         with contextlib.suppress(OSError, ValueError):
             process.kill()
-    # Quick with its workers dead; waiting lets the executor release its queues' semaphores,
-    # which multiprocessing's resource tracker otherwise reports as leaked at exit.
+    # Quick with its workers dead. Waiting, then dropping the pool and its pid queue, lets
+    # multiprocessing release their queues' semaphores now: a run that leaves by os._exit
+    # (runner._stop_now) skips the exit-time clean-up, and multiprocessing's resource
+    # tracker then reports them as leaked.
     pool.shutdown(wait=True, cancel_futures=True)
+    announced.close()
 
 
 def worker_pids() -> list[int]:

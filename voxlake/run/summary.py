@@ -30,6 +30,7 @@ class RunSummary:
     lowest_confidence: tuple[tuple[str, float], ...]  # (media_id, confidence), worst first
     output: str
     files: dict[str, int]  # table -> Parquet files written by this run
+    rows: dict[str, int]  # table -> rows in those files (0: just the schema)
     elapsed_s: float
     task_runs: int = 0  # Prefect task runs the flow ran, set by the flow
     new: int = 0  # submitted for the first time
@@ -100,6 +101,7 @@ def summarise(
     state: RunState,
     *,
     files: dict[str, int],
+    rows: dict[str, int],
     elapsed_s: float,
     detached: bool = False,
     held: int | None = None,
@@ -135,6 +137,7 @@ def summarise(
         lowest_confidence=tuple((m, c) for m, c in lowest if c is not None),
         output=state.output,
         files=files,
+        rows=rows,
         elapsed_s=elapsed_s,
         gone=sum(r.gone for r in recs),
         fatal=str(state.fatal) if state.fatal else None,

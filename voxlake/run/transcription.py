@@ -90,6 +90,7 @@ class TranscriptionRun:
         self._run_date = run_date or dt.datetime.now(dt.UTC).date()
         self._started = time.monotonic()
         self._files: dict[str, int] = {}
+        self._rows: dict[str, int] = {}
         self._held: int | None = None  # transcripts still at AssemblyAI, once counted
 
     async def __aenter__(self) -> TranscriptionRun:
@@ -205,6 +206,7 @@ class TranscriptionRun:
         load.add_invalid_rows(state, plan.invalid_rows(state))
         files = await load.close(state)
         self._files = {table: len(written) for table, written in files.items()}
+        self._rows = {table: sum(f.rows for f in written) for table, written in files.items()}
         await delete.due(state)
         if state.delete_after_collect or state.deleted or state.delete_failures:
             self._held = len((await asyncio.to_thread(state.ledger.held)).transcripts)
@@ -215,6 +217,7 @@ class TranscriptionRun:
         return summarise(
             self.state,
             files=self._files,
+            rows=self._rows,
             elapsed_s=time.monotonic() - self._started,
             detached=self.detach,
             held=self._held,
