@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from voxlake.client import AssemblyAIClient, SubtitleFormat
 from voxlake.errors import VoxlakeError
 from voxlake.lake.ledger import LeaseHeldError, Ledger, Status
-from voxlake.lake.ledger.events import RecordedItem, safe_name
+from voxlake.lake.ledger.events import RECORDED_COLUMNS, RecordedItem, safe_name
 from voxlake.lake.root import OutputRoot
 from voxlake.manifest import Manifest, MediaItem, SourceInfo, SourceKind, TranscriptionOptions
 from voxlake.run import collect, delete, load
@@ -60,18 +60,7 @@ RECHECK_S = 5.0
 #: What a detached run leaves for the collector, relative to the output root.
 RUN_NOTES_DIR = "_webhooks/runs"
 
-_COLUMNS = [
-    "item_key",
-    "media_id",
-    "source",
-    "source_fingerprint",
-    "source_size",
-    "options_hash",
-    "status",
-    "transcript_id",
-    "audio_url",
-    "run_id",
-]
+_COLUMNS = [*RECORDED_COLUMNS, "audio_url", "run_id"]
 
 
 class RunNote(BaseModel):

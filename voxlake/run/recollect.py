@@ -42,7 +42,7 @@ from voxlake.errors import (
     VoxlakeError,
 )
 from voxlake.lake.ledger import Event, Ledger, Status
-from voxlake.lake.ledger.events import RecordedItem
+from voxlake.lake.ledger.events import RECORDED_COLUMNS, RecordedItem
 from voxlake.lake.tables import OPTIONAL, optional_tables_of, stale_tables, tables_record
 from voxlake.lake.views import check_output_root
 from voxlake.lake.writer import TableSink
@@ -57,17 +57,7 @@ CONCURRENCY = 8
 #: What ``DELETE /v2/transcript/{id}`` leaves as the transcript's audio_url (API_NOTES.md).
 DELETED_AUDIO_URL = "http://deleted_by_user"
 
-_COLUMNS = [
-    "item_key",
-    "media_id",
-    "source",
-    "source_fingerprint",
-    "source_size",
-    "options_hash",
-    "status",
-    "transcript_id",
-    "tables",
-]
+_COLUMNS = [*RECORDED_COLUMNS, "tables"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from voxlake.lake.ledger.events import (
     EVENT_SCHEMA,
     EVENTS_DIR,
     LEDGER_DIR,
+    RECORDED_COLUMNS,
     Event,
     RecordedItem,
     Status,
@@ -240,18 +241,7 @@ class Ledger:
         Read from the events themselves, not from the folded states: an item submitted again
         (``--force``) has a new transcript, and its earlier one is still held too.
         """
-        table = self.read_events(
-            [
-                "item_key",
-                "media_id",
-                "source",
-                "source_fingerprint",
-                "source_size",
-                "options_hash",
-                "status",
-                "transcript_id",
-            ]
-        )
+        table = self.read_events(RECORDED_COLUMNS)
         table = table.filter(pc.is_valid(table["transcript_id"]))
         status, tid = table["status"], table["transcript_id"]
 

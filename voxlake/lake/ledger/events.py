@@ -90,6 +90,19 @@ def key_of(item: MediaItem | RecordedItem) -> str:
     return item_key(item.source, item.fingerprint, item.options_hash)
 
 
+#: The event columns a :class:`RecordedItem` and its status are read from, with the transcript.
+RECORDED_COLUMNS = [
+    "item_key",
+    "media_id",
+    "source",
+    "source_fingerprint",
+    "source_size",
+    "options_hash",
+    "status",
+    "transcript_id",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedItem:
     """An item as the ledger recorded it: what an event about it needs when no manifest names
