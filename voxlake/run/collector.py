@@ -181,18 +181,10 @@ def _classify(events: pa.Table, wanted: set[str]) -> tuple[list[_Due], set[str]]
         if row["transcript_id"] in wanted:
             seen.add(str(row["transcript_id"]))
     due = []
-    for key, row in latest.items():
+    for row in latest.values():
         tid = row["transcript_id"]
         if row["status"] == Status.submitted and isinstance(tid, str) and tid in wanted:
-            size, fingerprint = row["source_size"], row["source_fingerprint"]
-            item = RecordedItem(
-                key=key,
-                media_id=str(row["media_id"]),
-                source=str(row["source"]),
-                fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-                size=size if isinstance(size, int) else None,
-                options_hash=str(row["options_hash"]),
-            )
+            item = RecordedItem.of_event(row)
             audio_url = row["audio_url"]
             due.append(
                 _Due(

@@ -115,16 +115,7 @@ def find_due(events: pa.Table, wanted: Collection[str] = ()) -> tuple[list[Due],
         # An optional table it had is fetched again, whatever its version: its rows must come
         # from the same flow run as the new transcripts row to stay current (views.sql).
         optional = tuple(n for n in OPTIONAL if n in wanted or (record and n in record))
-        size = event["source_size"]
-        fingerprint = event["source_fingerprint"]
-        item = RecordedItem(
-            key=key,
-            media_id=str(event["media_id"]),
-            source=str(event["source"]),
-            fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-            size=size if isinstance(size, int) else None,
-            options_hash=str(event["options_hash"]),
-        )
+        item = RecordedItem.of_event(event)
         due.append(
             Due(
                 item,

@@ -261,14 +261,7 @@ class Ledger:
         )
         latest: dict[str, HeldTranscript] = {}  # rows are oldest first: the last one wins
         for row in collected.to_pylist():
-            item = RecordedItem(
-                row["item_key"],
-                row["media_id"],
-                row["source"],
-                row["source_fingerprint"],
-                row["source_size"],
-                row["options_hash"],
-            )
+            item = RecordedItem.of_event(row)
             tid_ = row["transcript_id"]
             latest[tid_] = HeldTranscript(item, tid_, tid_ in requested)
         in_flight = ids(Status.submitted, Status.submitting)

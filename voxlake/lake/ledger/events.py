@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -114,6 +114,19 @@ class RecordedItem:
     fingerprint: str | None
     size: int | None
     options_hash: str
+
+    @classmethod
+    def of_event(cls, row: Mapping[str, Any]) -> RecordedItem:
+        """The item of one ledger event, read with (at least) :data:`RECORDED_COLUMNS`."""
+        size, fingerprint = row["source_size"], row["source_fingerprint"]
+        return cls(
+            key=str(row["item_key"]),
+            media_id=str(row["media_id"]),
+            source=str(row["source"]),
+            fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+            size=size if isinstance(size, int) else None,
+            options_hash=str(row["options_hash"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
