@@ -65,6 +65,8 @@ CharsPerCaption = Annotated[int, Ge(1)]
 DEFAULT_POLL_TIMEOUT_S = 6 * 3600.0
 DEFAULT_WEBHOOK_HEADER = "X-Voxlake-Webhook-Auth"
 DEFAULT_WEBHOOK_SAFETY_POLL_S = 60.0
+#: Where the webhook receiver listens by default (voxlake webhooks, voxlake serve --webhooks).
+DEFAULT_RECEIVER_PORT = 8766
 
 
 def _help(text: str) -> dict[str, str]:

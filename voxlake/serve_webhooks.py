@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from voxlake.errors import ConfigurationError
+from voxlake.request import DEFAULT_RECEIVER_PORT, DEFAULT_WEBHOOK_HEADER
 
 if TYPE_CHECKING:
     from voxlake.credentials import AssemblyAICredentials
@@ -33,8 +34,8 @@ class ServeWebhooks:
 
     output: str
     host: str = "127.0.0.1"
-    port: int = 8766
-    auth_header_name: str = "X-Voxlake-Webhook-Auth"
+    port: int = DEFAULT_RECEIVER_PORT
+    auth_header_name: str = DEFAULT_WEBHOOK_HEADER
     auth_header_value_env: str | None = None
     collect: bool = False
 

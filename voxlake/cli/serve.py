@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from voxlake.cli.common import _exits_on_error, _stops_on_interrupt, app
+from voxlake.request import DEFAULT_RECEIVER_PORT, DEFAULT_WEBHOOK_HEADER
 
 
 @app.command("serve")
@@ -51,10 +52,12 @@ def serve(
         ),
     ] = None,
     webhook_host: Annotated[str, typer.Option(help="The receiver's interface.")] = "127.0.0.1",
-    webhook_port: Annotated[int, typer.Option(help="The receiver's port (0: any free).")] = 8766,
+    webhook_port: Annotated[
+        int, typer.Option(help="The receiver's port (0: any free).")
+    ] = DEFAULT_RECEIVER_PORT,
     webhook_auth_header_name: Annotated[
         str, typer.Option(help="The webhook_auth_header_name the jobs are submitted with.")
-    ] = "X-Voxlake-Webhook-Auth",
+    ] = DEFAULT_WEBHOOK_HEADER,
     webhook_auth_header_value_env: Annotated[
         str | None,
         typer.Option(

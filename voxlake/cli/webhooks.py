@@ -18,6 +18,7 @@ from voxlake.cli.common import (
     _stops_on_interrupt,
     app,
 )
+from voxlake.request import DEFAULT_RECEIVER_PORT, DEFAULT_WEBHOOK_HEADER
 
 
 @app.command("webhooks")
@@ -29,10 +30,12 @@ def webhooks(
     host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8766,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: any free port).")
+    ] = DEFAULT_RECEIVER_PORT,
     auth_header_name: Annotated[
         str, typer.Option(help="The webhook_auth_header_name the jobs are submitted with.")
-    ] = "X-Voxlake-Webhook-Auth",
+    ] = DEFAULT_WEBHOOK_HEADER,
     auth_header_value_env: Annotated[
         str | None,
         typer.Option(
