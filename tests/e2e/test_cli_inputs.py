@@ -35,15 +35,6 @@ def no_servers(closed_port: int) -> dict[str, str]:
     return clean_env(PREFECT_API_URL=f"http://127.0.0.1:{closed_port}/api")
 
 
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return str(url)
-
-
 def clip(path: Path, seconds: float = 0.5, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_synth_wav(path, "the birch canoe", seconds, sample_rate=8000, seed=seed)

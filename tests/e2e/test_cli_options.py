@@ -112,15 +112,6 @@ def test_an_option_flag_without_a_value_is_a_usage_error(
 # --- against `voxlake serve-local` and the suite's Prefect API ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness sets an API URL"
-    return str(url)
-
-
 @pytest.mark.slow
 def test_changing_one_rows_feature_re_transcribes_that_item_only_and_prices_it(
     tmp_path: Path, prefect_url: str

@@ -35,13 +35,6 @@ CLIPS = 6  # the embedded server runs 5 at a time: one waits in its queue
 INTERRUPTED = "Interrupted: jobs already submitted are kept"
 
 
-@pytest.fixture(scope="module")
-def prefect_url(prefect_harness: None) -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    return str(PREFECT_API_URL.value())
-
-
 def clips_run(tmp_path: Path, n: int = CLIPS) -> list[str]:
     """The arguments of a run over ``n`` long clips in ``tmp_path/media`` into ``tmp_path/out``:
     at the embedded server's 0.02 s per audio second, 1.5 to 2.5 s per job."""

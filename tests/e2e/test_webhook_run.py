@@ -80,13 +80,6 @@ def _transcripts(out: Path) -> list[dict[str, Any]]:
     return read_table(out, "transcripts", columns=["media_id", "status"]).to_pylist()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Any:
-    srv = ServeLocal(tmp_path)
-    yield srv
-    srv.stop()
-
-
 def test_a_webhook_run_collects_every_item_without_a_status_poll(
     tmp_path: Path, server: ServeLocal
 ) -> None:
