@@ -1,8 +1,10 @@
 """Ctrl-C and ``kill -9`` on `voxlake run` with the embedded default, then the same command.
 
 The run is a real process in its own session with no ``ASSEMBLYAI_*`` variable: it starts the
-embedded local server (scripted engine, ``VOXLAKE_ENGINE``), which keeps its jobs under the
-test's own cache directory (``XDG_CACHE_HOME``). The interrupted run gets SIGINT (or SIGKILL)
+embedded local server (the scripted engine through ``VOXLAKE_ENGINE``, except the interrupted
+run of the Ctrl-C test, which keeps the default sphinx engine: its pool is what an interrupt
+must leave without a leaked-semaphore warning), which keeps its jobs under the test's own cache
+directory (``XDG_CACHE_HOME``). The interrupted run gets SIGINT (or SIGKILL)
 to its whole process group, as a terminal's Ctrl-C does, once its ledger shows jobs submitted;
 the clips are long enough that some are still queued or processing then. Counting: every job
 the embedded server ever accepted is one record in its state directory, which outlives both
