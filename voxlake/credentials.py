@@ -1,4 +1,5 @@
-"""Credentials as Prefect blocks: the AssemblyAI key, and S3 credentials from prefect-aws.
+"""Credentials as Prefect blocks: the AssemblyAI key, S3 credentials from prefect-aws, and the
+webhook auth header value from a Prefect ``Secret`` block.
 
 A Prefect server stores a block's ``SecretStr`` fields encrypted and hands them back to any
 client of its API, so a deployment names a block (a plain string parameter) and the flow run
@@ -20,6 +21,7 @@ from pydantic import Field, HttpUrl, SecretStr
 
 from voxlake.client import AssemblyAIClient
 from voxlake.errors import ConfigurationError
+from voxlake.run.notified import BlockSecret
 from voxlake.storage import S3Credentials
 
 
@@ -116,3 +118,25 @@ async def aws_s3_credentials(block_name: str | None) -> S3Credentials | None:
             "pip install 'voxlake[aws]' (or uv sync --extra aws)"
         ) from None
     return s3_credentials_from_aws(await AwsCredentials.aload(block_name))
+
+
+async def read_secret_block(name: str) -> BlockSecret:
+    """The value of the Prefect ``Secret`` block ``name`` (``webhook_auth_header_value_secret``):
+    a parameter names the block, so the secret is never one (Prefect records parameters)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        # Block.aload is typed loosely (a coroutine of an unknown block): this one is a Secret.
+        block: Secret[Any] = await Secret.aload(name)
+    except ValueError:  # Prefect's "Unable to find block document named ..."
+        raise ConfigurationError(
+            f"webhook_auth_header_value_secret: no Secret block named {name!r} on this Prefect "
+            "API: save the receiver's secret as one (docs/operations.md, Webhooks)"
+        ) from None
+    value = block.value.get_secret_value()  # raw: Secret.get() would parse "123" as a number
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"webhook_auth_header_value_secret: the Secret block {name!r} holds a JSON "
+            f"{type(value).__name__}, not the header value as a string"
+        )
+    return BlockSecret(name, SecretStr(value))

@@ -33,7 +33,12 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from pydantic.json_schema import SkipJsonSchema
 
-from voxlake.credentials import AssemblyAICredentials, assemblyai_client, aws_s3_credentials
+from voxlake.credentials import (
+    AssemblyAICredentials,
+    assemblyai_client,
+    aws_s3_credentials,
+    read_secret_block,
+)
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import estimate_run, run_bill
 from voxlake.flows.chunks import auto_chunk_size, plan_chunks
@@ -57,7 +62,7 @@ from voxlake.request import (
     SafetyPoll,
     documented_by,
 )
-from voxlake.run.notified import read_secret_block, run_webhook
+from voxlake.run.notified import run_webhook
 from voxlake.run.progress import ProgressCallback
 from voxlake.run.state import Extras, RunSettings, Stage
 from voxlake.run.transcription import TranscriptionRun

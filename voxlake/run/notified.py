@@ -71,28 +71,6 @@ class BlockSecret:
     value: SecretStr
 
 
-async def read_secret_block(name: str) -> BlockSecret:
-    """The value of the Prefect ``Secret`` block ``name`` (``webhook_auth_header_value_secret``):
-    a parameter names the block, so the secret is never one (Prefect records parameters)."""
-    from prefect.blocks.system import Secret
-
-    try:
-        # Block.aload is typed loosely (a coroutine of an unknown block): this one is a Secret.
-        block: Secret[Any] = await Secret.aload(name)
-    except ValueError:  # Prefect's "Unable to find block document named ..."
-        raise ConfigurationError(
-            f"webhook_auth_header_value_secret: no Secret block named {name!r} on this Prefect "
-            "API: save the receiver's secret as one (docs/operations.md, Webhooks)"
-        ) from None
-    value = block.value.get_secret_value()  # raw: Secret.get() would parse "123" as a number
-    if not isinstance(value, str):
-        raise ConfigurationError(
-            f"webhook_auth_header_value_secret: the Secret block {name!r} holds a JSON "
-            f"{type(value).__name__}, not the header value as a string"
-        )
-    return BlockSecret(name, SecretStr(value))
-
-
 def run_webhook(
     url: str | None,
     header_name: str,
