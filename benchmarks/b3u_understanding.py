@@ -26,18 +26,9 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks.harness import REPO, WORK
+from tests.support.understanding import CALL
 
 MIB = 2**20
-CALL = (
-    "Good morning, thank you for calling Acme Bank. My name is Sarah Connor. "
-    "Hi Sarah, this is John Smith from Boston. I am really angry, my card payment failed again. "
-    "That is terrible and I am sorry. Can you confirm your phone number? "
-    "Sure, it is 555 123 4567 and my email is john.smith@example.com. "
-    "I was charged $250 on March 3rd, 2024 for the flight to London. "
-    "Damn, the wildfire near my house was a disaster and the flood too. "
-    "I will refund the payment today. The account balance will be fine within 5 days. "
-    "Great, that is excellent service, thank you so much. Goodbye."
-)
 PARAMS: dict[str, Any] = {
     "speaker_labels": True,
     "sentiment_analysis": True,
