@@ -75,7 +75,7 @@ from benchmarks.harness import (
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voxlake.flows.chunks import auto_chunk_size, plan_chunks
+    from voxlake.run.chunks import auto_chunk_size, plan_chunks
 
     n = args.files
     # B6 (bench.py) brings its own manifest (a folder), the durations of the items this run

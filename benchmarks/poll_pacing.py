@@ -56,7 +56,6 @@ def case(fixed: float, per_audio: float) -> dict[str, Any]:
             ASSEMBLYAI_BASE_URL=url,
             ASSEMBLYAI_API_KEY=key,
             PREFECT_HOME=str(work / "prefect-home"),
-            VOXLAKE_PREFECT_STARTUP_TIMEOUT_S="600",  # a loaded machine boots Prefect slowly
             COLUMNS="200",
         )
         output = work / "out"

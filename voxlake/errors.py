@@ -51,7 +51,6 @@ base class keeps an ``except`` of the standard exception working::
     ├── SubmitOutcomeUnknownError             a create may have made the job    [run.failures]
     ├── RunStoppedError                       an item the run did not finish    [run.failures]
     ├── SharedBudgetUnavailable               shared request budget unusable    [ratelimit]
-    ├── PrefectAPIStartError                  the temporary Prefect API failed  [prefect_api]
     ├── ServeError                            voxlake serve cannot go on        [errors]
     ├── NotAnOutputRootError                  no tables or ledger at the path   [views]
     ├── QueryError                            DuckDB rejected a statement       [query]

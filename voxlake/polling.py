@@ -314,6 +314,10 @@ class SharedPoller:
     and snaps back to ``min_interval_s`` when something does. A round asks for every pending id,
     due or not: they share the pages.
 
+    A server in this process (the embedded default) can say when one of its jobs ends
+    (:meth:`nudge`): the next round then comes at once, instead of on the schedule, but never
+    sooner than ``tail_interval_s`` after the last one.
+
     In the tail (one list page of ids or fewer pending: the end of a big run, the whole of a
     small one) a round costs one request however many jobs it finds, so rounds are paced by
     how fast jobs have finished so far, to find about ``tail_finds`` each, or as many as are
@@ -352,13 +356,26 @@ class SharedPoller:
         self._due: dict[str, float] = {}  # pending id -> when it is first worth polling
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one wait() runs on
+        self._nudged = False
+
+    def nudge(self) -> None:
+        """A job ended, says its server: poll soon (see the class doc). Thread-safe: the
+        embedded server calls it from its own thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_nudge)
+
+    def _on_nudge(self) -> None:
+        self._nudged = True
+        self._wake.set()
 
     async def wait(self, first_poll_s: Mapping[str, float]) -> list[PollResult]:
         """Await the ids of ``first_poll_s`` (id -> seconds from now to its first poll).
 
         Results come in the mapping's order. An id already waited on keeps its due time.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         now = self._clock()
         if self._since is None:
             self._since = now
@@ -382,11 +399,14 @@ class SharedPoller:
             self._wake.clear()
             # The interval after the last round, and not before the first pending id is due.
             next_round = max(last_round + interval, min(self._due.values()))
+            if self._nudged:
+                next_round = min(next_round, last_round + self._tail_interval_s)
             now = self._clock()
             if next_round > now:
                 await self._nap(next_round - now)
-                continue  # woken by a registration, or it is time: look again
+                continue  # woken by a registration or a nudge, or it is time: look again
             last_round = now
+            self._nudged = False
             try:
                 results = await self._poller.poll_once()
             except VoxlakeError as exc:

@@ -260,6 +260,11 @@ class RunRequest:
     )
 
     @classmethod
+    def of(cls, parameters: Mapping[str, Any]) -> "RunRequest":
+        """The request from a flow's parameters, already checked (extra names ignored)."""
+        return cls(**{f.name: parameters[f.name] for f in dataclasses.fields(cls)})
+
+    @classmethod
     def validate(cls, values: Mapping[str, Any]) -> "RunRequest":
         """The request for ``values`` (JSON forms accepted: ``s3`` as a dict); raises
         ``pydantic.ValidationError`` naming each refused field."""

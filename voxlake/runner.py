@@ -1,17 +1,21 @@
-"""What `voxlake run` does around the flow: pick the API backend, show progress, print results.
+"""What `voxlake run` does around the job: pick the API backend, show progress, print results.
 
 With neither ``ASSEMBLYAI_API_KEY`` nor ``ASSEMBLYAI_BASE_URL`` set, the embedded local server is
-started in-process on a free 127.0.0.1 port and the flow talks to it over HTTP, through exactly
-the same client code path it uses against the real API. Its address and key reach the flow as
-its ``credentials`` argument; nothing is written to ``os.environ``, which would leak into every
-later run and child process of this one.
+started in-process on a free 127.0.0.1 port and the job talks to it over HTTP, through exactly
+the same client code path it uses against the real API. Its address and key reach the job as
+its client's settings; nothing is written to ``os.environ``, which would leak into every later
+run and child process of this one.
 
-Ctrl-C (SIGINT, to the whole process group as a terminal sends it) cancels the flow, so Prefect
-records the run as crashed and the run releases the output root's lease; the embedded server,
-the temporary Prefect API and the recognition workers then stop (they ignore the SIGINT
-themselves: :func:`voxlake.lifeline.sigint_blocked`). Everything the next run needs is durable
-already, as after ``kill -9`` (docs/ledger.md), so this clean-up gets :data:`INTERRUPT_GRACE_S`;
-after it, or at a second Ctrl-C, the process stops at once. Either way it says so in one line
+With a Prefect API configured (:func:`voxlake.prefect_api.configured`) the job runs as the flow
+``transcribe_manifest`` and is recorded there; with none, in this process without Prefect
+(:mod:`voxlake.run.job`).
+
+Ctrl-C (SIGINT, to the whole process group as a terminal sends it) cancels the job, so the run
+releases the output root's lease (and Prefect records the flow run as crashed); the embedded
+server and the recognition workers then stop (they ignore the SIGINT themselves:
+:func:`voxlake.lifeline.sigint_blocked`). Everything the next run needs is durable already, as
+after ``kill -9`` (docs/ledger.md), so this clean-up gets :data:`INTERRUPT_GRACE_S`; after it,
+or at a second Ctrl-C, the process stops at once. Either way it says so in one line
 (:data:`INTERRUPTED`) and exits with status 130.
 """
 
@@ -25,30 +29,30 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pydantic import SecretStr
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bars
 
 from voxlake.errors import ConfigurationError, VoxlakeError
 from voxlake.estimate import Estimate
 from voxlake.inputs import RunInputs, manifest_read_before
-from voxlake.prefect_api import TemporaryPrefectAPI
 from voxlake.run.progress import STAGES, Progress, ProgressCallback
 from voxlake.run.summary import RunSummary
 from voxlake.settings import ENGINE_ENV, Settings
 
 if TYPE_CHECKING:
-    # Prefect is imported when a run starts (see run_manifest), after the temporary API.
-    from prefect import State
-
-    from voxlake.credentials import AssemblyAICredentials
+    from voxlake.client import AssemblyAIClient
     from voxlake.request import RunRequest
+    from voxlake.run.job import JobEnds
 
 logger = logging.getLogger("voxlake")
 
@@ -83,8 +87,7 @@ def _say_interrupted() -> None:
 def _stop_now() -> NoReturn:
     """Leave at once, as ``kill -9`` would (what the next run needs is durable already), but
     killing the recognition workers first: they may be deep in a decode, the one place that
-    does not notice its parent is gone within a second. The temporary Prefect API exits when
-    its lifeline closes, with this process."""
+    does not notice its parent is gone within a second."""
     sphinx = sys.modules.get("voxlake.emulator.sphinx")
     if sphinx is not None:
         sphinx.kill_pool()
@@ -98,12 +101,12 @@ class _Interrupts:
 
     def __init__(self) -> None:
         self.count = 0
-        self.flow_run: asyncio.Future[Any] | None = None
+        self.job: asyncio.Future[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def watch(self, flow_run: asyncio.Future[Any] | None) -> None:
-        self.flow_run = flow_run
-        self._loop = asyncio.get_running_loop() if flow_run is not None else None
+    def watch(self, job: asyncio.Future[Any] | None) -> None:
+        self.job = job
+        self._loop = asyncio.get_running_loop() if job is not None else None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
@@ -113,18 +116,18 @@ class _Interrupts:
         deadline = threading.Timer(INTERRUPT_GRACE_S, _stop_now)
         deadline.daemon = True
         deadline.start()
-        flow_run, loop = self.flow_run, self._loop
-        if flow_run is None or loop is None or flow_run.done():
+        job, loop = self.job, self._loop
+        if job is None or loop is None or job.done():
             raise RunInterrupted
-        # From inside the loop, as asyncio.run's own handler does: the flow's awaits raise
-        # CancelledError, its clean-up runs, and Prefect records it as crashed.
-        loop.call_soon_threadsafe(flow_run.cancel)
+        # From inside the loop, as asyncio.run's own handler does: the job's awaits raise
+        # CancelledError, its clean-up runs (and Prefect records a flow run as crashed).
+        loop.call_soon_threadsafe(job.cancel)
 
 
 def _quiet_libraries() -> None:
     """After Ctrl-C, keep the libraries' reports of what it cut short off the terminal:
     Prefect's "Crash detected!" and "Finished in state Crashed", one per task run, and the
-    embedded server's "client disconnected" tracebacks. The run's one line says it all; the
+    embedded server's "client disconnected" tracebacks. The run's one line says it all; a
     Prefect API still records the flow run as crashed."""
     for handler in logging.getLogger("prefect").handlers:
         if isinstance(handler, logging.StreamHandler):
@@ -150,18 +153,30 @@ def embedded_state_dir(output: str) -> Path:
     return Path(cache) / "voxlake" / "embedded-server" / digest
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """The AssemblyAI API a run talks to when the environment does not configure one."""
+
+    base_url: str
+    api_key: SecretStr
+    #: Subscribes a listener to the server's job ends (the embedded server, in this process).
+    on_job_end: JobEnds | None = None
+
+    def client(self) -> AssemblyAIClient:
+        from voxlake.client import AssemblyAIClient
+
+        return AssemblyAIClient(api_key=self.api_key, base_url=self.base_url)
+
+
 @contextmanager
-def api_backend(
-    output: str | None = None, *, engine: str = "auto"
-) -> Iterator[AssemblyAICredentials | None]:
-    """The credentials for the flow: None when the environment configures the API (the flow
-    reads it), else those of the embedded server, started here for the block's duration. With
+def api_backend(output: str | None = None, *, engine: str = "auto") -> Iterator[Endpoint | None]:
+    """The run's AssemblyAI endpoint: None when the environment configures the API (the job
+    reads it), else the embedded server's, started here for the block's duration. With
     ``output``, the server keeps its state in :func:`embedded_state_dir` (else in memory);
     ``engine`` is its transcription engine (the settings' ``engine``)."""
     if _api_configured():
         yield None
         return
-    from voxlake.credentials import AssemblyAICredentials
     from voxlake.emulator import DEFAULT_API_KEY, EmulatorConfig, LocalServer, StateDirInUseError
 
     state_dir = None
@@ -194,7 +209,11 @@ def api_backend(
             "at %s",
             server.base_url,
         )
-        yield AssemblyAICredentials(api_key=DEFAULT_API_KEY, base_url=server.base_url)
+        yield Endpoint(
+            base_url=server.base_url,
+            api_key=SecretStr(DEFAULT_API_KEY),
+            on_job_end=server.on_job_end,
+        )
     finally:
         server.stop()
 
@@ -228,45 +247,39 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
 def run_manifest(
     request: RunRequest,
     *,
-    prefect_api: TemporaryPrefectAPI,
     progress: bool,
     settings: Settings,
     inputs: RunInputs | None = None,
 ) -> RunSummary | Estimate:
-    """Run the flow once with ``request``'s parameters, as ``voxlake run`` does, and return its
-    summary (or its estimate).
+    """Run the job once with ``request``, as ``voxlake run`` does, and return its summary (or
+    its estimate): as the Prefect flow when a Prefect API is configured, else in this process.
 
     ``inputs`` (:func:`voxlake.inputs.check_run_inputs`) holds the manifest already read, which
-    the flow then does not read again. ``settings`` are those the CLI read at its edge.
+    the job then does not read again. ``settings`` are those the CLI read at its edge.
 
-    ``prefect_api`` was entered before this module was imported (see ``voxlake.prefect_api``).
     Raises the run's :class:`~voxlake.errors.VoxlakeError` when it failed before any work (a
     refused API key, an unusable output, a bad manifest).
     """
-    from voxlake.flows.transcribe import transcribe_manifest
+    from voxlake.prefect_api import configured
 
-    parameters = request.flow_parameters()
+    in_prefect = configured()
     # A dry run sends no AssemblyAI request, so it needs no embedded server either.
     backend = (
         contextlib.nullcontext()
         if request.dry_run
         else api_backend(request.output, engine=settings.engine)
     )
-
     interrupts = _Interrupts()
 
-    async def run_flow(
-        credentials: AssemblyAICredentials | None, on_progress: ProgressCallback | None
-    ) -> State[Any] | None:
-        # The flow returns its final State itself; Prefect's annotations nest it (State[State]).
-        flow_run = asyncio.ensure_future(
-            transcribe_manifest(
-                **parameters, credentials=credentials, on_progress=on_progress, return_state=True
-            )
+    async def run_job(endpoint: Endpoint | None, on_progress: ProgressCallback | None) -> Any:
+        job = asyncio.ensure_future(
+            _flow_run(request, endpoint, on_progress)
+            if in_prefect
+            else _in_process(request, endpoint, settings, on_progress)
         )
-        interrupts.watch(flow_run)
+        interrupts.watch(job)
         try:
-            return await flow_run
+            return await job
         except asyncio.CancelledError:
             if not interrupts.count:
                 raise
@@ -283,29 +296,76 @@ def run_manifest(
     try:
         with (
             manifest_read_before(inputs) if inputs else contextlib.nullcontext(),
-            _outcome_said_once(),
-            prefect_api.connected(),
-            backend as credentials,
+            _outcome_said_once() if in_prefect else contextlib.nullcontext(),
+            backend as endpoint,
             progress_bar(enabled=progress and not request.dry_run) as on_progress,
         ):
-            state = asyncio.run(run_flow(credentials, on_progress))
-            if state is None or interrupts.count:
+            outcome = asyncio.run(run_job(endpoint, on_progress))
+            if not isinstance(outcome, RunSummary | Estimate) or interrupts.count:
                 raise RunInterrupted
-            summary = state.result(raise_on_failure=False)
-            if isinstance(summary, RunSummary):
-                prefect_api.wait_until_recorded(state.state_details.flow_run_id, summary.task_runs)
     finally:
         if interrupts.count:
             # The run is recorded and its helpers stopped: leave now. What is left are
             # threads whose work the next run does again (the report's imports, a decode).
             _stop_now()
         signal.signal(signal.SIGINT, previous)
-    if isinstance(summary, RunSummary | Estimate):
-        return summary
-    if isinstance(summary, VoxlakeError):
-        raise summary
+    return outcome
+
+
+async def _in_process(
+    request: RunRequest,
+    endpoint: Endpoint | None,
+    settings: Settings,
+    on_progress: ProgressCallback | None,
+) -> RunSummary | Estimate:
+    """The job in this process (no Prefect API configured); raises its VoxlakeError."""
+    from voxlake.client import AssemblyAIClient
+    from voxlake.run.job import Host, in_process, transcribe
+
+    async def client() -> AssemblyAIClient:
+        return endpoint.client() if endpoint is not None else AssemblyAIClient()
+
+    # Its INFO lines are a flow run's log in Prefect's UI; here the CLI prints the outcome.
+    job_log = logging.getLogger("voxlake.run.job")
+    job_log.setLevel(max(job_log.getEffectiveLevel(), logging.WARNING))
+    host = Host(
+        run_id=str(uuid.uuid4()),
+        stages=in_process(),
+        logger=job_log,
+        job_ends=endpoint.on_job_end if endpoint is not None else None,
+    )
+    return await transcribe(
+        request, host=host, client=client, environment=settings, on_progress=on_progress
+    )
+
+
+async def _flow_run(
+    request: RunRequest, endpoint: Endpoint | None, on_progress: ProgressCallback | None
+) -> RunSummary | Estimate:
+    """The job as the flow ``transcribe_manifest`` on the configured Prefect API; raises its
+    VoxlakeError."""
+    from voxlake.credentials import AssemblyAICredentials
+    from voxlake.flows.transcribe import transcribe_manifest
+
+    credentials = (
+        None
+        if endpoint is None
+        else AssemblyAICredentials(api_key=endpoint.api_key, base_url=endpoint.base_url)
+    )
+    # The flow returns its final State itself; Prefect's annotations nest it (State[State]).
+    state: Any = await transcribe_manifest(
+        **request.flow_parameters(),
+        credentials=credentials,
+        on_progress=on_progress,
+        return_state=True,
+    )
+    outcome = await state.aresult(raise_on_failure=False)
+    if isinstance(outcome, RunSummary | Estimate):
+        return outcome
+    if isinstance(outcome, VoxlakeError):
+        raise outcome
     raise RuntimeError(f"flow run ended in {state.type.value}: {state.message}") from (
-        summary if isinstance(summary, BaseException) else None
+        outcome if isinstance(outcome, BaseException) else None
     )
 
 

@@ -13,7 +13,6 @@ reads them itself.
                                     (0 to 3600; default 3)
 ``VOXLAKE_ACCOUNT_RATE_LIMIT``      the account's API rate limit, ``REQUESTS/SECONDS``
                                     (default AssemblyAI's 20000/300)
-``VOXLAKE_PREFECT_STARTUP_TIMEOUT_S`` seconds a Prefect API gets to start (default 120)
 ``VOXLAKE_S3_DEBUG_LOGGING``        ``1`` lets botocore's DEBUG wire log (with credentials) through
 ``VOXLAKE_HOME``                    the checkout a deployment's worker runs from
 ``VOXLAKE_ENGINE``                  the embedded local server's engine (default ``auto``)
@@ -37,7 +36,6 @@ from voxlake.errors import ConfigurationError
 
 POLL_FIRST_ENV = "VOXLAKE_POLL_FIRST_S"
 ACCOUNT_ENV = "VOXLAKE_ACCOUNT_RATE_LIMIT"
-STARTUP_TIMEOUT_ENV = "VOXLAKE_PREFECT_STARTUP_TIMEOUT_S"
 S3_DEBUG_ENV = "VOXLAKE_S3_DEBUG_LOGGING"
 HOME_ENV = "VOXLAKE_HOME"
 ENGINE_ENV = "VOXLAKE_ENGINE"
@@ -50,7 +48,6 @@ DEFAULT_FIRST_POLL_S = 3.0
 #: Seconds a Prefect API (ours or Prefect's ephemeral one) gets to start. Seen: > 20 s at load
 #: average 5 on 2 cores. Generous, since a live process is booting, not failing; the run stops
 #: with a clear message after it.
-DEFAULT_PREFECT_STARTUP_TIMEOUT_S = 120.0
 
 
 class SettingsError(ConfigurationError, ValueError):
@@ -98,7 +95,6 @@ class Settings:
     poll_first_s: float = DEFAULT_FIRST_POLL_S
     #: ``(requests, seconds)``; None: AssemblyAI's documented limit.
     account_rate_limit: tuple[int, float] | None = None
-    prefect_startup_timeout_s: float = DEFAULT_PREFECT_STARTUP_TIMEOUT_S
     s3_debug_logging: bool = False
     home: Path | None = None
     engine: str = "auto"
@@ -114,9 +110,6 @@ class Settings:
         return cls(
             poll_first_s=_float(env, POLL_FIRST_ENV, DEFAULT_FIRST_POLL_S, 0, 3600),
             account_rate_limit=_rate_limit(env),
-            prefect_startup_timeout_s=_float(
-                env, STARTUP_TIMEOUT_ENV, DEFAULT_PREFECT_STARTUP_TIMEOUT_S, 1, 86_400
-            ),
             s3_debug_logging=env.get(S3_DEBUG_ENV) == "1",
             home=Path(home) if home else None,
             engine=env.get(ENGINE_ENV) or "auto",

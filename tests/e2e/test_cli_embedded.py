@@ -70,9 +70,9 @@ def test_the_embedded_backend_hands_over_credentials_and_writes_no_environment(
 ) -> None:
     for name in [k for k in os.environ if k.startswith("ASSEMBLYAI_")]:
         monkeypatch.delenv(name)
-    with api_backend() as credentials:
-        assert credentials is not None
+    with api_backend() as endpoint:
+        assert endpoint is not None
         assert not [k for k in os.environ if k.startswith("ASSEMBLYAI_")]
-        client = credentials.get_client()
+        client = endpoint.client()
     assert client.settings.base_url.startswith("http://127.0.0.1:")
     assert not [k for k in os.environ if k.startswith("ASSEMBLYAI_")]

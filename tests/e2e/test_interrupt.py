@@ -49,8 +49,7 @@ def clips_run(tmp_path: Path, n: int = CLIPS) -> list[str]:
 
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """No AssemblyAI variables (the embedded default); a cache of the test's own. (HOME stays:
-    a Prefect home of its own would make the temporary Prefect API create its database.)"""
+    """No AssemblyAI variables (the embedded default); a cache of the test's own."""
     return clean_env(
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         VOXLAKE_ENGINE="scripted",
@@ -158,14 +157,21 @@ def rerun_completes_every_item_once(tmp_path: Path, args: list[str], env: dict[s
     assert len(server_jobs(tmp_path)) == CLIPS, "a job was submitted twice"
 
 
+@pytest.mark.parametrize("host", ["in-process", "prefect-flow"])
 def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(
-    tmp_path: Path, prefect_url: str
+    tmp_path: Path, host: str, request: pytest.FixtureRequest
 ) -> None:
     args = clips_run(tmp_path)
-    # No PREFECT_API_URL: the run starts its temporary Prefect API, which must go too. The
-    # default engine (sphinx): its recognition workers are what Ctrl-C must stop, and its
+    # The default engine (sphinx): its recognition workers are what Ctrl-C must stop, and its
     # multiprocessing primitives what must not be reported as leaked once the run is gone.
-    env = embedded_env(tmp_path)
+    # Without a Prefect API (a new user's) the job runs in the CLI's process; with one, as a
+    # flow run there, which Ctrl-C must cancel.
+    prefect = (
+        {"PREFECT_API_URL": request.getfixturevalue("prefect_url")}
+        if host == "prefect-flow"
+        else {}
+    )
+    env = embedded_env(tmp_path, **prefect)
     del env["VOXLAKE_ENGINE"]
 
     output = interrupt_run(tmp_path, args, env, signal.SIGINT)
@@ -175,17 +181,15 @@ def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(
     assert "Traceback" not in output and "Error" not in output, output
     assert "resource_tracker" not in output and "leaked" not in output, output
     assert output.strip().endswith(lines[0]), output  # the last word, once everything stopped
-    # The rerun's server resumes the jobs with the scripted engine: quick on 6 long clips.
+    # The same command. Its server resumes the jobs with the scripted engine: quick on 6 long
+    # clips.
     env["VOXLAKE_ENGINE"] = "scripted"
-    # The same command; reporting to the suite's Prefect API only saves a second start-up.
-    rerun_completes_every_item_once(tmp_path, args, env | {"PREFECT_API_URL": prefect_url})
+    rerun_completes_every_item_once(tmp_path, args, env)
 
 
-def test_kill_9_of_the_group_then_the_same_command_finishes_it(
-    tmp_path: Path, prefect_url: str
-) -> None:
+def test_kill_9_of_the_group_then_the_same_command_finishes_it(tmp_path: Path) -> None:
     args = clips_run(tmp_path)
-    env = embedded_env(tmp_path, PREFECT_API_URL=prefect_url)
+    env = embedded_env(tmp_path)
 
     interrupt_run(tmp_path, args, env, signal.SIGKILL)
 
@@ -193,10 +197,10 @@ def test_kill_9_of_the_group_then_the_same_command_finishes_it(
 
 
 def test_jobs_gone_from_the_server_are_said_once_with_the_command_that_retries_them(
-    tmp_path: Path, prefect_url: str
+    tmp_path: Path,
 ) -> None:
     args = clips_run(tmp_path)
-    env = embedded_env(tmp_path, PREFECT_API_URL=prefect_url)
+    env = embedded_env(tmp_path)
     interrupt_run(tmp_path, args, env, signal.SIGKILL)
     events = ledger(tmp_path / "out")
     done = {r["media_id"] for r in events if r["status"] == "completed"}

@@ -71,7 +71,7 @@ def test_a_crash_point_fires_only_with_the_test_hooks_opt_in() -> None:
 
 def test_a_bad_value_is_named() -> None:
     for env, name in (
-        ({"VOXLAKE_PREFECT_STARTUP_TIMEOUT_S": "slow"}, "VOXLAKE_PREFECT_STARTUP_TIMEOUT_S='slow'"),
+        ({"VOXLAKE_POLL_FIRST_S": "slow"}, "VOXLAKE_POLL_FIRST_S='slow'"),
         ({"VOXLAKE_ACCOUNT_RATE_LIMIT": "many"}, "VOXLAKE_ACCOUNT_RATE_LIMIT='many'"),
     ):
         with pytest.raises(SettingsError, match=name):
@@ -85,10 +85,10 @@ def test_a_bad_value_is_named() -> None:
 def test_the_cli_reads_the_environment_first_and_names_a_bad_value(tmp_path: Path) -> None:
     # Read at the edge, before the command runs: `query` itself uses no VOXLAKE_* variable.
     cmd = [sys.executable, "-m", "voxlake.cli", "query", str(tmp_path), "select 1"]
-    env = clean_env(VOXLAKE_PREFECT_STARTUP_TIMEOUT_S="slow")
+    env = clean_env(VOXLAKE_POLL_FIRST_S="slow")
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: VOXLAKE_PREFECT_STARTUP_TIMEOUT_S='slow' is not a number of seconds from 1 to "
-        "86400; unset it for the default, 120 s"
+        "error: VOXLAKE_POLL_FIRST_S='slow' is not a number of seconds from 0 to 3600; unset "
+        "it for the default, 3 s"
     ]

@@ -30,7 +30,6 @@ GLUE = {
     "voxlake.flows.backfill",
     "voxlake.flows.progress",
     "voxlake.flows.transcribe",
-    "voxlake.prefect_api",
     "voxlake.runner",
     "voxlake.serve",
     "voxlake.shared_budget",

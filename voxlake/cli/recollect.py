@@ -75,10 +75,10 @@ def recollect(
         else:
             from voxlake.runner import api_backend
 
-            with api_backend(output, engine=settings().engine) as credentials:
+            with api_backend(output, engine=settings().engine) as endpoint:
 
                 async def fetch_all() -> Any:
-                    client = credentials.get_client() if credentials else AssemblyAIClient()
+                    client = endpoint.client() if endpoint else AssemblyAIClient()
                     async with client:
                         return await recollect_root(output, client=client, s3=s3, tables=tables)
 

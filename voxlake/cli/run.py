@@ -221,58 +221,54 @@ def run(**given: Any) -> None:
         s3["presign"] = True
         s3["presign_expires_s"] = given["presign_expires"]
     extensions = [e for e in (given["media_extensions"] or "").split(",") if e.strip()] or None
-    from voxlake.prefect_api import TemporaryPrefectAPI, quiet_prefect_defaults
+    from voxlake.prefect_api import configured, quiet_prefect_defaults
     from voxlake.settings import settings
 
     environment = settings()  # read (and checked) by _main already: cached
-    quiet_prefect_defaults()
-    # Before the heavy imports: a temporary Prefect API, if this run needs one, boots meanwhile.
-    with TemporaryPrefectAPI(environment.prefect_startup_timeout_s) as prefect_api:
-        # Before any server is waited for or started: a bad input is one message, at once.
-        inputs = _checked_inputs(
-            fields["manifest"],
-            options=options or None,
-            on_invalid=fields["on_invalid"],
-            media_extensions=extensions,
-            s3=s3,
-            content_hash=fields["content_hash"],
-            max_audio_hours=fields["max_audio_hours"],
-            price_table=given["price_table"],
-        )
-        # The values check_run_inputs has not looked at (--max-uploads 0): refused here.
-        request = _run_request(
-            {
-                **fields,
-                "options": options or None,
-                "s3": inputs.s3,
-                "media_extensions": extensions,
-                "price_table": inputs.prices,
-            }
-        )
-        if request.webhook_url or request.webhook_auth_header_value_env:
-            from voxlake.run.notified import run_webhook
+    # Before any server is started: a bad input is one message, at once.
+    inputs = _checked_inputs(
+        fields["manifest"],
+        options=options or None,
+        on_invalid=fields["on_invalid"],
+        media_extensions=extensions,
+        s3=s3,
+        content_hash=fields["content_hash"],
+        max_audio_hours=fields["max_audio_hours"],
+        price_table=given["price_table"],
+    )
+    # The values check_run_inputs has not looked at (--max-uploads 0): refused here.
+    request = _run_request(
+        {
+            **fields,
+            "options": options or None,
+            "s3": inputs.s3,
+            "media_extensions": extensions,
+            "price_table": inputs.prices,
+        }
+    )
+    if request.webhook_url or request.webhook_auth_header_value_env:
+        from voxlake.run.notified import run_webhook
 
-            with _exits_on_error():  # the flow reads it again; a missing secret is said now
-                run_webhook(
-                    request.webhook_url,
-                    request.webhook_auth_header_name,
-                    request.webhook_auth_header_value_env,
-                    request.webhook_safety_poll_s,
-                )
-        with _imports_without_gc():
-            from voxlake.estimate import Estimate
-            from voxlake.flows import transcribe  # noqa: F401  Prefect: most of the start-up
-            from voxlake.report import print_estimate, print_summary, voxlake_command
-            from voxlake.runner import run_manifest
-
-        with _exits_on_error():
-            summary = run_manifest(
-                request,
-                prefect_api=prefect_api,
-                inputs=inputs,
-                progress=given["progress"],
-                settings=environment,
+        with _exits_on_error():  # the job reads it again; a missing secret is said now
+            run_webhook(
+                request.webhook_url,
+                request.webhook_auth_header_name,
+                request.webhook_auth_header_value_env,
+                request.webhook_safety_poll_s,
             )
+    with _imports_without_gc():
+        if configured():  # the job runs as a Prefect flow: most of the start-up is Prefect's
+            quiet_prefect_defaults()
+            from voxlake.flows import transcribe  # noqa: F401
+        from voxlake.estimate import Estimate
+        from voxlake.report import print_estimate, print_summary, voxlake_command
+        from voxlake.run import job  # noqa: F401
+        from voxlake.runner import run_manifest
+
+    with _exits_on_error():
+        summary = run_manifest(
+            request, inputs=inputs, progress=given["progress"], settings=environment
+        )
     if isinstance(summary, Estimate):
         print_estimate(summary)
         return
@@ -327,8 +323,7 @@ def _option_flags(flags: list[str], given: dict[str, object]) -> dict[str, objec
 def _checked_inputs(manifest: str, **checks: Any) -> RunInputs:
     """The run's inputs (voxlake.inputs.check_run_inputs), or exit 2 with one message.
 
-    Runs before the embedded server starts and before the Prefect API is waited for: the
-    temporary API's process, already booting, is stopped on the way out (TemporaryPrefectAPI).
+    Runs before the embedded server starts or Prefect is imported.
     """
     with _imports_without_gc():
         from voxlake.inputs import check_run_inputs

@@ -116,6 +116,8 @@ class EmulatorState:
                 if not rec.done:
                     self._unfinished.append(rec)
         self.stats = Stats()
+        #: Called with each job's id as it ends, on the server's thread (LocalServer.on_job_end).
+        self.job_end_listeners: list[Callable[[str], None]] = []
         # Raw keys live only in this dict (never logged); everything else uses fingerprints.
         self._projects = {k.get_secret_value(): key_fingerprint(k) for k in config.secret_keys}
         self.engine = get_engine(config.engine)
@@ -256,6 +258,8 @@ class EmulatorState:
         return path, cleanup
 
     def _on_finished(self, rec: TranscriptRecord) -> None:
+        for listener in list(self.job_end_listeners):
+            listener(rec.id)
         if rec.params.get("webhook_url") and not rec.deleted:
             assert self.http is not None
             cfg = self.config

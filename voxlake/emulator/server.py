@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -135,6 +136,15 @@ class LocalServer:
     def stats(self) -> dict[str, Any]:
         assert self.state is not None, "server not started"
         return self.state.stats.snapshot()
+
+    def on_job_end(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(transcript_id)`` as each job ends (completed or error), on the
+        server's thread, until the returned function is called. For a client in this process
+        that would otherwise poll on a schedule (``voxlake run`` on the embedded default)."""
+        assert self.state is not None, "server not started"
+        listeners = self.state.job_end_listeners
+        listeners.append(listener)
+        return lambda: listeners.remove(listener)
 
     def wait_until(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
         """Block until ``predicate(stats)`` holds (woken on every change; no polling sleeps)."""

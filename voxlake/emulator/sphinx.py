@@ -18,9 +18,10 @@ How a file is recognised (:func:`recognise`, run in a worker process):
    (``the(2)``) lose their suffix, and frame indices (100 per second) become milliseconds.
 
 Recognition is CPU-bound and PocketSphinx holds the GIL while it decodes, so it runs in a
-process pool (one worker per CPU, started on demand, each loading the model once; Ctrl-C is
-left to the server, which kills them when it stops: see :func:`kill_pool`). The server's
-scheduler admits at most ``concurrency_limit`` jobs at a time, so at most
+process pool (one worker per CPU, each loading the model once; Ctrl-C is left to the server,
+which kills them when it stops: see :func:`kill_pool`). The workers start and load the model
+as soon as an engine is made (:func:`_warm_pool`), so the first job does not wait for them.
+The server's scheduler admits at most ``concurrency_limit`` jobs at a time, so at most
 ``min(concurrency_limit, CPUs)`` files are recognised in parallel and the event loop stays free
 to answer requests.
 """
@@ -335,6 +336,26 @@ def _worker_init(parent_pid: int, announced: Any) -> None:
     threading.Thread(target=watch, name="vx-orphan-watch", daemon=True).start()
 
 
+def _load_model() -> None:
+    """What a worker's first file would otherwise wait for: the imports and the model."""
+    import av  # noqa: F401  (imported by voxlake.emulator.decode when it opens a file)
+    from pocketsphinx import Endpointer  # noqa: F401
+
+    from voxlake.emulator import decode  # noqa: F401
+
+    _get_decoder()
+
+
+def _warm_pool() -> None:
+    """Start the workers and load their models now, while the server's first job is still
+    being uploaded: that took ~0.5 s of a one-clip run (benchmarks/RESULTS.md, B10). A worker
+    that takes two of these loads once, and the other loads at its first job."""
+    pool = _get_pool()
+    with sigint_blocked():  # as in _submit: the workers start inside submit
+        for _ in range(pool_size()):
+            pool.submit(_load_model)
+
+
 def _submit(path: Path, start_ms: int | None, end_ms: int | None) -> Future[Recognition]:
     pool = _get_pool()
     # Workers start on demand, inside submit: with SIGINT blocked they ignore a Ctrl-C sent to
@@ -429,6 +450,7 @@ class SphinxEngine:
         self._closed = False
         with _pool_lock:
             _open_engines += 1
+        _warm_pool()
 
     def close(self) -> None:
         """The server stops: the last open engine of the process kills the shared workers."""

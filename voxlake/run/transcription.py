@@ -32,6 +32,7 @@ from voxlake.client import AssemblyAIClient
 from voxlake.crashpoints import crashpoint
 from voxlake.lake.ledger import Ledger
 from voxlake.manifest import InvalidRow, Manifest
+from voxlake.polling import SharedPoller
 from voxlake.run import collect, delete, load, plan, poll, submit, upload
 from voxlake.run.collector import write_run_note
 from voxlake.run.failures import RunStoppedError, fail, fail_pending
@@ -181,6 +182,12 @@ class TranscriptionRun:
     async def collect(self, media_ids: Sequence[str]) -> int:
         """Fetch each final transcript once and write its rows. Returns the items written."""
         return await collect.collect(self.state, media_ids)
+
+    def job_ended(self) -> None:
+        """The server says one of its jobs ended (the embedded default, in this process): the
+        poll stage looks soon instead of on its schedule. Thread-safe."""
+        if isinstance(self.state.poller, SharedPoller):
+            self.state.poller.nudge()
 
     def fail_pending(self, media_ids: Iterable[str], stage: Stage, exc: BaseException) -> None:
         """Record every still-pending item of a chunk whose stage failed for good."""
