@@ -252,7 +252,7 @@ def b1(only_voxlake: bool = False) -> dict[str, Any]:
     manifest, durs = make_media(B1.files, B1.seed, B1.lo, B1.hi, B1.rate)
     work = WORK / f"b1-{time.strftime('%Y%m%d-%H%M%S')}"
     first = _first_upload_s(manifest.parent / "media/f00000.wav", B1_SPEC, work)
-    rows = [run_voxlake(B1.files, B1, B1_SPEC, "ephemeral", first, durs)]
+    rows = [run_voxlake(B1.files, B1, B1_SPEC, "none", first, durs)]
     if not only_voxlake:
         # For reference, not the target's setup: the same run reporting to a Prefect server that
         # is already up (as deployments and work pools have), so its start-up is not in the wall.
@@ -407,13 +407,13 @@ def b6() -> dict[str, Any]:
         shutil.copy(f, control / f"new-{f.name}")
     lookup = measure_lookup(media, out)
     first = _first_upload_s(new_files[0], B6_SPEC, work)
-    row = run_voxlake(B6.new, B6, B6_SPEC, "ephemeral", first, durs, manifest=media, output=out)
+    row = run_voxlake(B6.new, B6, B6_SPEC, "none", first, durs, manifest=media, output=out)
     row["peer"] = f"voxlake run: {B6.done:,} done + {B6.new} new"
     ctrl = run_voxlake(
         B6.new,
         B6,
         B6_SPEC,
-        "ephemeral",
+        "none",
         first,
         durs,
         manifest=control,

@@ -10,13 +10,12 @@ A measurement, not a test. Everything runs as separate processes, as a user woul
 2. ``voxlake serve-local`` starts as its own process (concurrency C, processing time
    ``fixed + per_audio x duration`` per job), readiness polled on ``/_voxlake/stats``.
 3. ``--prefect server`` (default): a ``prefect server start`` process with a fresh SQLite
-   database in the work dir; the flow reports to it. ``--prefect ephemeral``: the flow uses
-   Prefect's ephemeral API (a fresh ``PREFECT_HOME``), and afterwards a server is started on the
-   same database to read what it recorded.
+   database in the work dir; the run is a flow run there. ``--prefect none``: no Prefect API is
+   configured, so ``voxlake run`` runs its job in its own process (no task runs to count).
 4. ``python -m voxlake.cli run MANIFEST --output DIR --no-progress`` runs with
    ``ASSEMBLYAI_BASE_URL`` / ``ASSEMBLYAI_API_KEY`` in its environment. Measured: wall time of the
-   command, the flow's own elapsed (its summary line), its CPU seconds (own, and separately its
-   child processes: the ephemeral Prefect server) and its peak RSS (``VmHWM``).
+   command, the run's own elapsed (its summary line), its CPU seconds (own, and separately its
+   child processes) and its peak RSS (``VmHWM``).
 5. Afterwards: the local server's stats (requests by route, 429s, max concurrent processing),
    the Prefect task runs of the flow run and how long the Prefect server took to record them all
    in a final state after the command exited (drain), and a timeline from the Parquet output, the
@@ -188,9 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assert prefect_proc is not None
             pf["server_cpu_s_until_drained"] = round(tree_cpu_s(prefect_proc.pid) - pf_cpu0, 2)
         else:
-            # The ephemeral server stopped with the flow process; read its database back.
-            with prefect_server(base, work) as (_, url):
-                pf = asyncio.run(query_prefect(url, expected))
+            pf = {}  # in-process: nothing recorded in Prefect
     result |= _figures(args, mon, log, stats, items, pf, durs, output, emu_cpu)
     if args.profile:
         result["profile"] = summarize_profile(work / "flow-profile.txt")
@@ -289,7 +286,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=100, help="server's concurrent jobs")
-    parser.add_argument("--prefect", choices=("server", "ephemeral"), default="server")
+    parser.add_argument("--prefect", choices=("server", "none"), default="server")
     parser.add_argument("--processing-fixed", type=float, default=0.2)
     parser.add_argument("--processing-per-audio", type=float, default=0.01)
     parser.add_argument("--min-duration", type=float, default=2.0)
