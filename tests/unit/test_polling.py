@@ -474,3 +474,27 @@ async def test_a_big_runs_tail_is_still_polled_every_half_second() -> None:
         await wake_until_done(clock, waiting)
     # One found at 1003 (no rate yet: half the 3 s waited), 61 at 1004.5, then every 0.5 s.
     assert account.list_times == [1003.0] + [1004.5 + 0.5 * n for n in range(8)]
+
+
+@pytest.mark.anyio
+async def test_a_nudge_from_the_server_polls_at_once_but_rounds_stay_apart() -> None:
+    """The embedded server says when a job ends (voxlake run on the embedded default): the
+    poller asks then, not at the jobs' due time, but never sooner than the tail interval after
+    its last round."""
+    clock = SteppedClock()
+    account = TimedAccount(clock, {"a": 1001.2, "b": 1001.3})
+    async with account.client() as client:
+        poller = shared_poller(client, clock)
+        waiting = asyncio.create_task(poller.wait(dict.fromkeys(account.ids, 3.0)))
+        assert await clock.naps.get() == 1003.0  # due in 3 s
+        clock.now = 1001.2  # a ends, and its server says so
+        poller.nudge()
+        assert await clock.naps.get() == 1003.0  # asked at once (a done), then b's due time
+        assert account.list_times == [1001.2]
+        clock.now = 1001.3  # b ends: asked again, but half a second after the last round
+        poller.nudge()
+        assert await clock.naps.get() == 1001.7
+        clock.wake()
+        results = await waiting
+    assert [r.status for r in results] == [TranscriptStatus.completed] * 2
+    assert account.list_times == [1001.2, 1001.7]

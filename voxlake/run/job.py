@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from voxlake.client import AssemblyAIClient
@@ -66,30 +66,33 @@ class StageCall(Protocol):
 Stages = Mapping[Stage, StageCall]
 
 
-def _method(stage: Stage) -> Callable[[TranscriptionRun, list[str]], Awaitable[Any]]:
-    methods: dict[Stage, Callable[[TranscriptionRun, list[str]], Awaitable[Any]]] = {
-        "upload": TranscriptionRun.upload,
-        "submit": TranscriptionRun.submit,
-        "poll": TranscriptionRun.wait,
-        "write": TranscriptionRun.collect,
-    }
-    return methods[stage]
+#: The :class:`TranscriptionRun` method each stage calls, by the name a chunk's failure in it
+#: is recorded under.
+STAGE_METHODS: dict[Stage, str] = {
+    "upload": "upload",
+    "submit": "submit",
+    "poll": "wait",
+    "write": "collect",
+}
 
 
-def in_process() -> Stages:
-    """The stages called in this process, each retried as the flow's tasks are."""
+def in_process(delays_s: Sequence[float] = STAGE_RETRY_DELAYS_S) -> Stages:
+    """The stages called in this process, each retried as the flow's tasks are: after each of
+    ``delays_s`` (plus up to :data:`STAGE_RETRY_JITTER` of it), while :func:`worth_retrying`."""
+    log = logging.getLogger(__name__)
 
-    def stage_call(stage: Stage) -> StageCall:
-        method = _method(stage)
+    def retrying(stage: Stage) -> StageCall:
+        name = STAGE_METHODS[stage]
 
         async def call(run: TranscriptionRun, media_ids: list[str]) -> Any:
-            for delay in STAGE_RETRY_DELAYS_S:
+            method = getattr(run, name)
+            for delay in delays_s:
                 try:
-                    return await method(run, media_ids)
+                    return await method(media_ids)
                 except Exception as exc:
                     if not worth_retrying(exc):
                         raise
-                    logging.getLogger(__name__).warning(
+                    log.warning(
                         "%s of %d items failed (%s); trying again in %g s",
                         stage,
                         len(media_ids),
@@ -97,11 +100,11 @@ def in_process() -> Stages:
                         delay,
                     )
                     await asyncio.sleep(delay * (1 + STAGE_RETRY_JITTER * random.random()))
-            return await method(run, media_ids)
+            return await method(media_ids)
 
         return call
 
-    return {stage: stage_call(stage) for stage in ("upload", "submit", "poll", "write")}
+    return {stage: retrying(stage) for stage in STAGE_METHODS}
 
 
 #: Builds the run's client once the run knows it will send requests (a dry run sends none).
