@@ -18,15 +18,12 @@ Why not Linux's ``PR_SET_PDEATHSIG`` (``prctl`` in a ``preexec_fn``): it is Linu
 ``preexec_fn`` is unsafe once the parent has threads (``voxlake serve`` starts its worker after
 Prefect's client has started some); the signal fires when the *thread* that started the child
 ends, not the process; and it reaches the direct child only, not the processes that child
-starts. The pipe has none of these limits. ``voxlake run``'s temporary Prefect API
-(:mod:`voxlake.prefect_api`) watches the same kind of pipe from inside its own process, through
-:func:`on_stdin_eof`.
+starts. The pipe has none of these limits.
 
 Ctrl-C reaches every process of the terminal's foreground group at once. Helpers that the
-command stops itself (the temporary Prefect API, the local server's recognition workers) are
-started by :func:`sigint_blocked`, so only the command sees it and can stop them in order: a
-Prefect API that died first made the command's clean-up fail with connection errors, and
-recognition workers that died first were respawned for the next job.
+command stops itself (the local server's recognition workers) are started by
+:func:`sigint_blocked`, so only the command sees it and can stop them in order: recognition
+workers that died first were respawned for the next job.
 
 Standard library only: the watchdog starts fast and stays small (one per child).
 """

@@ -21,9 +21,8 @@ plain signature in a worker's process, with no model in between to get out of st
 
 A plain dataclass, validated by pydantic on demand (:meth:`RunRequest.validate`), with its
 constraints as ``annotated_types`` metadata that pydantic enforces: the CLI builds ``voxlake
-run``'s options from it at start-up, and importing pydantic there (~0.2 s) would delay the
-temporary Prefect API that ``voxlake run`` starts first thing (voxlake.prefect_api), and every
-``voxlake --version``.
+run``'s options from it at start-up, and importing pydantic there (~0.2 s) would delay every
+``voxlake run`` and ``voxlake --version``.
 
 ``options`` is the AssemblyAI transcript options every item gets unless its manifest row says
 otherwise (:class:`voxlake.manifest.TranscriptionOptions`'s fields).

@@ -45,9 +45,6 @@ CRASHPOINT_ENV = "VOXLAKE_CRASHPOINT"
 
 #: Seconds from a job's submit to its first status poll: AssemblyAI rarely finishes sooner.
 DEFAULT_FIRST_POLL_S = 3.0
-#: Seconds a Prefect API (ours or Prefect's ephemeral one) gets to start. Seen: > 20 s at load
-#: average 5 on 2 cores. Generous, since a live process is booting, not failing; the run stops
-#: with a clear message after it.
 
 
 class SettingsError(ConfigurationError, ValueError):
