@@ -357,6 +357,7 @@ async def _flow_run(
         **request.flow_parameters(),
         credentials=credentials,
         on_progress=on_progress,
+        job_ends=endpoint.on_job_end if endpoint is not None else None,
         return_state=True,
     )
     outcome = await state.aresult(raise_on_failure=False)

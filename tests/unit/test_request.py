@@ -21,7 +21,7 @@ from voxlake.request import RunRequest
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = [f.name for f in dataclasses.fields(RunRequest)]
 #: The flow's in-process arguments: no fields of a request (no JSON form, no deployment's).
-IN_PROCESS = ("credentials", "on_progress")
+IN_PROCESS = ("credentials", "on_progress", "job_ends")
 
 
 def _kebab(name: str) -> str:

@@ -58,6 +58,7 @@ from voxlake.run.job import (
     STAGE_RETRY_DELAYS_S,
     STAGE_RETRY_JITTER,
     Host,
+    JobEnds,
     Stages,
     transcribe,
     worth_retrying,
@@ -187,6 +188,7 @@ async def transcribe_manifest(
     # deployment names a saved block instead of carrying a key.
     credentials: SkipJsonSchema[AssemblyAICredentials | None] = None,
     on_progress: SkipJsonSchema[ProgressCallback | None] = None,
+    job_ends: SkipJsonSchema[JobEnds | None] = None,
 ) -> State:
     """Transcribe every item of ``manifest`` and write Parquet tables under ``output``.
 
@@ -219,8 +221,10 @@ async def transcribe_manifest(
 
     ``on_progress`` hears the run's progress, a ``voxlake.run.progress.Progress(stage, done,
     total)`` each time items pass a stage; the flow run shows it as the progress artifact
-    ``voxlake-run-progress``. ``credentials`` and ``on_progress`` are for callers in this
-    process, such as ``voxlake run``: no deployment parameters.
+    ``voxlake-run-progress``. ``job_ends`` subscribes to a server in this process that says
+    when its jobs end (:data:`voxlake.run.job.JobEnds`: the embedded one), so the run polls then
+    rather than on its schedule. ``credentials``, ``on_progress`` and ``job_ends`` are for
+    callers in this process, such as ``voxlake run``: no deployment parameters.
 
     ``manifest`` and ``output`` may be ``s3://`` URLs, and manifests may list ``s3://`` media;
     ``s3`` holds the non-secret S3 options (endpoint_url, region, profile, presign; docs/s3.md).
@@ -253,7 +257,12 @@ async def transcribe_manifest(
                 else None,
             )
 
-        host = Host(run_id=str(flow_run.get_id() or "local"), stages=STAGE_TASKS, logger=logger)
+        host = Host(
+            run_id=str(flow_run.get_id() or "local"),
+            stages=STAGE_TASKS,
+            logger=logger,
+            job_ends=job_ends,
+        )
         progress = ProgressArtifact(also=on_progress)
         # AWS keys from a block travel in a context variable to s3fs, never in a parameter.
         with use_s3_credentials(await aws_s3_credentials(aws_credentials_block)):
