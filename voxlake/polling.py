@@ -315,8 +315,10 @@ class SharedPoller:
     due or not: they share the pages.
 
     A server in this process (the embedded default) can say when one of its jobs ends
-    (:meth:`nudge`): the next round then comes at once, instead of on the schedule, but never
-    sooner than ``tail_interval_s`` after the last one.
+    (:meth:`nudge`). Once as many have ended since the last round as a round is paced to find
+    (``tail_finds``, or every pending id if fewer: a small run's last job), the next round comes
+    at once instead of on the schedule, but never sooner than ``tail_interval_s`` after the
+    last one. So requests stay as paced, and the last job is seen as soon as it ends.
 
     In the tail (one list page of ids or fewer pending: the end of a big run, the whole of a
     small one) a round costs one request however many jobs it finds, so rounds are paced by
@@ -357,7 +359,8 @@ class SharedPoller:
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None  # the one wait() runs on
-        self._nudged = False
+        self._nudges = 0  # job ends heard since the last round
+        self._last_round = -math.inf
 
     def nudge(self) -> None:
         """A job ended, says its server: poll soon (see the class doc). Thread-safe: the
@@ -367,7 +370,7 @@ class SharedPoller:
             loop.call_soon_threadsafe(self._on_nudge)
 
     def _on_nudge(self) -> None:
-        self._nudged = True
+        self._nudges += 1
         self._wake.set()
 
     async def wait(self, first_poll_s: Mapping[str, float]) -> list[PollResult]:
@@ -394,19 +397,19 @@ class SharedPoller:
 
     async def _run(self) -> None:
         interval = self._min_interval_s
-        last_round = -math.inf
+        last_round = self._last_round  # of the loop before, if the run's ids ran out meanwhile
         while self._due:
             self._wake.clear()
             # The interval after the last round, and not before the first pending id is due.
             next_round = max(last_round + interval, min(self._due.values()))
-            if self._nudged:
+            if self._nudges >= min(self._tail_finds, len(self._due)):
                 next_round = min(next_round, last_round + self._tail_interval_s)
             now = self._clock()
             if next_round > now:
                 await self._nap(next_round - now)
                 continue  # woken by a registration or a nudge, or it is time: look again
-            last_round = now
-            self._nudged = False
+            last_round = self._last_round = now
+            self._nudges = 0
             try:
                 results = await self._poller.poll_once()
             except VoxlakeError as exc:

@@ -477,24 +477,29 @@ async def test_a_big_runs_tail_is_still_polled_every_half_second() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_nudge_from_the_server_polls_at_once_but_rounds_stay_apart() -> None:
+async def test_nudges_from_the_server_poll_once_a_rounds_worth_have_ended() -> None:
     """The embedded server says when a job ends (voxlake run on the embedded default): the
-    poller asks then, not at the jobs' due time, but never sooner than the tail interval after
-    its last round."""
+    poller asks once as many have ended as a round is paced to find (here every pending one),
+    not at the jobs' due time, but never sooner than the tail interval after its last round."""
     clock = SteppedClock()
-    account = TimedAccount(clock, {"a": 1001.2, "b": 1001.3})
+    account = TimedAccount(clock, {"a": 1001.2, "b": 1001.3, "c": 1001.5})
     async with account.client() as client:
         poller = shared_poller(client, clock)
-        waiting = asyncio.create_task(poller.wait(dict.fromkeys(account.ids, 3.0)))
+        first = asyncio.create_task(poller.wait({"a": 3.0, "b": 3.0}))
         assert await clock.naps.get() == 1003.0  # due in 3 s
-        clock.now = 1001.2  # a ends, and its server says so
+        clock.now = 1001.2  # a ends, and its server says so: one of two, not yet worth a round
         poller.nudge()
-        assert await clock.naps.get() == 1003.0  # asked at once (a done), then b's due time
-        assert account.list_times == [1001.2]
-        clock.now = 1001.3  # b ends: asked again, but half a second after the last round
+        assert await clock.naps.get() == 1003.0
+        assert account.list_times == []
+        clock.now = 1001.3  # b ends: every pending job has, so it asks at once
         poller.nudge()
-        assert await clock.naps.get() == 1001.7
+        assert [r.status for r in await first] == [TranscriptStatus.completed] * 2
+        assert account.list_times == [1001.3]
+        later = asyncio.create_task(poller.wait({"c": 3.0}))
+        assert await clock.naps.get() == 1004.3  # registered at 1001.3, due 3 s later
+        clock.now = 1001.5  # c ends: asked half a second after the last round
+        poller.nudge()
+        assert await clock.naps.get() == 1001.8
         clock.wake()
-        results = await waiting
-    assert [r.status for r in results] == [TranscriptStatus.completed] * 2
-    assert account.list_times == [1001.2, 1001.7]
+        assert [r.status for r in await later] == [TranscriptStatus.completed]
+    assert account.list_times == [1001.3, 1001.8]
