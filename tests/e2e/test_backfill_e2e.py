@@ -199,12 +199,7 @@ def _scenario(server: RunningServer, local: ServeLocal, media: Path, out: Path, 
         api.http.patch(url, json={"active": True}).raise_for_status()
         scheduled = {"deployments": {"id": {"any_": [nightly_id]}}}
         scheduled["flow_runs"] = {"state": {"type": {"any_": ["SCHEDULED"]}}}
-        wait_until(
-            lambda: api.http.post("/flow_runs/count", json=scheduled).json(),
-            "the scheduler to create the nightly's scheduled runs",
-            DEADLINE_S,
-            every_s=1.0,
-        )
+        # Waited for once the backfill has started: the scheduler's loop (5 s) overlaps it.
 
         # The key lives in a block; flow runs get only its name.
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -226,6 +221,12 @@ def _scenario(server: RunningServer, local: ServeLocal, media: Path, out: Path, 
                 # the loaded test machine's Prefect server to record.
                 "chunk_size": 10,
             },
+        )
+        wait_until(
+            lambda: api.http.post("/flow_runs/count", json=scheduled).json(),
+            "the scheduler to create the nightly's scheduled runs",
+            DEADLINE_S,
+            every_s=1.0,
         )
         parent = api.wait_final(parent_id, logs)
 
