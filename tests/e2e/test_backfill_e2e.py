@@ -35,7 +35,12 @@ import psutil
 import pytest
 
 from tests.support.clikit import ServeLocal, wait_until
-from tests.support.prefect_server import RunningServer, prefect_cli, prefect_server
+from tests.support.prefect_server import (
+    DatabaseTemplate,
+    RunningServer,
+    prefect_cli,
+    prefect_server,
+)
 from tests.support.secrets import KEY_A
 from voxlake.emulator.synth import write_synth_wav
 from voxlake.lake.read import read_current
@@ -145,7 +150,7 @@ def worker(
 
 
 def test_a_sharded_backfill_and_nightly_runs_through_deployments_and_two_workers(
-    tmp_path: Path,
+    tmp_path: Path, prefect_db_template: DatabaseTemplate
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "lake"
     make_media(media, ITEMS)
@@ -154,7 +159,9 @@ def test_a_sharded_backfill_and_nightly_runs_through_deployments_and_two_workers
     )
     try:
         # The scheduler every 5 s instead of 60 s: it must create the nightly's cron runs.
-        with prefect_server(tmp_path, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5") as server:
+        with prefect_server(
+            tmp_path, prefect_db_template, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5"
+        ) as server:
             _scenario(server, local, media, out, tmp_path)
     finally:
         local.stop()
