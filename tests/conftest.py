@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.prefect_server import DatabaseTemplate
 from tests.support.secrets import ALL_KEYS, KEY_A, KEY_B, SIGNATURE_MARKERS
 from voxlake.emulator import EmulatorConfig, LocalServer
 from voxlake.settings import POLL_FIRST_ENV
@@ -143,11 +145,35 @@ def make_server() -> Iterator[Callable[..., LocalServer]]:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One real Prefect API (temporary server + SQLite) for every flow test in the session."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_db_template(tmp_path_factory: pytest.TempPathFactory) -> DatabaseTemplate:
+    """The migrated database new Prefect servers of this session start from (``prefect_server``).
 
-    with prefect_test_harness(server_startup_timeout=300):
+    In this process's base temporary folder: new for each session (an xdist worker's too), so
+    never an earlier run's."""
+    return DatabaseTemplate(tmp_path_factory.getbasetemp() / "prefect-template.db")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_db_template: DatabaseTemplate) -> Iterator[None]:
+    """One real Prefect API (temporary server + SQLite) for every flow test in the session.
+
+    Its database, as migrated at its start, becomes the session's template. Without telemetry:
+    the server would store a telemetry session in it (and try to reach Prefect's host)."""
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+    from sqlalchemy.engine import make_url
+
+    with (
+        temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False}),
+        prefect_test_harness(server_startup_timeout=300),
+    ):
+        database = make_url(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).database
+        assert database, "the Prefect test harness uses a SQLite file"
+        prefect_db_template.save(Path(database))
         yield
 
 

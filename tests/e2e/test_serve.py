@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tests.support.flowkit import speech_clips, write_manifest
-from tests.support.prefect_server import clean_env, free_port, prefect_server
+from tests.support.prefect_server import DatabaseTemplate, clean_env, free_port, prefect_server
 from tests.support.secrets import KEY_A, KEY_B
 from voxlake.emulator import LocalServer
 from voxlake.serve import SERVER_AUTH_ENV, ServeError, check_bind, choose_endpoint, commands
@@ -40,10 +40,10 @@ def _wait_for(condition: Callable[[], object], what: str) -> None:
 
 
 def test_a_server_with_auth_refuses_anonymous_calls_and_serves_authenticated_ones(
-    tmp_path: Path,
+    tmp_path: Path, prefect_db_template: DatabaseTemplate
 ) -> None:
     with (
-        prefect_server(tmp_path, **{SERVER_AUTH_ENV: AUTH}) as server,
+        prefect_server(tmp_path, prefect_db_template, **{SERVER_AUTH_ENV: AUTH}) as server,
         httpx.Client(base_url=server.api_url, timeout=30) as api,
     ):
         anonymous = api.post("/flows/filter", json={})
