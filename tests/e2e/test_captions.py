@@ -47,9 +47,8 @@ def _files(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_captions_sentences_and_paragraphs_are_fetched_once_per_item_and_parse(
-    tmp_path: Path, prefect_harness: None
+    tmp_path: Path,
 ) -> None:
-    from prefect.settings import PREFECT_API_URL
 
     # A media id with a folder and one with characters a path must not take as they are.
     (tmp_path / "calls").mkdir()
@@ -61,7 +60,7 @@ def test_captions_sentences_and_paragraphs_are_fetched_once_per_item_and_parse(
     args += ["--chars-per-caption", "24", "--sentences", "--paragraphs"]
     server = ServeLocal(tmp_path)
     try:
-        env = run_env(server, str(PREFECT_API_URL.value()), VOXLAKE_POLL_FIRST_S="0.2")
+        env = run_env(server, VOXLAKE_POLL_FIRST_S="0.2")
         before, requests_before = _route_counts(server), server.requests()
 
         first = voxlake_run(args, env)
@@ -143,9 +142,8 @@ def test_an_unknown_caption_format_is_refused_before_anything_starts(
 
 @pytest.mark.slow
 def test_a_crash_after_the_commit_never_leaves_an_item_without_its_captions(
-    tmp_path: Path, prefect_harness: None
+    tmp_path: Path,
 ) -> None:
-    from prefect.settings import PREFECT_API_URL
 
     from voxlake.run.extras import caption_path
 
@@ -157,7 +155,7 @@ def test_a_crash_after_the_commit_never_leaves_an_item_without_its_captions(
     args = [str(tmp_path / "media"), "--output", str(out), "--captions", "vtt"]
     server = ServeLocal(tmp_path)
     try:
-        env = run_env(server, str(PREFECT_API_URL.value()), VOXLAKE_POLL_FIRST_S="0.2")
+        env = run_env(server, VOXLAKE_POLL_FIRST_S="0.2")
         # Stopped (then kill -9) once the transcripts rows are published, before the ledger
         # is told: the moment a reader first sees the items as done.
         run_and_crash(args, env, "write")

@@ -61,14 +61,12 @@ def assert_one_input_error(done: object, *expected: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_one_media_file_is_a_one_item_run(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
-) -> None:
+def test_one_media_file_is_a_one_item_run(tmp_path: Path, server: ServeLocal) -> None:
     media = clip(tmp_path / "calls" / "clip.wav")
     clip(tmp_path / "calls" / "other.wav", seed=1)  # beside it, not part of the run
     out = tmp_path / "out"
 
-    done = voxlake_run([str(media), "--output", str(out)], run_env(server, prefect_url))
+    done = voxlake_run([str(media), "--output", str(out)], run_env(server))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1/1 completed" in done.stdout, done.stdout + done.stderr
@@ -79,12 +77,12 @@ def test_one_media_file_is_a_one_item_run(
 
 @pytest.mark.slow
 def test_one_s3_object_is_a_one_item_run(
-    tmp_path: Path, make_bucket: object, s3fs_fs: object, prefect_url: str
+    tmp_path: Path, make_bucket: object, s3fs_fs: object
 ) -> None:
     bucket = make_bucket("clip")  # type: ignore[operator]
     s3fs_fs.put(str(clip(tmp_path / "clip.wav", seconds=2.0)), f"{bucket}/calls/clip.wav")  # type: ignore[attr-defined]
     s3fs_fs.put(str(clip(tmp_path / "other.wav")), f"{bucket}/calls/other.wav")  # type: ignore[attr-defined]
-    env = clean_env(PREFECT_API_URL=prefect_url)
+    env = clean_env()
 
     done = voxlake_run(
         [f"s3://{bucket}/calls/clip.wav", "--output", str(tmp_path / "out"), "--dry-run"], env
@@ -216,14 +214,14 @@ def test_the_flow_refuses_a_budget_that_is_not_positive(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_budget_smaller_than_the_longest_file_admits_the_rest(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     # Manifest (path) order: a, b, c, d, e. b alone is longer than the whole budget.
     for i, (name, seconds) in enumerate([("a", 0.5), ("b", 3.0), ("c", 0.5), ("d", 0.5)]):
         clip(media / f"{name}.wav", seconds, seed=i)
     clip(media / "e.wav", 1.5, seed=9)
-    env = run_env(server, prefect_url)
+    env = run_env(server)
     args = [str(media), "--output", str(out), "--max-audio-hours", f"{2.2 / 3600:.8f}"]
 
     dry = voxlake_run([*args, "--dry-run"], env)
@@ -247,15 +245,12 @@ def test_a_budget_smaller_than_the_longest_file_admits_the_rest(
 
 
 @pytest.mark.slow
-def test_an_unreachable_server_is_named_by_its_url(
-    tmp_path: Path, closed_port: int, prefect_url: str
-) -> None:
+def test_an_unreachable_server_is_named_by_its_url(tmp_path: Path, closed_port: int) -> None:
     clip(tmp_path / "media" / "a.wav")
     base_url = f"http://127.0.0.1:{closed_port}"
     env = clean_env(
         ASSEMBLYAI_BASE_URL=base_url,
         ASSEMBLYAI_API_KEY="some-key-9c2d",
-        PREFECT_API_URL=prefect_url,
     )
 
     done = voxlake_run([str(tmp_path / "media"), "--output", str(tmp_path / "out")], env)

@@ -114,7 +114,7 @@ def test_an_option_flag_without_a_value_is_a_usage_error(
 
 @pytest.mark.slow
 def test_changing_one_rows_feature_re_transcribes_that_item_only_and_prices_it(
-    tmp_path: Path, prefect_url: str
+    tmp_path: Path,
 ) -> None:
     for i, name in enumerate(("a", "b", "c")):
         clip(tmp_path / f"{name}.wav", seconds=1.0, seed=i)
@@ -122,7 +122,7 @@ def test_changing_one_rows_feature_re_transcribes_that_item_only_and_prices_it(
     manifest.write_text("source,speaker_labels\na.wav,true\nb.wav,true\nc.wav,false\n")
     server = ServeLocal(tmp_path)
     try:
-        env = run_env(server, prefect_url)
+        env = run_env(server)
         first = voxlake_run([str(manifest), "--output", str(out)], env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert server.submissions() == 3

@@ -57,7 +57,7 @@ def ledger_statuses(out: Path) -> dict[str, int]:
 
 
 def purge(out: Path, server: ServeLocal, *args: str) -> subprocess.CompletedProcess[str]:
-    env = run_env(server, "http://127.0.0.1:9/api")  # purge needs no Prefect API
+    env = run_env(server)
     return subprocess.run(
         [sys.executable, "-m", "voxlake.cli", "purge", str(out), *args],
         env=env,
@@ -69,13 +69,13 @@ def purge(out: Path, server: ServeLocal, *args: str) -> subprocess.CompletedProc
 
 
 def test_delete_after_collect_deletes_each_transcript_after_its_rows(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     make_media(media, 6)
 
     done = voxlake_run(
-        [str(media), "--output", str(out), "--delete-after-collect"], run_env(server, prefect_url)
+        [str(media), "--output", str(out), "--delete-after-collect"], run_env(server)
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -106,12 +106,12 @@ def test_delete_after_collect_deletes_each_transcript_after_its_rows(
 
 
 def test_kill_9_between_commit_and_delete_then_next_run_finishes_the_deletes(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     make_media(media, 6)
     args = [str(media), "--output", str(out)]
-    env = run_env(server, prefect_url)
+    env = run_env(server)
 
     # Stopped after the commit (rows published, `completed` + `deleting` in the ledger), before
     # the first DELETE; then kill -9.
@@ -131,15 +131,13 @@ def test_kill_9_between_commit_and_delete_then_next_run_finishes_the_deletes(
     assert "6 transcripts deleted at AssemblyAI; 0 still held there" in rerun.stdout, rerun.stdout
 
 
-def test_failed_deletes_are_reported_and_held_then_purge_deletes_them(
-    tmp_path: Path, prefect_url: str
-) -> None:
+def test_failed_deletes_are_reported_and_held_then_purge_deletes_them(tmp_path: Path) -> None:
     media, out, state = tmp_path / "media", tmp_path / "out", tmp_path / "state"
     make_media(media, 3)
     args = [str(media), "--output", str(out), "--delete-after-collect"]
     failing = ServeLocal(tmp_path, "--state-dir", str(state), "--fault", "transcript_delete:p500=1")
     try:
-        done = voxlake_run(args, run_env(failing, prefect_url))
+        done = voxlake_run(args, run_env(failing))
         attempts = deletes(failing)
     finally:
         failing.stop()

@@ -52,12 +52,12 @@ CRASH_POINTS = ["upload:3", "after_submit:2", "poll:1", "write:1", "finish:1"]
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_kill_9_at_any_point_then_rerun_pays_each_file_once(
-    tmp_path: Path, server: ServeLocal, prefect_url: str, point: str
+    tmp_path: Path, server: ServeLocal, point: str
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     make_media(media, 12)
     args = [str(media), "--output", str(out), "--chunk-size", "2"]
-    env = run_env(server, prefect_url)
+    env = run_env(server)
 
     run_and_crash(args, env, point)
     paid_before_rerun = server.submissions()
@@ -74,12 +74,12 @@ def test_kill_9_at_any_point_then_rerun_pays_each_file_once(
 
 
 def test_incremental_runs_pay_only_for_new_and_changed_files(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     make_media(media, 40)
     args = [str(media), "--output", str(out)]
-    env = run_env(server, prefect_url)
+    env = run_env(server)
     paid = []
 
     first = voxlake_run(args, env)
@@ -100,7 +100,7 @@ def test_incremental_runs_pay_only_for_new_and_changed_files(
     assert len(current(out)) == 45
 
 
-def test_lost_create_responses_never_pay_twice(tmp_path: Path, prefect_url: str) -> None:
+def test_lost_create_responses_never_pay_twice(tmp_path: Path) -> None:
     # A quarter of creates are handled and their response lost (the connection drops), and as
     # many are handled and answered 503 by a "proxy": the job exists either way.
     server = ServeLocal(
@@ -109,7 +109,7 @@ def test_lost_create_responses_never_pay_twice(tmp_path: Path, prefect_url: str)
     try:
         media, out = tmp_path / "media", tmp_path / "out"
         make_media(media, 30)
-        done = voxlake_run([str(media), "--output", str(out)], run_env(server, prefect_url))
+        done = voxlake_run([str(media), "--output", str(out)], run_env(server))
         faults = server.stats()["faults_injected"].get("transcript_create", {})
         jobs = server.jobs()
     finally:
@@ -123,11 +123,11 @@ def test_lost_create_responses_never_pay_twice(tmp_path: Path, prefect_url: str)
 
 
 def test_dry_run_predicts_the_run_and_a_budget_defers_the_rest(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     media, out = tmp_path / "media", tmp_path / "out"
     make_media(media, 10)
-    env = run_env(server, prefect_url)
+    env = run_env(server)
     args = [str(media), "--output", str(out)]
 
     dry = voxlake_run([*args, "--dry-run"], env)
@@ -165,14 +165,14 @@ def test_dry_run_predicts_the_run_and_a_budget_defers_the_rest(
 
 
 def test_an_output_that_is_a_file_fails_before_any_request(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     media = tmp_path / "media"
     make_media(media, 3)
     not_a_folder = tmp_path / "out.txt"
     not_a_folder.write_text("taken")
 
-    done = voxlake_run([str(media), "--output", str(not_a_folder)], run_env(server, prefect_url))
+    done = voxlake_run([str(media), "--output", str(not_a_folder)], run_env(server))
 
     assert done.returncode != 0
     assert "is a file, not a folder" in done.stderr, done.stderr
@@ -180,12 +180,10 @@ def test_an_output_that_is_a_file_fails_before_any_request(
     assert server.requests() == 0
 
 
-def test_a_wrong_api_key_stops_after_one_request(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
-) -> None:
+def test_a_wrong_api_key_stops_after_one_request(tmp_path: Path, server: ServeLocal) -> None:
     media = tmp_path / "media"
     make_media(media, 6)
-    env = run_env(server, prefect_url) | {"ASSEMBLYAI_API_KEY": "not-the-right-key-123"}
+    env = run_env(server) | {"ASSEMBLYAI_API_KEY": "not-the-right-key-123"}
 
     done = voxlake_run([str(media), "--output", str(tmp_path / "out")], env)
 

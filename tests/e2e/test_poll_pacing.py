@@ -13,9 +13,7 @@ from voxlake.settings import POLL_FIRST_ENV
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.usefixtures("prefect_harness")
 def test_a_small_run_costs_about_three_requests_per_file(tmp_path: Path) -> None:
-    from prefect.settings import PREFECT_API_URL
 
     media = tmp_path / "media"
     media.mkdir()
@@ -26,7 +24,7 @@ def test_a_small_run_costs_about_three_requests_per_file(tmp_path: Path) -> None
     try:
         # Without the suite's VOXLAKE_POLL_FIRST_S: the first poll 3 s after a submit, as for
         # AssemblyAI.
-        env = run_env(server, str(PREFECT_API_URL.value()))
+        env = run_env(server)
         env.pop(POLL_FIRST_ENV, None)
         done = voxlake_run([str(media), "--output", str(tmp_path / "out"), "--no-report"], env)
         routes = server.stats()["requests_by_route"]

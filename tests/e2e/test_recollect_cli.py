@@ -48,7 +48,7 @@ def voxlake_recollect(args: Sequence[str], env: dict[str, str]) -> subprocess.Co
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-def collected_lake(tmp_path: Path, server: ServeLocal, prefect_url: str) -> Path:
+def collected_lake(tmp_path: Path, server: ServeLocal) -> Path:
     """A run's output root, then as code before table versions left it: no ``tables`` record
     in the ledger, and no ``words`` rows (a table added since)."""
     media, out = tmp_path / "media", tmp_path / "out"
@@ -56,7 +56,7 @@ def collected_lake(tmp_path: Path, server: ServeLocal, prefect_url: str) -> Path
     for i in range(N):
         write_synth_wav(media / f"clip-{i}.wav", "the birch canoe", 0.6 + i * 0.1,
                         sample_rate=8000, seed=i)  # fmt: skip
-    first = voxlake_run([str(media), "--output", str(out)], run_env(server, prefect_url))
+    first = voxlake_run([str(media), "--output", str(out)], run_env(server))
     assert first.returncode == 0, first.stdout + first.stderr
     for path in (out / "_ledger" / "events").glob("*.parquet"):
         events = pq.read_table(path)
@@ -76,10 +76,10 @@ def routes(server: ServeLocal) -> dict[str, int]:
 
 
 def test_recollect_writes_missing_tables_with_gets_only_and_reports_deleted(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
-    out = collected_lake(tmp_path, server, prefect_url)
-    env = run_env(server, prefect_url)
+    out = collected_lake(tmp_path, server)
+    env = run_env(server)
     ids = transcript_ids(out)
     gone = ids["clip-1.wav"]
     deleted = httpx.delete(
@@ -124,10 +124,10 @@ def test_recollect_writes_missing_tables_with_gets_only_and_reports_deleted(
 
 
 def test_recollect_killed_between_rows_and_ledger_finishes_once(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
-    out = collected_lake(tmp_path, server, prefect_url)
-    env = run_env(server, prefect_url)
+    out = collected_lake(tmp_path, server)
+    env = run_env(server)
     ids = transcript_ids(out)
     cmd = [sys.executable, "-m", "voxlake.cli", "recollect", str(out)]
     crashing = env | {"VOXLAKE_TEST_HOOKS": "1", "VOXLAKE_CRASHPOINT": "write:1"}
@@ -173,7 +173,7 @@ def test_recollect_refuses_a_folder_that_is_no_output_root(tmp_path: Path) -> No
 
 
 def test_recollect_fills_asked_optional_tables_with_gets_only_and_keeps_them(
-    tmp_path: Path, server: ServeLocal, prefect_url: str
+    tmp_path: Path, server: ServeLocal
 ) -> None:
     """Issue 22: a run without --sentences records no sentences; `recollect --sentences` fills
     them for every item with one transcript GET and one sentences GET each, and a recollect
@@ -183,7 +183,7 @@ def test_recollect_fills_asked_optional_tables_with_gets_only_and_keeps_them(
     for i in range(N):
         write_synth_wav(media / f"clip-{i}.wav", "the birch canoe slid on the smooth planks",
                         1.2 + i * 0.1, sample_rate=8000, seed=i)  # fmt: skip
-    env = run_env(server, prefect_url)
+    env = run_env(server)
     first = voxlake_run([str(media), "--output", str(out)], env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert read_current(out, "sentences").num_rows == 0

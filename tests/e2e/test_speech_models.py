@@ -12,11 +12,9 @@ from tests.support.clikit import LOCAL_KEY, REPO, ServeLocal, run_env, voxlake_r
 from voxlake.manifest import ManifestError, read_manifest
 
 
-@pytest.mark.usefixtures("prefect_harness")
 def test_an_unknown_speech_model_is_refused_by_the_server_and_before_upload(
     tmp_path: Path,
 ) -> None:
-    from prefect.settings import PREFECT_API_URL
 
     server = ServeLocal(tmp_path)
     try:
@@ -56,7 +54,7 @@ def test_an_unknown_speech_model_is_refused_by_the_server_and_before_upload(
                 "--speech-model",
                 "universal-9",
             ],
-            run_env(server, str(PREFECT_API_URL.value())),
+            run_env(server),
         )
 
         assert done.returncode == 2, done.stdout + done.stderr

@@ -55,7 +55,7 @@ def query(out: Path, sql: str) -> list[dict[str, object]]:
 
 
 def test_every_feature_lands_in_its_table_for_every_spoken_item(
-    tmp_path: Path, prefect_url: str
+    tmp_path: Path,
 ) -> None:
     for name in ("a", "b", "c"):
         write_synth_wav(tmp_path / f"{name}.wav", CALL, 40.0, sample_rate=8000)
@@ -69,7 +69,7 @@ def test_every_feature_lands_in_its_table_for_every_spoken_item(
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     server = ServeLocal(tmp_path)
     try:
-        done = voxlake_run([str(manifest), "--output", str(out)], run_env(server, prefect_url))
+        done = voxlake_run([str(manifest), "--output", str(out)], run_env(server))
     finally:
         server.stop()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -159,10 +159,10 @@ SPOKEN = REPO / "tests" / "media" / "understanding"
 @pytest.mark.slow
 @pytest.mark.sphinx
 def test_every_feature_lands_for_real_speech_on_the_embedded_default(
-    tmp_path: Path, prefect_url: str
+    tmp_path: Path,
 ) -> None:
     # No ASSEMBLYAI_* variable: `voxlake run` starts its embedded server (engine auto: sphinx).
-    env = clean_env(PREFECT_API_URL=prefect_url, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
     out = tmp_path / "out"
     # Recognition runs at about real time on a busy 2-core machine: a generous deadline.
     done = voxlake_run([str(SPOKEN / "manifest.jsonl"), "--output", str(out)], env, timeout_s=600)

@@ -33,7 +33,7 @@ from voxlake.lake.read import read_table
 from voxlake.lake.views import connect
 from voxlake.webhooks import pending_notifications
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [pytest.mark.slow]
 
 CLIPS = 4
 
@@ -63,12 +63,11 @@ def _run(
     server: ServeLocal, media: Path, out: Path, *args: str, secret: str = WEBHOOK_SECRET
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
     """`voxlake run MEDIA -o OUT ARGS`, and the requests it cost, by route."""
-    from prefect.settings import PREFECT_API_URL
 
     before = server.stats()["requests_by_route"]
     done = voxlake_run(
         [str(media), "--output", str(out), "--no-report", *args],
-        run_env(server, str(PREFECT_API_URL.value()), HOOK_AUTH=secret),
+        run_env(server, HOOK_AUTH=secret),
     )
     after = server.stats()["requests_by_route"]
     spent = {route: n - before.get(route, 0) for route, n in after.items()}

@@ -94,17 +94,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def run_env(server: ServeLocal, prefect_api_url: str, **extra: str) -> dict[str, str]:
+def run_env(server: ServeLocal, prefect_api_url: str | None = None, **extra: str) -> dict[str, str]:
+    """A `voxlake run` against ``server``; with ``prefect_api_url`` the run is a flow run on that
+    Prefect API, else it runs in its own process, as a new user's does (no Prefect API)."""
     # The suite's first status poll (tests/conftest.py), which clean_env drops with every other
     # VOXLAKE_ variable: at the production 3 s, each run waited ~3 s idle for jobs this server
     # finishes in 0.1 s. test_poll_pacing.py removes it to measure the production pacing.
     first = os.environ.get(POLL_FIRST_ENV)
     first_poll = {POLL_FIRST_ENV: first} if first else {}
+    prefect = {"PREFECT_API_URL": prefect_api_url} if prefect_api_url else {}
     return clean_env(
         ASSEMBLYAI_BASE_URL=server.base_url,
         ASSEMBLYAI_API_KEY=LOCAL_KEY,
-        PREFECT_API_URL=prefect_api_url,
-        **(first_poll | extra),
+        **(prefect | first_poll | extra),
     )
 
 
