@@ -75,7 +75,7 @@ def test_delete_after_collect_deletes_each_transcript_after_its_rows(
     make_media(media, 6)
 
     done = voxlake_run(
-        [str(media), "--output", str(out), "--delete-after-collect"], run_env(server)
+        [str(media), "--output", str(out), "--delete-after-collect"], run_env(server), report=True
     )
 
     assert done.returncode == 0, done.stdout + done.stderr

@@ -45,7 +45,8 @@ def clips_run(tmp_path: Path, n: int = CLIPS) -> list[str]:
     for i in range(n):
         write_synth_wav(folder / f"clip-{i:02d}.wav", "the birch canoe slid on the smooth planks",
                         60 + 5 * i, sample_rate=8000, seed=i)  # fmt: skip
-    return [str(folder), "--output", str(tmp_path / "out")]
+    # No HTML report: these tests are about the jobs, and drawing it is most of a run's CPU.
+    return [str(folder), "--output", str(tmp_path / "out"), "--no-report"]
 
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -76,7 +76,7 @@ def test_a_rerun_says_what_it_did_and_a_run_with_nothing_to_do_writes_nothing(
     args = [str(manifest), "--output", str(out)]
     before = requests_made(local_server)
 
-    first = voxlake_run(args, env)
+    first = voxlake_run(args, env, report=True)
 
     assert first.returncode == 0, first.stdout + first.stderr
     made = requests_made(local_server) - before
@@ -100,7 +100,7 @@ def test_a_rerun_says_what_it_did_and_a_run_with_nothing_to_do_writes_nothing(
     # The same command again: nothing to do, so no request and not one new file.
     files = files_under(out)
     before = requests_made(local_server)
-    second = voxlake_run(args, env)
+    second = voxlake_run(args, env, report=True)
     assert second.returncode == 0, second.stdout + second.stderr
     assert requests_made(local_server) == before
     assert files_under(out) == files

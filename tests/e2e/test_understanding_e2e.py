@@ -69,7 +69,7 @@ def test_every_feature_lands_in_its_table_for_every_spoken_item(
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     server = ServeLocal(tmp_path)
     try:
-        done = voxlake_run([str(manifest), "--output", str(out)], run_env(server))
+        done = voxlake_run([str(manifest), "--output", str(out)], run_env(server), report=True)
     finally:
         server.stop()
     assert done.returncode == 0, done.stdout + done.stderr

@@ -111,9 +111,12 @@ def run_env(server: ServeLocal, prefect_api_url: str | None = None, **extra: str
 
 
 def voxlake_run(
-    args: Sequence[str], env: dict[str, str], timeout_s: float = 300
+    args: Sequence[str], env: dict[str, str], timeout_s: float = 300, *, report: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """`voxlake run ARGS` as a process. Without ``report`` it writes no HTML report: drawing it
+    was about half of a small run's CPU (~1.2 s), and only the tests of the report read it."""
     cmd = [sys.executable, "-m", "voxlake.cli", "run", *args, "--no-progress"]
+    cmd += [] if report else ["--no-report"]
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
 
 
