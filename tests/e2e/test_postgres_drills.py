@@ -28,7 +28,7 @@ import pytest
 
 from tests.e2e.test_backfill_e2e import REPO, Api, make_media, run_deployment, worker
 from tests.support.clikit import LOCAL_KEY, ServeLocal, wait_until
-from tests.support.prefect_server import clean_env, free_port
+from tests.support.prefect_server import clean_env, free_port, postgres_or_skip
 from voxlake.lake.read import read_current
 from voxlake.serve import (
     CLIENT_AUTH_ENV,
@@ -44,16 +44,6 @@ ITEMS, SHARDS = 6, 1
 DEADLINE_S = 240.0  # bounds a broken run on the loaded machine; nothing is asserted on time
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def _postgres_or_skip() -> None:
-    from voxlake.postgres import _as_server_user, bin_dir
-
-    try:
-        bin_dir()
-        _as_server_user()
-    except ServeError as exc:
-        pytest.skip(f"no PostgreSQL to run on (`make postgresql` installs it): {exc}")
 
 
 class PgServe:
@@ -133,7 +123,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeLocal]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, local: ServeLocal) -> Iterator[PgServe]:
-    _postgres_or_skip()
+    postgres_or_skip()
     serve = PgServe(tmp_path_factory.mktemp("pg-serve"), local)
     try:
         serve.start()

@@ -13,7 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxlake import lifeline
+import pytest
+
+from voxlake import lifeline, postgres
+from voxlake.errors import ServeError
 from voxlake.serve import start_server, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +46,27 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The test process's environment without any Prefect or AssemblyAI setting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ASSEMBLYAI_"))}
     return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+
+
+def postgres_or_skip() -> None:
+    """Skip the test unless this machine can run :mod:`voxlake.postgres`'s PostgreSQL."""
+    try:
+        postgres.bin_dir()
+        postgres._as_server_user()
+    except ServeError as exc:
+        pytest.skip(f"no PostgreSQL to run on (`make postgresql` installs it): {exc}")
+
+
+@contextmanager
+def private_postgres(root: Path) -> Iterator[str]:
+    """The PostgreSQL ``voxlake serve --database postgresql`` runs, with its files in ``root``
+    (skips the test without one); its connection URL, for :func:`prefect_server`."""
+    postgres_or_skip()
+    process, url = postgres.start(root, os.environ)
+    try:
+        yield url
+    finally:
+        lifeline.stop(process)
 
 
 @dataclass(frozen=True)
@@ -92,10 +116,15 @@ class RunningServer:
 
 @contextmanager
 def prefect_server(
-    tmp: Path, template: DatabaseTemplate | None = None, **server_env: str
+    tmp: Path,
+    template: DatabaseTemplate | None = None,
+    database_url: str | None = None,
+    **server_env: str,
 ) -> Iterator[RunningServer]:
     """A server whose database starts as ``template`` (the session's), if there is one yet;
-    else its own new database, which becomes the template."""
+    else its own new database, which becomes the template. With ``database_url``, the
+    PostgreSQL there instead (:func:`private_postgres`), which the server migrates itself
+    (the template is SQLite's)."""
     port = free_port()
     env = clean_env(
         tmp / "client-home",
@@ -109,8 +138,10 @@ def prefect_server(
     home = tmp / "server-home"
     home.mkdir(parents=True, exist_ok=True)
     db = home / "prefect.db"  # Prefect's default database under PREFECT_HOME
+    if database_url is not None:
+        template = None
     copied = template is not None and template.copy_to(db)
-    process = start_server(home, "127.0.0.1", port, env)
+    process = start_server(home, "127.0.0.1", port, env, database_url)
     api_url = f"http://127.0.0.1:{port}/api"
     try:
         wait_until_healthy(api_url, process)
