@@ -153,6 +153,20 @@ def embedded_state_dir(output: str) -> Path:
     return Path(cache) / "voxlake" / "embedded-server" / digest
 
 
+def warm_embedded_engine(engine: str) -> None:
+    """Start the embedded server's speech-recognition workers now, when the run will use it:
+    they import and load their model on the other core while this process imports the rest
+    (the server's start finds them ready)."""
+    if _api_configured():
+        return
+    from voxlake.emulator.engines import resolve_engine_name
+
+    if resolve_engine_name(engine) == "sphinx":
+        from voxlake.emulator.sphinx import warm_pool
+
+        warm_pool()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """The AssemblyAI API a run talks to when the environment does not configure one."""

@@ -256,6 +256,10 @@ def run(**given: Any) -> None:
                 request.webhook_auth_header_value_env,
                 request.webhook_safety_poll_s,
             )
+    if not request.dry_run:
+        from voxlake.runner import warm_embedded_engine
+
+        warm_embedded_engine(environment.engine)
     with _imports_without_gc():
         if configured():  # the job runs as a Prefect flow: most of the start-up is Prefect's
             quiet_prefect_defaults()

@@ -20,7 +20,7 @@ How a file is recognised (:func:`recognise`, run in a worker process):
 Recognition is CPU-bound and PocketSphinx holds the GIL while it decodes, so it runs in a
 process pool (one worker per CPU, each loading the model once; Ctrl-C is left to the server,
 which kills them when it stops: see :func:`kill_pool`). The workers start and load the model
-as soon as an engine is made (:func:`_warm_pool`), so the first job does not wait for them.
+as soon as an engine is made (:func:`warm_pool`), so the first job does not wait for them.
 The server's scheduler admits at most ``concurrency_limit`` jobs at a time, so at most
 ``min(concurrency_limit, CPUs)`` files are recognised in parallel and the event loop stays free
 to answer requests.
@@ -346,7 +346,7 @@ def _load_model() -> None:
     _get_decoder()
 
 
-def _warm_pool() -> None:
+def warm_pool() -> None:
     """Start the workers and load their models now, while the server's first job is still
     being uploaded: that took ~0.5 s of a one-clip run (benchmarks/RESULTS.md, B10). A worker
     that takes two of these loads once, and the other loads at its first job."""
@@ -450,7 +450,7 @@ class SphinxEngine:
         self._closed = False
         with _pool_lock:
             _open_engines += 1
-        _warm_pool()
+        warm_pool()
 
     def close(self) -> None:
         """The server stops: the last open engine of the process kills the shared workers."""
