@@ -64,7 +64,13 @@ EVENT_SCHEMA = pa.schema(
         _f("stage", pa.string(), "Where a failure happened (upload, submit, poll, fetch, write)"),
         _f("error", pa.string(), "Why the item failed or was deferred"),
         _f("audio_duration_s", pa.float64(), "Audio duration in seconds"),
-        _f("run_id", pa.string(), "Prefect flow run that recorded the event", nullable=False),
+        _f(
+            "run_id",
+            pa.string(),
+            "Run that recorded the event: its Prefect flow run id, or the UUID a run outside "
+            "Prefect gives itself (`voxlake run` without a Prefect API, `voxlake recollect`)",
+            nullable=False,
+        ),
         _f("at", _UTC_US, "When the event was recorded (UTC)", nullable=False),
         _f(
             "tables",

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from voxlake.lake.tables.results import objects, result_rows
 from voxlake.lake.tables.rows import get
-from voxlake.lake.tables.schema import RUN_DATE, Table
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
 
 CHAPTERS_SCHEMA = pa.schema(
@@ -21,7 +21,7 @@ CHAPTERS_SCHEMA = pa.schema(
         _f("headline", pa.string(), "One-sentence headline of the chapter"),
         _f("gist", pa.string(), "A few words on what the chapter is about"),
         _f("summary", pa.string(), "A paragraph summarising the chapter"),
-        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={"description": "One row per chapter; only for transcripts with auto_chapters."},

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from voxlake.lake.tables.results import objects, result_rows
 from voxlake.lake.tables.rows import get
-from voxlake.lake.tables.schema import RUN_DATE, Table
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
 
 ENTITIES_SCHEMA = pa.schema(
@@ -20,7 +20,7 @@ ENTITIES_SCHEMA = pa.schema(
         _f("text", pa.string(), "The entity as spoken (redacted when its PII policy was on)"),
         _f("start_ms", pa.int64(), "Start time in the audio, milliseconds"),
         _f("end_ms", pa.int64(), "End time in the audio, milliseconds"),
-        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={"description": "One row per entity; only for transcripts with entity_detection."},

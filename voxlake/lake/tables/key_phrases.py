@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from voxlake.lake.tables.results import objects, result, result_rows, span
-from voxlake.lake.tables.schema import RUN_DATE, Table
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
 
 TIMESTAMPS = pa.list_(pa.struct([("start_ms", pa.int64()), ("end_ms", pa.int64())]))
@@ -25,7 +25,7 @@ KEY_PHRASES_SCHEMA = pa.schema(
             TIMESTAMPS,
             "Where it was said: a list of `{start_ms, end_ms}` (milliseconds), one per mention",
         ),
-        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={"description": "One row per key phrase; only for transcripts with auto_highlights."},

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from voxlake.lake.tables.rows import column, get, nested_rows, string_array, transcript_id
-from voxlake.lake.tables.schema import RUN_DATE, Rows, batch
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Rows, batch
 from voxlake.lake.tables.schema import field as _f
 
 Extract = Callable[[Any], list[dict[str, Any]]]
@@ -36,7 +36,7 @@ SEGMENT = [
     _f("end_ms", pa.int64(), "End of the segment in the audio, milliseconds"),
 ]
 RUN = [
-    _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+    FLOW_RUN_ID,
     RUN_DATE,
 ]
 

@@ -31,6 +31,14 @@ def field(name: str, type_: pa.DataType, description: str, *, nullable: bool = T
     return pa.field(name, type_, nullable=nullable, metadata={"description": description})
 
 
+#: Every table's run column, defined once.
+FLOW_RUN_ID = field(
+    "flow_run_id",
+    pa.string(),
+    "Run that wrote the row: its Prefect flow run id, or the UUID a run outside Prefect gives "
+    "itself (`voxlake run` without a Prefect API, `voxlake recollect`)",
+    nullable=False,
+)
 RUN_DATE = field(
     PARTITION_COLUMN,
     pa.date32(),

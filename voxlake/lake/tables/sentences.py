@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from voxlake.lake.tables.rows import column, get, nested_rows, string_array
-from voxlake.lake.tables.schema import RUN_DATE, Table, batch
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table, batch
 from voxlake.lake.tables.schema import field as _f
 
 
@@ -41,7 +41,7 @@ def segment_schema(kind: str, description: str) -> pa.Schema:
             _f("speaker", pa.string(), "Speaker label (`A`, `B`, ...) when speaker_labels is on"),
             _f("channel", pa.string(), "Audio channel (`1`, `2`, ...) when multichannel is on"),
             _f("word_count", pa.int64(), f"Number of words in the {kind}", nullable=False),
-            _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+            FLOW_RUN_ID,
             RUN_DATE,
         ],
         metadata={"description": description},

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from voxlake.lake.tables.results import objects, result_rows
 from voxlake.lake.tables.rows import get
-from voxlake.lake.tables.schema import RUN_DATE, Table
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table
 from voxlake.lake.tables.schema import field as _f
 
 SENTIMENT_SCHEMA = pa.schema(
@@ -23,7 +23,7 @@ SENTIMENT_SCHEMA = pa.schema(
         _f("confidence", pa.float64(), "Confidence in the sentiment, 0..1"),
         _f("speaker", pa.string(), "Speaker label when speaker_labels is on"),
         _f("channel", pa.string(), "Audio channel when multichannel is on"),
-        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={"description": "One row per sentence; only for transcripts with sentiment_analysis."},

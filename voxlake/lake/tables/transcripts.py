@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from voxlake.lake.tables.rows import enum_value, get, utc
 from voxlake.lake.tables.rows import transcript_id as transcript_id_of
-from voxlake.lake.tables.schema import PARTITION_COLUMN, RUN_DATE, UTC_US, Table, batch
+from voxlake.lake.tables.schema import FLOW_RUN_ID, PARTITION_COLUMN, RUN_DATE, UTC_US, Table, batch
 from voxlake.lake.tables.schema import field as _f
 from voxlake.redact import redact_text
 
@@ -67,7 +67,7 @@ TRANSCRIPTS_SCHEMA = pa.schema(
             "When voxlake wrote this row (UTC); orders a media item's outcomes across runs",
             nullable=False,
         ),
-        _f("flow_run_id", pa.string(), "Prefect flow run that produced the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={"description": "One row per media item per flow run."},

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from voxlake.lake.tables.rows import column, nested_rows, string_array
-from voxlake.lake.tables.schema import RUN_DATE, Table, batch
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table, batch
 from voxlake.lake.tables.schema import field as _f
 
 UTTERANCES_SCHEMA = pa.schema(
@@ -23,7 +23,7 @@ UTTERANCES_SCHEMA = pa.schema(
         _f("end_ms", pa.int64(), "End time in the audio, milliseconds"),
         _f("confidence", pa.float64(), "Utterance confidence, 0..1"),
         _f("text", pa.string(), "What was said in this turn", nullable=False),
-        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from voxlake.lake.tables.rows import column, nested_rows, string_array
-from voxlake.lake.tables.schema import RUN_DATE, Table, batch
+from voxlake.lake.tables.schema import FLOW_RUN_ID, RUN_DATE, Table, batch
 from voxlake.lake.tables.schema import field as _f
 
 WORDS_SCHEMA = pa.schema(
@@ -33,7 +33,7 @@ WORDS_SCHEMA = pa.schema(
         _f("confidence", pa.float64(), "Word confidence, 0..1"),
         _f("speaker", pa.string(), "Speaker label (`A`, `B`, ...) when speaker_labels is on"),
         _f("channel", pa.string(), "Audio channel (`1`, `2`, ...) when multichannel is on"),
-        _f("flow_run_id", pa.string(), "Prefect flow run that wrote the row", nullable=False),
+        FLOW_RUN_ID,
         RUN_DATE,
     ],
     metadata={"description": "One row per transcribed word."},
