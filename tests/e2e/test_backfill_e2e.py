@@ -47,6 +47,7 @@ import pytest
 from tests.support.clikit import ServeLocal, wait_until
 from tests.support.prefect_server import (
     RunningServer,
+    prefect_api,
     prefect_cli,
     prefect_server,
     private_postgres,
@@ -85,7 +86,7 @@ def run_deployment(env: dict[str, str], name: str, params: dict[str, Any]) -> st
 
 class Api:
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=60)
+        self.http = prefect_api(url)
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.http.get(f"/flow_runs/{run_id}").raise_for_status().json()

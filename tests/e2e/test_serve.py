@@ -20,7 +20,13 @@ import psutil
 import pytest
 
 from tests.support.flowkit import speech_clips, write_manifest
-from tests.support.prefect_server import DatabaseTemplate, clean_env, free_port, prefect_server
+from tests.support.prefect_server import (
+    DatabaseTemplate,
+    clean_env,
+    free_port,
+    prefect_api,
+    prefect_server,
+)
 from tests.support.secrets import KEY_A, KEY_B
 from voxlake.emulator import LocalServer
 from voxlake.serve import SERVER_AUTH_ENV, ServeError, check_bind, choose_endpoint, commands
@@ -191,7 +197,7 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
     log = tmp_path / "serve.log"
     serve = _start_serve(tmp_path, port, env)
     try:
-        api = httpx.Client(base_url=api_url, timeout=30)
+        api = prefect_api(api_url, timeout_s=30)
         _wait_until_serving(serve, api, log)
         printed = log.read_text()
         assert f"AssemblyAI endpoint: {local_server.base_url}, with the key in" in printed
@@ -207,8 +213,11 @@ def test_voxlake_serve_runs_a_deployment_through_its_worker(
         manifest = write_manifest(tmp_path / "m.csv", speech_clips(tmp_path / "media", 2))
         deployment = api.get("/deployments/name/transcribe-manifest/nightly").json()
         params = {"manifest": str(manifest), "output": str(tmp_path / "out")}
+        # With a key: a request the server answered 503 is sent again (prefect_api), and must
+        # not make a second run.
         created = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": params}
+            f"/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": params, "idempotency_key": f"test-{port}"},
         )
         assert created.status_code == 201, created.text
         run = created.json()
@@ -275,7 +284,7 @@ def test_without_a_key_serve_and_its_printed_backfill_over_data_complete(tmp_pat
     serve = _start_serve(tmp_path, port, env, "--local-arg=--engine=scripted", cwd=REPO)
     started: list[psutil.Process] = []
     try:
-        api = httpx.Client(base_url=api_url, timeout=30)
+        api = prefect_api(api_url, timeout_s=30)
         _wait_until_serving(serve, api, log)
         printed = log.read_text()
         assert "No ASSEMBLYAI_API_KEY: the deployments use the embedded local" in printed

@@ -8,11 +8,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from voxlake import lifeline, postgres
@@ -150,3 +152,33 @@ def prefect_server(
         yield RunningServer(api_url, {**env, "PREFECT_API_URL": api_url}, process)
     finally:
         lifeline.stop(process)
+
+
+class _AgainOn503(httpx.BaseTransport):
+    """Sends a request again while the server answers 503, as Prefect's own client does: a
+    loaded Prefect server on SQLite answers 503 when it gave up waiting for the database lock,
+    and the request changed nothing. Bounded by ``deadline_s``; then the 503 is the answer."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._deadline_s = deadline_s
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self._deadline_s
+        pause = 0.5
+        while True:
+            response = self._inner.handle_request(request)
+            if response.status_code != 503 or time.monotonic() + pause > deadline:
+                return response
+            response.read()
+            response.close()
+            time.sleep(pause)  # a back-off before asking again, as Prefect's client waits
+            pause = min(pause * 2, 8.0)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def prefect_api(base_url: str, *, timeout_s: float = 60, deadline_s: float = 120) -> httpx.Client:
+    """An HTTP client of a test's Prefect API that retries 503s as Prefect's client does."""
+    return httpx.Client(base_url=base_url, timeout=timeout_s, transport=_AgainOn503(deadline_s))
