@@ -188,7 +188,7 @@ def _run_signature() -> inspect.Signature:
 
 
 @app.command("run")
-# Before the flow starts nothing was sent; from then on voxlake.runner says what happened.
+# Before the job starts nothing was sent; from then on voxlake.runner says what happened.
 @_stops_on_interrupt("Interrupted before anything was submitted.")
 def run(**given: Any) -> None:
     """Transcribe every item of MANIFEST into Parquet tables under --output.
