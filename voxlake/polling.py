@@ -397,18 +397,18 @@ class SharedPoller:
 
     async def _run(self) -> None:
         interval = self._min_interval_s
-        last_round = self._last_round  # of the loop before, if the run's ids ran out meanwhile
         while self._due:
             self._wake.clear()
             # The interval after the last round, and not before the first pending id is due.
-            next_round = max(last_round + interval, min(self._due.values()))
+            # The last round is kept across loops: ids may run out and come again (chunks).
+            next_round = max(self._last_round + interval, min(self._due.values()))
             if self._nudges >= min(self._tail_finds, len(self._due)):
-                next_round = min(next_round, last_round + self._tail_interval_s)
+                next_round = min(next_round, self._last_round + self._tail_interval_s)
             now = self._clock()
             if next_round > now:
                 await self._nap(next_round - now)
                 continue  # woken by a registration or a nudge, or it is time: look again
-            last_round = self._last_round = now
+            self._last_round = now
             self._nudges = 0
             try:
                 results = await self._poller.poll_once()

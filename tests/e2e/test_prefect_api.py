@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import psutil
 import pyarrow.parquet as pq
 
 from tests.support.flowkit import speech_clips, write_manifest
+from tests.support.prefect_server import clean_env
 from tests.support.secrets import KEY_A
 from voxlake.emulator import LocalServer
 
@@ -36,11 +36,6 @@ atexit.register(said)
 sys.argv = ["voxlake", *sys.argv[1:]]
 runpy.run_module("voxlake.cli", run_name="__main__")
 """
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ASSEMBLYAI_"))}
-    return env | {"PREFECT_HOME": str(home), **extra}
 
 
 def _run_watching_children(
@@ -74,7 +69,7 @@ def test_without_a_prefect_api_the_run_imports_no_prefect_and_starts_no_process(
 ) -> None:
     manifest = write_manifest(tmp_path / "manifest.csv", speech_clips(tmp_path / "media", 6))
     home = tmp_path / "prefect-home"
-    env = _env(home, ASSEMBLYAI_BASE_URL=local_server.base_url, ASSEMBLYAI_API_KEY=KEY_A)
+    env = clean_env(home, ASSEMBLYAI_BASE_URL=local_server.base_url, ASSEMBLYAI_API_KEY=KEY_A)
     cmd = [sys.executable, "-c", WATCHED, "run", str(manifest)]
     cmd += ["--output", str(tmp_path / "out"), "--no-progress", "--chunk-size", "2"]
 
@@ -110,7 +105,7 @@ def test_with_an_api_in_the_active_profile_the_run_is_a_flow_run_there(
     (home / "profiles.toml").write_text(
         f'active = "mine"\n\n[profiles.mine]\nPREFECT_API_URL = "{prefect_url}"\n'
     )
-    env = _env(home, ASSEMBLYAI_BASE_URL=local_server.base_url, ASSEMBLYAI_API_KEY=KEY_A)
+    env = clean_env(home, ASSEMBLYAI_BASE_URL=local_server.base_url, ASSEMBLYAI_API_KEY=KEY_A)
     output = tmp_path / "out"
     cmd = [sys.executable, "-m", "voxlake.cli", "run", str(manifest)]
     cmd += ["--output", str(output), "--no-progress", "--chunk-size", "2"]
